@@ -1,0 +1,32 @@
+# Settee: `make run` starts the server, `make test` runs the whole suite.
+# Both create the virtual environment and install the project first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+SHARED ?= ../shared
+
+.PHONY: install run test bench docker-test clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,lmdb,postgresql]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(VENV)/bin/settee serve
+
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+bench: install
+	$(PY) bench/storage.py
+
+docker-test:
+	$(SHARED)/tools/docker-smoke .
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,189 @@
+"""Settee's settings: one table of defaults with component-prefixed keys.
+
+Precedence, lowest first: :data:`DEFAULTS`, the settings file (TOML; its path from
+``SETTEE_CONFIG`` or the ``path`` argument), ``SETTEE_<KEY>`` environment variables
+(``SETTEE_STORAGE_BACKEND=lmdb``), then explicit overrides. A few short environment
+names are aliases (:data:`ENV_ALIASES`: ``SETTEE_BIND``, ``SETTEE_DATA_DIR``, ...).
+
+In the file, keys are written flat (``storage_backend = "sqlite"``) or by component
+(``[storage]`` then ``backend = "sqlite"``). Every value is checked once, at start:
+a bad one raises :class:`~settee.store.exceptions.ConfigurationError` naming the key.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from typing import Any
+
+from settee.store.exceptions import ConfigurationError
+
+#: key -> (default, type, help). ``list`` values are comma-separated in the environment,
+#: ``dict`` values are ``name=value`` pairs separated by commas.
+DEFAULTS: dict[str, tuple[Any, type, str]] = {
+    "server_bind": ("127.0.0.1:5984", str, "address:port gunicorn listens on"),
+    "server_workers": (2, int, "gunicorn worker processes"),
+    "server_threads": (4, int, "threads per worker"),
+    "server_timeout": (60, int, "seconds before a silent worker is restarted"),
+    "server_max_body": (64 * 1024 * 1024, int, "largest request body in bytes (413 above)"),
+    "server_max_document": (8 * 1024 * 1024, int, "largest document in bytes (413 above)"),
+    "server_max_json_depth": (64, int, "deepest JSON nesting accepted (400 above)"),
+    "server_log_level": ("info", str, "debug, info, warning or error"),
+    "storage_backend": ("sqlite", str, "memory, file, dbm, sqlite, lmdb or postgresql"),
+    "storage_data_dir": ("./data", str, "directory holding one store per database"),
+    "storage_stack": (["validation", "timestamps", "versioning", "serialization", "compression"],
+                      list, "layers from top to bottom over the backend"),
+    "storage_free_space_floor": (64 * 1024 * 1024, int,
+                                 "refuse writes (507) when less disk is free, in bytes"),
+    "sqlite_synchronous": ("FULL", str, "FULL: fsync at every commit; NORMAL: not on commit"),
+    "lmdb_map_size": (1 << 34, int, "largest LMDB file in bytes"),
+    "postgres_dsn": ("", str, "PostgreSQL connection string for the postgresql backend"),
+    "compression_level": (6, int, "zlib level, 0-9"),
+    "compression_min_size": (128, int, "values shorter than this are stored as is"),
+    "encryption_key": ("", str, "AES-256 key, 64 hex digits or base64 (encryption layer)"),
+    "versioning_revs_limit": (1000, int, "revisions remembered per document"),
+    "validation_schemas": ({"invoices": "settee.store.schemas:InvoiceSchema"}, dict,
+                           "database name = module:Schema (FormEncode)"),
+    "replication_target": ("", str, "backup store, as backend:path (e.g. sqlite:/backup)"),
+    "replication_interval": (0.5, float, "seconds between outbox drains"),
+    "auth_admin_user": ("", str, "server admin name"),
+    "auth_admin_password": ("", str, "server admin password (hashed at start)"),
+}
+
+ENV_ALIASES = {
+    "SETTEE_BIND": "server_bind",
+    "SETTEE_WORKERS": "server_workers",
+    "SETTEE_THREADS": "server_threads",
+    "SETTEE_DATA_DIR": "storage_data_dir",
+    "SETTEE_BACKEND": "storage_backend",
+    "SETTEE_STACK": "storage_stack",
+    "SETTEE_POSTGRES_DSN": "postgres_dsn",
+    "SETTEE_ADMIN_USER": "auth_admin_user",
+    "SETTEE_ADMIN_PASSWORD": "auth_admin_password",
+}
+
+CHOICES = {
+    "storage_backend": ("memory", "file", "dbm", "sqlite", "lmdb", "postgresql"),
+    "sqlite_synchronous": ("OFF", "NORMAL", "FULL", "EXTRA"),
+    "server_log_level": ("debug", "info", "warning", "error"),
+}
+RANGES = {
+    "server_workers": (1, 256), "server_threads": (1, 256), "server_timeout": (1, 86400),
+    "server_max_body": (1024, 1 << 40), "server_max_document": (64, 1 << 40),
+    "server_max_json_depth": (2, 10_000), "compression_level": (0, 9),
+    "compression_min_size": (0, 1 << 30), "versioning_revs_limit": (1, 1_000_000),
+    "storage_free_space_floor": (0, 1 << 50), "lmdb_map_size": (1 << 20, 1 << 50),
+    "replication_interval": (0.001, 3600),
+}
+
+
+class Settings(dict):
+    """The checked settings: a dict of key -> value, read once at start."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def _convert(key: str, value: Any, kind: type) -> Any:
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ConfigurationError(key, f"expected true or false, got {value!r}")
+    if kind in (int, float):
+        if isinstance(value, bool):
+            raise ConfigurationError(key, f"expected a number, got {value!r}")
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise ConfigurationError(key, f"expected {'an integer' if kind is int else 'a number'}, "
+                                          f"got {value!r}") from None
+    if kind is list:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return list(value)
+        raise ConfigurationError(key, f"expected a list of names, got {value!r}")
+    if kind is dict:
+        if isinstance(value, str):
+            pairs = {}
+            for part in filter(None, (p.strip() for p in value.split(","))):
+                name, sep, target = part.partition("=")
+                if not sep or not name.strip():
+                    raise ConfigurationError(key, f"expected name=value pairs, got {part!r}")
+                pairs[name.strip()] = target.strip()
+            return pairs
+        if isinstance(value, Mapping):
+            return {str(k): str(v) for k, v in value.items()}
+        raise ConfigurationError(key, f"expected a table of name = value, got {value!r}")
+    if not isinstance(value, str):
+        raise ConfigurationError(key, f"expected text, got {value!r}")
+    return value
+
+
+def _check(key: str, value: Any) -> Any:
+    if key in CHOICES:
+        folded = value.upper() if key == "sqlite_synchronous" else value.lower()
+        if folded not in CHOICES[key]:
+            raise ConfigurationError(key, f"{value!r} is not one of {', '.join(CHOICES[key])}")
+        value = folded
+    if key in RANGES:
+        low, high = RANGES[key]
+        if not low <= value <= high:
+            raise ConfigurationError(key, f"{value!r} is outside {low}..{high}")
+    if key == "server_bind":
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigurationError(key, f"expected host:port, got {value!r}")
+    return value
+
+
+def _flatten(data: Mapping[str, Any], path: str) -> dict[str, Any]:
+    flat = {}
+    for name, value in data.items():
+        if isinstance(value, Mapping) and name not in DEFAULTS:
+            for sub, subvalue in value.items():
+                flat[f"{name}_{sub}"] = subvalue
+        else:
+            flat[name] = value
+    for key in flat:
+        if key not in DEFAULTS:
+            raise ConfigurationError(key, f"unknown setting in {path}")
+    return flat
+
+
+def load_settings(path: str | None = None, env: Mapping[str, str] | None = None,
+                  **overrides: Any) -> Settings:
+    """Defaults, then the file, then ``SETTEE_*`` variables, then ``overrides``; checked."""
+    env = os.environ if env is None else env
+    values = {key: default for key, (default, _, _) in DEFAULTS.items()}
+    path = path or env.get("SETTEE_CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as f:
+                values.update(_flatten(tomllib.load(f), path))
+        except OSError as e:
+            raise ConfigurationError("SETTEE_CONFIG", f"cannot read {path}: {e.strerror}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigurationError("SETTEE_CONFIG", f"{path} is not valid TOML: {e}") from e
+    for name, text in env.items():
+        if name in ENV_ALIASES:
+            values[ENV_ALIASES[name]] = text
+        elif name.startswith("SETTEE_") and name != "SETTEE_CONFIG":
+            key = name[len("SETTEE_"):].lower()
+            if key not in DEFAULTS:
+                raise ConfigurationError(name, "unknown setting in the environment")
+            values[key] = text
+    for key, value in overrides.items():
+        if key not in DEFAULTS:
+            raise ConfigurationError(key, "unknown setting")
+        values[key] = value
+    return Settings({key: _check(key, _convert(key, values[key], DEFAULTS[key][1]))
+                     for key in DEFAULTS})

@@ -1,0 +1,307 @@
+"""The interface every backend and every layer offers.
+
+A *store* is a ``MutableMapping`` plus three capabilities:
+
+``transaction()``
+    A re-entrant context manager. Everything done through the store (and every layer
+    above it) inside the outermost ``with`` block is one atomic unit: other threads
+    and other processes see all of it or none of it, and a read-check-write inside it
+    cannot interleave with another writer. Leaving the block by an exception rolls
+    back. How each backend achieves this is written in its module docstring.
+
+``range(start, end, descending=..., inclusive_end=..., keys_only=...)``
+    Ordered iteration over a key range (code-point order of ``str`` keys). Ordered
+    backends answer in O(log n + k); scanning backends sort and say so in
+    ``ordered = False``.
+
+``close()``
+    Releases files and connections. Lifecycle methods do their own work, then call
+    the inner store's: no ``__getattr__`` forwarding.
+
+Layers take the store they wrap as their first argument (:class:`Layer`). Codec
+layers, which change values but not keys, subclass :class:`CodecLayer` and implement
+``encode``/``decode`` only.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any, Generic, TypeVar
+
+from .exceptions import InvalidKey, NotFound
+
+V = TypeVar("V")
+W = TypeVar("W")
+
+
+class _Missing:
+    """The named sentinel for "absent" (``None`` can be a value)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Any = _Missing()
+
+
+def in_range(key: str, start: str | None, end: str | None, inclusive_end: bool) -> bool:
+    """Whether ``key`` lies in ``[start, end]`` (or ``[start, end)``), bounds optional."""
+    if start is not None and key < start:
+        return False
+    if end is not None and (key > end or (key == end and not inclusive_end)):
+        return False
+    return True
+
+
+def prefix_end(prefix: str) -> str:
+    """The smallest key greater than every key that starts with ``prefix``."""
+    return prefix + "\U0010ffff"
+
+
+class Store(MutableMapping[str, V], Generic[V]):
+    """Abstract store: a mapping with transactions, ordered ranges and close()."""
+
+    ordered = True
+
+    def transaction(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def range(self, start: str | None = None, end: str | None = None, *,
+              descending: bool = False, inclusive_end: bool = True,
+              keys_only: bool = False) -> Iterator[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def prefix(self, prefix: str, *, descending: bool = False,
+               keys_only: bool = False) -> Iterator[Any]:
+        """Items (or keys) whose key starts with ``prefix``, in order."""
+        return self.range(prefix, prefix_end(prefix), descending=descending,
+                          inclusive_end=False, keys_only=keys_only)
+
+    def get_many(self, keys: list[str]) -> dict[str, V]:
+        """The values of those ``keys`` that exist (one round trip where the backend can)."""
+        found = {}
+        for key in keys:
+            try:
+                found[key] = self[key]
+            except KeyError:
+                pass
+        return found
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Backend(Store[bytes]):
+    """A storage backend: persists ``str`` keys and ``bytes`` values.
+
+    Subclasses implement ``_get``, ``_put``, ``_delete``, ``_scan`` and the
+    transaction hooks; this class checks keys and values once for all of them.
+    """
+
+    max_key_length = 4096
+
+    def check_key(self, key: object) -> str:
+        if not isinstance(key, str):
+            raise InvalidKey(f"keys are str, not {type(key).__name__}", key=repr(key))
+        if not key:
+            raise InvalidKey("the empty key cannot be stored", key=key)
+        if len(key) > self.max_key_length:
+            raise InvalidKey(f"key longer than {self.max_key_length} characters", key=key[:80])
+        if "\x00" in key or any(0xD800 <= ord(c) <= 0xDFFF for c in key):
+            raise InvalidKey("keys may not contain NUL or unpaired surrogates", key=repr(key[:80]))
+        return key
+
+    @staticmethod
+    def check_value(value: object) -> bytes:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return bytes(value)
+        raise TypeError(f"backends store bytes, not {type(value).__name__}")
+
+    def range(self, start=None, end=None, *, descending=False, inclusive_end=True,
+              keys_only=False):
+        """Scan-and-sort fallback for unordered backends (O(n log n))."""
+        keys = sorted((k for k in self if in_range(k, start, end, inclusive_end)),
+                      reverse=descending)
+        for key in keys:
+            if keys_only:
+                yield key
+                continue
+            try:
+                yield key, self[key]
+            except KeyError:  # deleted by another writer since the scan
+                continue
+
+
+class ReentrantTransactions:
+    """Mix-in: a per-thread re-entrant ``transaction()`` over begin/commit/rollback hooks.
+
+    The outermost ``with`` in a thread takes ``self._thread_lock`` (one writer thread
+    per process at a time) and calls ``_begin``; it calls ``_commit`` when the block
+    ends normally and ``_rollback`` when it raises. Inner blocks join the outer one.
+    """
+
+    def _init_transactions(self) -> None:
+        self._thread_lock = threading.RLock()
+        self._tx_state = threading.local()
+
+    def in_transaction(self) -> bool:
+        return getattr(self._tx_state, "depth", 0) > 0
+
+    @contextmanager
+    def transaction(self):
+        depth = getattr(self._tx_state, "depth", 0)
+        if depth:
+            self._tx_state.depth = depth + 1
+            try:
+                yield self
+            finally:
+                self._tx_state.depth = depth
+            return
+        with self._thread_lock:
+            self._begin()
+            self._tx_state.depth = 1
+            try:
+                yield self
+            except BaseException:
+                self._tx_state.depth = 0
+                self._rollback()
+                raise
+            self._tx_state.depth = 0
+            self._commit()
+
+    def _begin(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _commit(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _rollback(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Layer(Store[V], Generic[V, W]):
+    """A store wrapping another store (``inner``); passes lifecycle calls down."""
+
+    def __init__(self, inner: Store[W], **options):
+        self.inner = inner
+        for name, value in options.items():
+            setattr(self, name, value)
+
+    @property
+    def ordered(self) -> bool:  # type: ignore[override]
+        return self.inner.ordered
+
+    def transaction(self):
+        return self.inner.transaction()
+
+    def in_transaction(self) -> bool:
+        return self.inner.in_transaction()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def bottom(self) -> Store:
+        """The backend at the bottom of the stack."""
+        store = self
+        while isinstance(store, Layer):
+            store = store.inner
+        return store
+
+    def find_layer(self, cls: type) -> Store | None:
+        """The first layer of type ``cls`` at or below this one, if any."""
+        store: Store = self
+        while True:
+            if isinstance(store, cls):
+                return store
+            if not isinstance(store, Layer):
+                return None
+            store = store.inner
+
+
+class CodecLayer(Layer[V, W]):
+    """A layer that transforms values symmetrically and leaves keys alone.
+
+    Subclasses implement ``encode(key, value)`` (called by ``__setitem__``) and
+    ``decode(key, stored)`` (called by every read); keys, iteration and deletion pass
+    through unchanged.
+    """
+
+    def encode(self, key: str, value: V) -> W:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def decode(self, key: str, stored: W) -> V:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> V:
+        return self.decode(key, self.inner[key])
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self.inner[key] = self.encode(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        del self.inner[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.inner
+
+    def get_many(self, keys):
+        return {k: self.decode(k, v) for k, v in self.inner.get_many(keys).items()}
+
+    def range(self, start=None, end=None, *, descending=False, inclusive_end=True,
+              keys_only=False):
+        items = self.inner.range(start, end, descending=descending,
+                                 inclusive_end=inclusive_end, keys_only=keys_only)
+        if keys_only:
+            yield from items
+            return
+        for key, stored in items:
+            yield key, self.decode(key, stored)
+
+
+
+class DocumentLayer(Layer[V, V]):
+    """A document layer that acts on writes only; reads and scans pass through.
+
+    Deletion is a write too: ``del layer[key]`` writes a tombstone through
+    ``__setitem__``, so every document layer sees it (and can stamp or check it).
+    """
+
+    def __getitem__(self, key):
+        return self.inner[key]
+
+    def __delitem__(self, key: str) -> None:
+        from .document import tombstone
+        self[key] = tombstone()
+
+    def __iter__(self):
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __contains__(self, key) -> bool:
+        return key in self.inner
+
+    def get_many(self, keys):
+        return self.inner.get_many(keys)
+
+    def range(self, *args, **kw):
+        return self.inner.range(*args, **kw)

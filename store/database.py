@@ -1,0 +1,122 @@
+"""The embedded API: a database is a mapping of document ids to documents.
+
+::
+
+    from settee.store import open_database
+    db = open_database("./data", "invoices")
+    db["inv1"] = {"payments": [], "lineItems": []}
+    doc = db["inv1"]                    # {"_id": "inv1", "_rev": "1-…", …}
+    doc["customer"] = "ACME"
+    db["inv1"] = doc                    # names its _rev, so no conflict
+    db["inv1", doc["_rev"]]             # an old revision, as in the design talk
+
+The semantics are the server's: a write must name the current revision (``_rev``)
+or it raises :class:`~.exceptions.Conflict`; ``del db[id]`` deletes the current
+revision (the mapping protocol cannot name one; :meth:`Database.delete` checks it).
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, MutableMapping
+from typing import Any
+
+from .base import Layer, Store
+from .document import CURRENT, Doc, Document, Meta, as_doc
+from .exceptions import BadRequest
+from .versioning import Change, Versioning
+
+
+class Database(MutableMapping[str, Document]):
+    """One database: the top of its stack, plus what a document database adds."""
+
+    def __init__(self, name: str, top: Store, backend: Store):
+        self.name = name
+        self.top = top
+        self.backend = backend
+        versions = top.find_layer(Versioning) if isinstance(top, Layer) else None
+        if versions is None:
+            raise TypeError("a Database needs a versioning layer in its stack")
+        self.versions: Versioning = versions
+
+    # -- the mapping ------------------------------------------------------------
+    def __getitem__(self, key) -> Doc:
+        return self.top[key]
+
+    def __setitem__(self, key: str, value: Document) -> None:
+        self.top[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.top[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.versions)
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+    def __contains__(self, key) -> bool:
+        return key in self.versions
+
+    # -- what the server needs ----------------------------------------------------
+    def save(self, doc: Document, *, new_edits: bool = True, user: str | None = None) -> Doc:
+        """Write ``doc`` (its ``_id``, or a new UUID); returns it with ``meta.rev`` set."""
+        doc = as_doc(dict(doc) if not isinstance(doc, Doc) else doc)
+        doc_id = doc.get("_id")
+        if doc_id is None:
+            doc_id = uuid.uuid4().hex
+        if not isinstance(doc_id, str) or not doc_id:
+            raise BadRequest("_id must be a non-empty string")
+        doc.meta.new_edits = new_edits
+        doc.meta.user = user
+        self.top[doc_id] = doc
+        return doc
+
+    def delete(self, doc_id: str, rev: str | None, *, user: str | None = None) -> Doc:
+        """Delete revision ``rev`` of ``doc_id``: a tombstone revision."""
+        doc = Doc({}, Meta(rev=rev, deleted=True, user=user))
+        self.top[doc_id] = doc
+        return doc
+
+    def get(self, key, default=None, *, rev: str | None = None):
+        try:
+            return self.top[(key, rev)] if rev is not None else self.top[key]
+        except KeyError:
+            return default
+
+    def docs(self, start: str | None = None, end: str | None = None, *,
+             descending: bool = False, inclusive_end: bool = True) -> Iterator[tuple[str, Doc]]:
+        """Live documents by id in [start, end], streamed in order."""
+        return self.versions.range(start, end, descending=descending, inclusive_end=inclusive_end)
+
+    def changes(self, since: int = 0, *, descending: bool = False) -> Iterator[Change]:
+        return self.versions.changes(since, descending=descending)
+
+    def info(self) -> dict[str, Any]:
+        info = self.versions.info()
+        size = self.backend.size_on_disk() if hasattr(self.backend, "size_on_disk") else 0
+        return {"update_seq": info["seq"], "doc_count": info["docs"],
+                "doc_del_count": info["deleted"], "size": size}
+
+    def compact(self) -> int:
+        dropped = self.versions.compact()
+        if hasattr(self.backend, "vacuum"):
+            self.backend.vacuum()
+        return dropped
+
+    def transaction(self):
+        return self.top.transaction()
+
+    def close(self) -> None:
+        self.top.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Database {self.name!r}>"
+
+
+__all__ = ["Database", "CURRENT"]

@@ -1,0 +1,208 @@
+"""The ``sqlite`` backend, Settee's embedded default.
+
+One SQLite file per database, one table ``kv(key TEXT PRIMARY KEY, value BLOB)``
+without rowids, so a key lookup and a range scan are B-tree walks: O(log n) and
+O(log n + k). ``TEXT`` keys compare with ``memcmp`` on UTF-8, which is code-point
+order, the same order as Python's ``str`` comparison.
+
+Durability: WAL journal; ``synchronous=FULL`` by default, so a commit is fsynced
+before ``transaction()`` returns (``NORMAL`` survives a process crash but may lose
+the last commits on a power cut; it is a setting, ``sqlite_synchronous``).
+
+Transactions across threads and processes: every thread has its own connection
+(re-opened after a fork). The outermost ``transaction()`` of a thread takes the
+process's thread lock, then an exclusive ``flock`` on ``<file>-lock``, then
+``BEGIN IMMEDIATE``; it commits and releases in the reverse order. Writers of every
+process therefore queue on one kernel lock instead of polling SQLite's busy handler.
+Reads outside a transaction need no lock: WAL gives each statement a consistent
+snapshot of the last commit. Single writes outside a transaction are wrapped in
+their own transaction.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+
+from .base import Backend, ReentrantTransactions
+from .exceptions import BackendError, StorageFull
+from .locking import FileLock
+
+
+@contextmanager
+def translate_errors(path: str):
+    """The one place where sqlite3's exceptions become the store's."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        text = str(e)
+        if "full" in text or "disk I/O" in text:
+            raise StorageFull(f"{path}: {text}", original=e) from e
+        raise BackendError(f"{path}: {text}", original=e) from e
+    except sqlite3.DatabaseError as e:
+        raise BackendError(f"{path}: {e}", original=e) from e
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(f"{path}: {e}", original=e) from e
+        raise
+
+
+class SQLiteBackend(ReentrantTransactions, Backend):
+    ordered = True
+    synchronous_modes = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+    def __init__(self, path: str, synchronous: str = "FULL", timeout: float = 60.0):
+        self.path = path
+        synchronous = synchronous.upper()
+        if synchronous not in self.synchronous_modes:
+            raise ValueError(f"synchronous must be one of {self.synchronous_modes}")
+        self.synchronous = synchronous
+        self.timeout = timeout
+        self._local = threading.local()
+        self._lock = FileLock(path + "-lock")
+        self._init_transactions()
+        self._all_connections: list[sqlite3.Connection] = []
+        with translate_errors(path):
+            con = self._con()
+            con.execute("CREATE TABLE IF NOT EXISTS kv "
+                        "(key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
+
+    # -- connections ------------------------------------------------------------
+    def _con(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                                  check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute(f"PRAGMA synchronous={self.synchronous}")
+            local.con, local.pid = con, os.getpid()
+            self._all_connections.append(con)
+        return local.con
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits."""
+        with translate_errors(self.path):
+            return self._con().execute("PRAGMA data_version").fetchone()[0]
+
+    # -- transactions -----------------------------------------------------------
+    def _begin(self) -> None:
+        self._lock.acquire()
+        try:
+            with translate_errors(self.path):
+                self._con().execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _commit(self) -> None:
+        try:
+            with translate_errors(self.path):
+                self._con().execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        self._lock.release()
+
+    def _rollback(self) -> None:
+        try:
+            con = self._con()
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+        finally:
+            self._lock.release()
+
+    # -- the mapping ------------------------------------------------------------
+    def __getitem__(self, key: str) -> bytes:
+        with translate_errors(self.path):
+            row = self._con().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise KeyError(key)
+        return row[0]
+
+    def get_many(self, keys):
+        found = {}
+        con = self._con()
+        with translate_errors(self.path):
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                found.update(con.execute(f"SELECT key, value FROM kv WHERE key IN ({marks})",
+                                         chunk).fetchall())
+        return found
+
+    def __setitem__(self, key: str, value: bytes) -> None:
+        key, value = self.check_key(key), self.check_value(value)
+        with self.transaction(), translate_errors(self.path):
+            self._con().execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
+
+    def __delitem__(self, key: str) -> None:
+        with self.transaction(), translate_errors(self.path):
+            cur = self._con().execute("DELETE FROM kv WHERE key = ?", (key,))
+            if cur.rowcount == 0:
+                raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        with translate_errors(self.path):
+            return self._con().execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone() is not None
+
+    def __iter__(self):
+        return self.range(keys_only=True)
+
+    def __len__(self) -> int:
+        with translate_errors(self.path):
+            return self._con().execute("SELECT count(*) FROM kv").fetchone()[0]
+
+    def range(self, start=None, end=None, *, descending=False, inclusive_end=True,
+              keys_only=False):
+        """Keys in order, fetched in pages so a long scan never holds a big result."""
+        columns = "key" if keys_only else "key, value"
+        order = "DESC" if descending else "ASC"
+        con = self._con()
+        lo, lo_incl, hi, hi_incl = start, True, end, inclusive_end
+        while True:
+            where, args = [], []
+            if lo is not None:
+                where.append("key >= ?" if lo_incl else "key > ?")
+                args.append(lo)
+            if hi is not None:
+                where.append("key <= ?" if hi_incl else "key < ?")
+                args.append(hi)
+            sql = (f"SELECT {columns} FROM kv"
+                   f"{' WHERE ' + ' AND '.join(where) if where else ''}"
+                   f" ORDER BY key {order} LIMIT 512")
+            with translate_errors(self.path):
+                rows = con.execute(sql, args).fetchall()
+            for row in rows:
+                yield row[0] if keys_only else (row[0], row[1])
+            if len(rows) < 512:
+                return
+            last = rows[-1][0]
+            if descending:
+                hi, hi_incl = last, False
+            else:
+                lo, lo_incl = last, False
+
+    def size_on_disk(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(self.path + suffix)
+            except OSError:
+                pass
+        return total
+
+    def vacuum(self) -> None:
+        with self.transaction(), translate_errors(self.path):
+            self._con().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        for con in self._all_connections:
+            try:
+                con.close()
+            except sqlite3.Error:
+                pass
+        self._all_connections.clear()
+        self._local = threading.local()
+        self._lock.close()

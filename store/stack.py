@@ -1,0 +1,142 @@
+"""Composing a database's stack from settings: the backend and layer registries.
+
+``storage_stack`` lists layers from top to bottom; each name is looked up in
+:data:`LAYERS`, each backend name in :data:`BACKENDS`. Adding a feature to Settee is
+adding a layer class and one entry here (or calling :func:`register_layer` from your
+own module before the server starts).
+
+Layers come in four kinds, and the stack must keep them in this order, top down:
+``document`` layers (values are documents: validation, timestamps), ``versioning``
+(documents to revision records), the ``serializer`` (records to bytes), then
+``bytes`` layers (compression, encryption, replication), then the backend.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from .base import Backend, Store
+from .exceptions import ConfigurationError
+
+KINDS = ("document", "versioning", "serializer", "bytes")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    kind: str
+    factory: Callable[[Store, Any, str], Store | None]   # (inner, settings, db) -> layer
+
+
+LAYERS: dict[str, LayerSpec] = {}
+#: backend name -> factory(settings, db) opening (creating if need be) db's backend.
+#: File-based backends keep each database in its own directory (:func:`storage_dir`);
+#: a backend whose databases live elsewhere also registers a :class:`Catalog` driver.
+BACKENDS: dict[str, Callable[[Any, str], Backend]] = {}
+
+
+def register_layer(name: str, kind: str, factory) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}")
+    LAYERS[name] = LayerSpec(kind, factory)
+
+
+def register_backend(name: str, factory) -> None:
+    BACKENDS[name] = factory
+
+
+def storage_name(db: str) -> str:
+    """A database name as a file name: ``/`` and anything unusual percent-encoded."""
+    return quote(db, safe="").replace(".", "%2E")
+
+
+def storage_dir(settings, db: str) -> str:
+    """The directory that holds database ``db``'s files (one directory per database)."""
+    return os.path.join(settings["storage_data_dir"], storage_name(db))
+
+
+def check_stack(names: list[str]) -> None:
+    """Fail with the setting's name unless the layers exist and are in a valid order."""
+    rank = -1
+    for name in names:
+        if name not in LAYERS:
+            raise ConfigurationError("storage_stack", f"unknown layer {name!r}; "
+                                     f"known: {', '.join(sorted(LAYERS))}")
+        kind_rank = KINDS.index(LAYERS[name].kind)
+        if kind_rank < rank:
+            raise ConfigurationError("storage_stack", f"layer {name!r} ({LAYERS[name].kind}) "
+                                     "is out of order: document layers, then versioning, then serialization, then bytes layers")
+        rank = kind_rank
+    if len(set(names)) != len(names):
+        raise ConfigurationError("storage_stack", "a layer is named twice")
+    if "versioning" not in names or "serialization" not in names:
+        raise ConfigurationError("storage_stack", "a document database needs at least "
+                                 "'versioning' and 'serialization'")
+
+
+def backend_factory(settings):
+    name = settings["storage_backend"]
+    if name not in BACKENDS:
+        raise ConfigurationError("storage_backend", f"unknown backend {name!r}")
+    return BACKENDS[name]
+
+
+def build_stack(backend: Store, settings, db: str) -> Store:
+    """Wrap ``backend`` in the configured layers, bottom first; returns the top."""
+    names = list(settings["storage_stack"])
+    check_stack(names)
+    store = backend
+    for name in reversed(names):
+        layer = LAYERS[name].factory(store, settings, db)
+        if layer is not None:           # a layer may decline (no schema for this db)
+            store = layer
+    return store
+
+
+# -- the built-in registry ---------------------------------------------------------
+def _memory(settings, db):
+    from .memory import MemoryBackend
+    return MemoryBackend()
+
+
+def _sqlite(settings, db):
+    from .sqlite import SQLiteBackend
+    return SQLiteBackend(os.path.join(storage_dir(settings, db), "store.sqlite"),
+                         synchronous=settings["sqlite_synchronous"])
+
+
+def _serialization(inner, settings, db):
+    from .serialization import JSONSerializer
+    return JSONSerializer(inner)
+
+
+def _compression(inner, settings, db):
+    from .compression import ZlibCompression
+    return ZlibCompression(inner, level=settings["compression_level"],
+                           min_size=settings["compression_min_size"])
+
+
+def _encryption(inner, settings, db):
+    from .encryption import AESGCMEncryption
+    return AESGCMEncryption(inner, key=settings["encryption_key"])
+
+
+def _timestamps(inner, settings, db):
+    from .timestamps import Timestamps
+    return Timestamps(inner)
+
+
+def _versioning(inner, settings, db):
+    from .versioning import Versioning
+    return Versioning(inner, revs_limit=settings["versioning_revs_limit"])
+
+
+register_backend("memory", _memory)
+register_backend("sqlite", _sqlite)
+register_layer("timestamps", "document", _timestamps)
+register_layer("versioning", "versioning", _versioning)
+register_layer("serialization", "serializer", _serialization)
+register_layer("compression", "bytes", _compression)
+register_layer("encryption", "bytes", _encryption)
