@@ -107,6 +107,32 @@ def _sqlite(settings, db):
                          synchronous=settings["sqlite_synchronous"])
 
 
+def _file(settings, db):
+    from .filestore import FileBackend
+    return FileBackend(os.path.join(storage_dir(settings, db), "files"))
+
+
+def _dbm(settings, db):
+    from .dbmstore import DBMBackend
+    return DBMBackend(os.path.join(storage_dir(settings, db), "store.dbm"))
+
+
+def _lmdb(settings, db):
+    from .lmdbstore import LMDBBackend
+    return LMDBBackend(os.path.join(storage_dir(settings, db), "lmdb"),
+                       map_size=settings["lmdb_map_size"])
+
+
+def _validation(inner, settings, db):
+    from .validation import validation_layer
+    return validation_layer(inner, settings, db)     # None when db has no schema
+
+
+def _replication(inner, settings, db):
+    from .replication import replication_layer
+    return replication_layer(inner, settings, db)    # None when no target is set
+
+
 def _serialization(inner, settings, db):
     from .serialization import JSONSerializer
     return JSONSerializer(inner)
@@ -135,6 +161,11 @@ def _versioning(inner, settings, db):
 
 register_backend("memory", _memory)
 register_backend("sqlite", _sqlite)
+register_backend("file", _file)
+register_backend("dbm", _dbm)
+register_backend("lmdb", _lmdb)
+register_layer("validation", "document", _validation)
+register_layer("replication", "bytes", _replication)
 register_layer("timestamps", "document", _timestamps)
 register_layer("versioning", "versioning", _versioning)
 register_layer("serialization", "serializer", _serialization)
