@@ -305,35 +305,37 @@ class Versioning(Layer[Doc, Any]):
     def _commit_revision(self, key, current, winner, loser, info):
         inner = self.inner
         limit = info.get("revs_limit") or self.revs_limit
+        dropped = []
         if len(winner.meta.revisions) > limit:
-            for gone in range(limit, len(winner.meta.revisions)):
-                inner.pop(f"{OLD}{key}/{winner.meta.generation - gone}-"
-                          f"{winner.meta.revisions[gone]}", None)
+            dropped = [f"{OLD}{key}/{winner.meta.generation - gone}-{winner.meta.revisions[gone]}"
+                       for gone in range(limit, len(winner.meta.revisions))]
             winner.meta.revisions = winner.meta.revisions[:limit]
+        info["seq"] += 1
+        winner.meta.seq = info["seq"]
+        was_live = current is not None and not current.meta.deleted
+        # The new record first: if it cannot be stored (not JSON, too big), nothing is.
+        inner[(TOMB if winner.meta.deleted else DOC) + key] = winner
+        for gone in dropped:
+            inner.pop(gone, None)
         if current is not None:
             inner.pop(seq_key(current.meta.seq), None)
             if current is not winner:
                 inner[f"{OLD}{key}/{current.meta.rev}"] = current  # keep the old body
         if loser is not None and loser is not current:
             inner[f"{OLD}{key}/{loser.meta.rev}"] = loser          # a losing leaf
-        info["seq"] += 1
-        winner.meta.seq = info["seq"]
         inner[seq_key(winner.meta.seq)] = [key, winner.meta.rev, winner.meta.deleted]
-        was_live = current is not None and not current.meta.deleted
         if winner.meta.deleted:
             if was_live:
                 del inner[DOC + key]
                 info["docs"] -= 1
             if current is None or was_live:
                 info["deleted"] += 1
-            inner[TOMB + key] = winner
         else:
             if current is not None and current.meta.deleted:
                 del inner[TOMB + key]
                 info["deleted"] -= 1
             if not was_live:
                 info["docs"] += 1
-            inner[DOC + key] = winner
         inner[INFO] = info
 
     # -- _local documents ---------------------------------------------------------
