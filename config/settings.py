@@ -29,6 +29,7 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "server_max_document": (8 * 1024 * 1024, int, "largest document in bytes (413 above)"),
     "server_max_json_depth": (64, int, "deepest JSON nesting accepted (400 above)"),
     "server_log_level": ("info", str, "debug, info, warning or error"),
+    "server_access_log": ("-", str, "access log file, - for stdout, empty for none"),
     "storage_backend": ("sqlite", str, "memory, file, dbm, sqlite, lmdb or postgresql"),
     "storage_data_dir": ("./data", str, "directory holding one store per database"),
     "storage_stack": (["validation", "timestamps", "versioning", "serialization", "compression"],

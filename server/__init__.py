@@ -1,1 +1,1 @@
-"""x"""
+"""Settee's HTTP server: CouchDB's API over the store (werkzeug, run by gunicorn)."""

@@ -1,13 +1,166 @@
-"""The ``settee`` command line."""
+"""The ``settee`` command line.
+
+::
+
+    settee serve                  # gunicorn with config/gunicorn.conf.py (SETTEE_* settings)
+    settee dump DB > db.jsonl     # every document, one JSON line each, with its history
+    settee load DB db.jsonl       # load such a file (or any JSON lines of documents)
+    settee compact DB             # drop old revision bodies, reclaim space
+
+``dump`` and ``load`` work on the data directory directly (the stores are safe for
+several processes, so the server may keep running) and show a progress bar when
+standard error is a terminal.
+"""
 from __future__ import annotations
 
+import argparse
+import ipaddress
+import os
+import socket
 import sys
+
+import orjson
+
+from settee.config import load_settings
+from settee.store import Catalog
+from settee.store.exceptions import DatabaseExists, StoreError
+
+LOAD_BATCH = 500
+
+
+def progress(total: int | None, desc: str):
+    """A tqdm bar on a terminal, a silent counter otherwise."""
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="doc", file=sys.stderr,
+                disable=not sys.stderr.isatty())
+
+
+def is_loopback(bind: str) -> bool:
+    host = bind.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(a[4][0]).is_loopback
+                       for a in socket.getaddrinfo(host, None))
+        except (socket.gaierror, ValueError):
+            return False
+
+
+def serve(settings, extra: list[str]) -> int:
+    if not settings["auth_admin_user"] and not is_loopback(settings["server_bind"]):
+        print(f"settee: refusing to listen on {settings['server_bind']} with no server admin: "
+              "set SETTEE_ADMIN_USER and SETTEE_ADMIN_PASSWORD, or bind to 127.0.0.1",
+              file=sys.stderr)
+        return 2
+    if not settings["auth_admin_user"]:
+        print(f"settee: no server admin configured; listening on loopback only "
+              f"({settings['server_bind']})", file=sys.stderr)
+    import settee.config
+    conf = os.path.join(os.path.dirname(settee.config.__file__), "gunicorn.conf.py")
+    argv = [sys.executable, "-m", "gunicorn", "-c", conf, *extra]
+    os.execv(sys.executable, argv)
+    return 0  # pragma: no cover - exec does not return
+
+
+def dump(settings, name: str, out) -> int:
+    db = Catalog(settings).get(name)
+    with progress(len(db), f"dump {name}") as bar:
+        for doc_id, doc in db.docs():
+            if doc.meta.revisions:
+                doc["_revisions"] = {"start": doc.meta.generation, "ids": doc.meta.revisions}
+            out.write(orjson.dumps(doc) + b"\n")
+            bar.update()
+    out.flush()
+    return 0
+
+
+def load(settings, name: str, path: str) -> int:
+    catalog = Catalog(settings)
+    try:
+        db = catalog.create(name)
+    except DatabaseExists:
+        db = catalog.get(name)
+    size = os.path.getsize(path) if path != "-" else None
+    loaded = failed = 0
+    source = sys.stdin.buffer if path == "-" else open(path, "rb")
+    from tqdm import tqdm
+    with source, tqdm(total=size, desc=f"load {name}", unit="B", unit_scale=True,
+                      file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+        batch: list[dict] = []
+        for number, line in enumerate(source, 1):
+            bar.update(len(line))
+            if not line.strip():
+                continue
+            try:
+                doc = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                print(f"settee: {path}:{number}: not JSON ({e}); skipped", file=sys.stderr)
+                failed += 1
+                continue
+            batch.append(doc)
+            if len(batch) >= LOAD_BATCH:
+                ok, bad = write_batch(db, batch)
+                loaded, failed, batch = loaded + ok, failed + bad, []
+        ok, bad = write_batch(db, batch)
+        loaded, failed = loaded + ok, failed + bad
+    print(f"settee: loaded {loaded} documents into {name}, {failed} failed", file=sys.stderr)
+    return 0 if not failed else 1
+
+
+def write_batch(db, batch: list[dict]) -> tuple[int, int]:
+    ok = bad = 0
+    with db.transaction():
+        for doc in batch:
+            try:
+                if not isinstance(doc, dict):
+                    raise StoreError("not a JSON object")
+                db.save(doc, new_edits="_rev" not in doc)
+                ok += 1
+            except StoreError as e:
+                print(f"settee: {doc.get('_id') if isinstance(doc, dict) else doc!r}: {e}",
+                      file=sys.stderr)
+                bad += 1
+    return ok, bad
+
+
+def compact(settings, name: str) -> int:
+    dropped = Catalog(settings).get(name).compact()
+    print(f"settee: compacted {name}: {dropped} old revision bodies dropped", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("settee: the HTTP server is not built yet; use the embedded API "
-          "(settee.store.open_database)", file=sys.stderr)
-    return 2
+    parser = argparse.ArgumentParser(prog="settee", description="Settee document database")
+    parser.add_argument("--config", help="settings file (TOML); default $SETTEE_CONFIG")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the HTTP server (gunicorn)")
+    p = sub.add_parser("dump", help="write every document of DB as JSON lines to stdout")
+    p.add_argument("db")
+    p = sub.add_parser("load", help="load JSON lines of documents into DB")
+    p.add_argument("db")
+    p.add_argument("file", help="a .jsonl file, or - for standard input")
+    p = sub.add_parser("compact", help="drop old revision bodies of DB")
+    p.add_argument("db")
+    args, extra = parser.parse_known_args(argv)
+    try:
+        settings = load_settings(args.config)
+        if args.command == "serve":
+            return serve(settings, extra)
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "dump":
+            return dump(settings, args.db, sys.stdout.buffer)
+        if args.command == "load":
+            return load(settings, args.db, args.file)
+        return compact(settings, args.db)
+    except StoreError as e:
+        print(f"settee: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -87,7 +87,11 @@ class Catalog:
             except FileExistsError:
                 raise DatabaseExists(f"The database {name!r} could not be created, "
                                      "the file already exists.") from None
-            return self.get(name)
+            try:
+                return self.get(name)
+            except BaseException:       # leave no half-made database behind
+                shutil.rmtree(storage_dir(self.settings, name), ignore_errors=True)
+                raise
 
     def get(self, name: str) -> Database:
         """The open database ``name``; :class:`DatabaseNotFound` if it does not exist."""

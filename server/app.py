@@ -1,0 +1,326 @@
+"""The WSGI application: CouchDB's HTTP API over Settee's databases.
+
+One werkzeug :class:`Map` of named endpoints, each dispatched to an ``on_<endpoint>``
+method (server and database endpoints here, documents in :mod:`.documents`, bulk
+reads and writes in :mod:`.bulk`, the changes feed in :mod:`.changes`). Store errors
+become HTTP errors in one table (:mod:`.errors`); representations are chosen in one
+place (:mod:`.representation`). ``create_app(settings)`` builds the application;
+gunicorn imports ``settee.server.wsgi:application``.
+
+Paths are matched segment by segment on the *raw* request path, so that ``%2F``
+inside a database name or document id (``couchdb-python%2F12``, ``_design%2Fname``)
+stays inside its segment instead of splitting it.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from urllib.parse import unquote
+
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+from werkzeug.routing import BaseConverter, Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from settee.store import Catalog
+from settee.store.exceptions import StoreError
+
+from . import representation as rep
+from .bulk import BulkEndpoints
+from .changes import ChangesEndpoints
+from .documents import DocumentEndpoints
+from .errors import HTTPError, bad_request, from_store
+from .params import Params
+
+log = logging.getLogger("settee.server")
+VERSION = "0.1.0"
+SLASH = "\x00"   # stands for an encoded "/" inside one path segment while routing
+
+
+class SegmentConverter(BaseConverter):
+    """One path segment; an encoded ``/`` inside it comes back as ``/``."""
+
+    regex = "[^/]+"
+
+    def to_python(self, value: str) -> str:
+        return value.replace(SLASH, "/")
+
+
+def routing_path(environ) -> str:
+    """The request path with each segment decoded and inner slashes kept apart."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        raw = raw.split("?", 1)[0].split("#", 1)[0]
+        if raw.startswith(("http://", "https://")):      # absolute-form request target
+            raw = "/" + raw.split("/", 3)[3] if raw.count("/") >= 3 else "/"
+        segments = [unquote(s, errors="strict") for s in raw.split("/")]
+    else:
+        segments = environ.get("PATH_INFO", "/").encode("latin-1").decode(
+            "utf-8", "strict").split("/")
+    return "/".join(s.replace("/", SLASH) for s in segments)
+
+
+def endpoints() -> Map:
+    r = Rule
+    db = "/<seg:db>"
+    return Map([
+        r("/", endpoint="root", methods=["GET"]),
+        r("/_all_dbs", endpoint="all_dbs", methods=["GET"]),
+        r("/_uuids", endpoint="uuids", methods=["GET"]),
+        r("/_up", endpoint="up", methods=["GET"]),
+        r("/_active_tasks", endpoint="active_tasks", methods=["GET"]),
+        r("/_session", endpoint="session", methods=["GET", "POST", "DELETE"]),
+        r(db, endpoint="database", methods=["GET", "PUT", "DELETE", "POST"]),
+        r(db + "/", endpoint="database", methods=["GET", "PUT", "DELETE", "POST"]),
+        r(db + "/_all_docs", endpoint="all_docs", methods=["GET", "POST"]),
+        r(db + "/_design_docs", endpoint="design_docs", methods=["GET", "POST"]),
+        r(db + "/_bulk_docs", endpoint="bulk_docs", methods=["POST"]),
+        r(db + "/_bulk_get", endpoint="bulk_get", methods=["POST"]),
+        r(db + "/_revs_diff", endpoint="revs_diff", methods=["POST"]),
+        r(db + "/_missing_revs", endpoint="missing_revs", methods=["POST"]),
+        r(db + "/_changes", endpoint="changes", methods=["GET", "POST"]),
+        r(db + "/_compact", endpoint="compact", methods=["POST"]),
+        r(db + "/_ensure_full_commit", endpoint="ensure_full_commit", methods=["POST"]),
+        r(db + "/_revs_limit", endpoint="revs_limit", methods=["GET", "PUT"]),
+        r(db + "/_design/<seg:ddoc>", endpoint="design_doc",
+          methods=["GET", "PUT", "DELETE", "COPY"]),
+        r(db + "/_local/<seg:docid>", endpoint="local_doc", methods=["GET", "PUT", "DELETE"]),
+        r(db + "/<seg:docid>", endpoint="document", methods=["GET", "PUT", "DELETE", "COPY"]),
+    ], converters={"seg": SegmentConverter}, strict_slashes=False, merge_slashes=False)
+
+
+class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints):
+    """The application: one catalog of databases, one URL map."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.catalog = Catalog(settings)
+        self.url_map = endpoints()
+        self.started = str(int(time.time() * 1_000_000))
+        self.max_body = settings["server_max_body"]
+        self.max_document = settings["server_max_document"]
+        self.max_depth = settings["server_max_json_depth"]
+        self._disk_checked = (0.0, True)
+        self._disk_lock = threading.Lock()
+
+    # -- WSGI ---------------------------------------------------------------------
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        request.max_content_length = self.max_body
+        response = self.dispatch(request)
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        try:
+            try:
+                path = routing_path(request.environ)
+            except UnicodeDecodeError:
+                raise bad_request("The request path is not valid UTF-8") from None
+            adapter = self.url_map.bind_to_environ(request.environ)
+            endpoint, values = adapter.match(path_info=path, method=request.method)
+            return getattr(self, f"on_{endpoint}")(request, **values)
+        except HTTPError as e:
+            return self.error(request, e)
+        except StoreError as e:
+            if from_store(e).status >= 500:
+                log.exception("store error on %s %s", request.method, request.path)
+            return self.error(request, from_store(e))
+        except MethodNotAllowed as e:
+            allowed = ", ".join(e.valid_methods or [])
+            return self.error(request, HTTPError(405, "method_not_allowed",
+                                                 f"Only {allowed} allowed", {"Allow": allowed}))
+        except NotFound:
+            return self.error(request, HTTPError(404, "not_found", "missing"))
+        except HTTPException as e:        # werkzeug's own: 413, 400 from form parsing, ...
+            name = {413: "too_large"}.get(e.code, "bad_request")
+            return self.error(request, HTTPError(e.code or 400, name, e.description or name))
+        except Exception:                 # a bug: say so in JSON, log the traceback
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            return self.error(request, HTTPError(500, "unknown_error",
+                                                 "internal server error (logged)"))
+
+    # -- helpers shared by the endpoint mixins --------------------------------------
+    def kind(self, request: Request) -> str:
+        return rep.choose(request.accept_mimetypes if "Accept" in request.headers else None)
+
+    def respond(self, request: Request, value, status: int = 200, headers=None) -> Response:
+        kind = self.kind(request)
+        body = rep.render(value, kind, title=f"Settee {request.path}")
+        return Response(body, status=status, headers=headers,
+                        content_type=kind + ("; charset=utf-8" if kind != rep.JSON else ""))
+
+    def stream(self, request: Request, listing: rep.Listing, headers=None) -> Response:
+        kind = self.kind(request)
+        listing.title = listing.title or f"Settee {request.path}"
+        return Response(rep.stream(listing, kind), headers=headers, direct_passthrough=True,
+                        content_type=kind + ("; charset=utf-8" if kind != rep.JSON else ""))
+
+    def error(self, request: Request, e: HTTPError) -> Response:
+        try:
+            kind = self.kind(request)
+        except HTTPError:           # nothing acceptable: the error itself still goes as JSON
+            kind = rep.JSON
+        body = rep.render(e.body(), kind, title=f"{e.status} {e.error}")
+        return Response(body, status=e.status, headers=e.headers,
+                        content_type=kind + ("; charset=utf-8" if kind != rep.JSON else ""))
+
+    def body(self, request: Request, *, required: bool = True):
+        """The request body as a JSON value (JSON or YAML), within the size limits."""
+        length = request.content_length
+        if length is not None and length > self.max_body:
+            raise HTTPError(413, "too_large", f"Request body over {self.max_body} bytes")
+        data = request.get_data(cache=True)
+        if len(data) > self.max_body:
+            raise HTTPError(413, "too_large", f"Request body over {self.max_body} bytes")
+        if not data and not required:
+            return None
+        return rep.parse_body(data, request.mimetype, self.max_depth)
+
+    def json_object(self, request: Request) -> dict:
+        value = self.body(request)
+        if not isinstance(value, dict):
+            raise bad_request("Request body must be a JSON object")
+        return value
+
+    def db(self, name: str):
+        return self.catalog.get(name)
+
+    def check_writable(self) -> None:
+        """507 before the disk is full: the free-space floor (checked at most once a second)."""
+        floor = self.settings["storage_free_space_floor"]
+        if not floor or self.catalog.in_memory:
+            return
+        checked_at, ok = self._disk_checked
+        now = time.monotonic()
+        if now - checked_at > 1.0:
+            with self._disk_lock:
+                free = shutil.disk_usage(self.settings["storage_data_dir"]).free
+                ok = free >= floor
+                self._disk_checked = (now, ok)
+        if not ok:
+            raise HTTPError(507, "insufficient_storage",
+                            f"Less than {floor} bytes free on the data volume; writes refused")
+
+    # -- server endpoints -----------------------------------------------------------
+    def on_root(self, request):
+        return self.respond(request, {
+            "couchdb": "Welcome", "version": "3.3.3", "settee": VERSION,
+            "git_sha": "settee", "uuid": uuid.uuid5(uuid.NAMESPACE_URL,
+                                                    os.path.abspath(self.settings["storage_data_dir"])).hex,
+            "features": ["settee-python-views", "settee-yaml"],
+            "vendor": {"name": "Settee", "version": VERSION}})
+
+    def on_all_dbs(self, request):
+        p = Params(request.args)
+        names = self.catalog.names()
+        if p.bool("descending"):
+            names.reverse()
+        start, end = p.first("startkey", "start_key"), p.first("endkey", "end_key")
+        desc = p.bool("descending")
+        if start is not None:
+            names = [n for n in names if (n <= start if desc else n >= start)]
+        if end is not None:
+            names = [n for n in names if (n >= end if desc else n <= end)]
+        skip = p.int("skip", 0)
+        limit = p.int("limit")
+        names = names[skip:skip + limit if limit is not None else None]
+        return self.respond(request, names)
+
+    def on_uuids(self, request):
+        count = Params(request.args).int("count", 1, minimum=1, maximum=1000)
+        return self.respond(request, {"uuids": [uuid.uuid4().hex for _ in range(count)]},
+                            headers={"Cache-Control": "must-revalidate, no-cache",
+                                     "Pragma": "no-cache"})
+
+    def on_up(self, request):
+        data_dir = self.settings["storage_data_dir"]
+        if self.catalog.in_memory:
+            return self.respond(request, {"status": "ok", "seeds": {}})
+        try:
+            probe = os.path.join(data_dir, f".up-{os.getpid()}")
+            with open(probe, "wb") as f:
+                f.write(b"ok")
+            os.unlink(probe)
+            free = shutil.disk_usage(data_dir).free
+        except OSError as e:
+            raise HTTPError(503, "unavailable", f"storage not writable: {e.strerror}") from e
+        floor = self.settings["storage_free_space_floor"]
+        if free < floor:
+            raise HTTPError(503, "unavailable", f"{free} bytes free, below the floor of {floor}")
+        return self.respond(request, {"status": "ok", "seeds": {}, "free_bytes": free})
+
+    def on_active_tasks(self, request):
+        return self.respond(request, [])
+
+    def on_session(self, request):
+        if request.method == "GET":
+            return self.respond(request, {"ok": True, "userCtx": {"name": None, "roles": ["_admin"]},
+                                          "info": {"authentication_handlers": ["default"]}})
+        if request.method == "DELETE":
+            return self.respond(request, {"ok": True})
+        raise HTTPError(401, "unauthorized", "Name or password is incorrect.")
+
+    # -- databases --------------------------------------------------------------------
+    def on_database(self, request, db):
+        method = request.method
+        if method in ("GET", "HEAD"):
+            return self.respond(request, self.database_info(self.db(db)))
+        if method == "PUT":
+            self.check_writable()
+            self.catalog.create(db)
+            return self.respond(request, {"ok": True}, 201,
+                                {"Location": "/" + quote_segment(db)})
+        if method == "DELETE":
+            if "rev" in request.args:
+                raise bad_request("You tried to DELETE a database with a ?rev= parameter. "
+                                  "Did you mean to DELETE a document instead?")
+            self.catalog.delete(db)
+            return self.respond(request, {"ok": True})
+        return self.post_document(request, db)
+
+    def database_info(self, database) -> dict:
+        info = database.info()
+        seq = str(info["update_seq"])
+        return {"db_name": database.name, "doc_count": info["doc_count"],
+                "doc_del_count": info["doc_del_count"], "update_seq": seq,
+                "purge_seq": "0", "compact_running": False,
+                "sizes": {"file": info["size"], "external": info["size"], "active": info["size"]},
+                "disk_size": info["size"], "data_size": info["size"],
+                "disk_format_version": 8, "committed_update_seq": info["update_seq"],
+                "instance_start_time": "0",
+                "props": {}, "cluster": {"q": 1, "n": 1, "w": 1, "r": 1}}
+
+    def on_compact(self, request, db):
+        database = self.db(db)
+        database.compact()
+        return self.respond(request, {"ok": True}, 202)
+
+    def on_ensure_full_commit(self, request, db):
+        self.db(db)
+        return self.respond(request, {"ok": True, "instance_start_time": "0"}, 201)
+
+    def on_revs_limit(self, request, db):
+        database = self.db(db)
+        if request.method == "GET":
+            return self.respond(request, database.versions.get_revs_limit())
+        limit = self.body(request)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise bad_request("The revs_limit must be a positive integer")
+        database.versions.set_revs_limit(limit)
+        return self.respond(request, {"ok": True})
+
+
+def quote_segment(text: str) -> str:
+    from urllib.parse import quote
+    return quote(text, safe="")
+
+
+def create_app(settings=None) -> Settee:
+    """The WSGI application for ``settings`` (default: defaults, file and environment)."""
+    if settings is None:
+        from settee.config import load_settings
+        settings = load_settings()
+    return Settee(settings)

@@ -1,0 +1,203 @@
+"""Bulk endpoints: ``_all_docs``, ``_design_docs``, ``_bulk_docs``, ``_bulk_get``,
+``_revs_diff`` and ``_missing_revs``. Listings are streamed from ordered range scans."""
+from __future__ import annotations
+
+from itertools import islice
+
+from settee.store.document import Doc, Meta
+from settee.store.exceptions import BadRequest, Deleted, NotFound, StoreError
+
+from .documents import SPECIAL_FIELDS, check_docid
+from .errors import HTTPError, bad_request, from_store
+from .params import Params
+from .representation import Listing
+
+BULK_CHUNK = 256        # documents written per transaction (one fsync per chunk)
+
+
+def id_bound(value, *, lower: bool):
+    """A JSON key as a doc-id bound, by CouchDB's collation (null/bool/number < str < array/object).
+
+    Returns (bound, empty): ``empty`` when no string id can lie on that side of it.
+    """
+    if value is None or isinstance(value, (bool, int, float)):
+        return None, not lower          # below every string
+    if isinstance(value, str):
+        return value, False
+    return None, lower                  # above every string
+
+
+class BulkEndpoints:
+    def all_docs_params(self, request):
+        p = Params(request.args)
+        keys = p.json("keys")
+        if request.method == "POST":
+            body = self.json_object(request)
+            keys = body.get("keys", keys)
+            for name in ("limit", "skip"):
+                if name in body and (not isinstance(body[name], int) or body[name] < 0):
+                    raise bad_request(f"{name} must be a non-negative integer")
+        else:
+            body = {}
+        if keys is not None and (not isinstance(keys, list)):
+            raise bad_request("`keys` must be an array of document ids")
+        if "key" in request.args:
+            keys = [p.json("key")]
+        return p, body, keys
+
+    def on_all_docs(self, request, db, prefix: str | None = None):
+        database = self.db(db)
+        p, body, keys = self.all_docs_params(request)
+        descending = p.bool("descending")
+        include_docs = body.get("include_docs", p.bool("include_docs"))
+        conflicts = p.bool("conflicts")
+        limit = body.get("limit", p.int("limit"))
+        skip = body.get("skip", p.int("skip", 0))
+        info = database.info()
+
+        def row(doc_id, doc):
+            value = {"rev": doc.meta.rev}
+            out = {"id": doc_id, "key": doc_id, "value": value}
+            if include_docs:
+                if conflicts and doc.meta.conflicts:
+                    doc["_conflicts"] = doc.meta.conflicts
+                out["doc"] = doc
+            return out
+
+        if keys is not None:
+            rows = self.rows_for_keys(database, keys, row, include_docs)
+        else:
+            start = p.first("startkey", "start_key")
+            end = p.first("endkey", "end_key")
+            start, empty1 = id_bound(start, lower=not descending) if start is not None else (None, False)
+            end, empty2 = id_bound(end, lower=descending) if end is not None else (None, False)
+            lo, hi = (end, start) if descending else (start, end)
+            if prefix is not None:      # _design_docs: only ids under the prefix
+                lo = lo if lo is not None and lo > prefix else prefix
+                hi = hi if hi is not None and hi < prefix + "\uffff" else prefix + "\uffff"
+            if empty1 or empty2:
+                items = iter(())
+            else:
+                items = database.docs(lo, hi, descending=descending, inclusive_end=True)
+            if not p.bool("inclusive_end", True) and end is not None:
+                items = ((i, d) for i, d in items if i != end)
+            rows = (row(i, d) for i, d in items)
+            rows = islice(rows, skip, None if limit is None else skip + limit)
+        if keys is not None:
+            rows = islice(rows, skip, None if limit is None else skip + limit)
+        head = {"total_rows": info["doc_count"], "offset": skip}
+        tail = (lambda: {"update_seq": str(info["update_seq"])}) if p.bool("update_seq") else (lambda: {})
+        return self.stream(request, Listing(head, "rows", rows, tail))
+
+    def on_design_docs(self, request, db):
+        return self.on_all_docs(request, db, prefix="_design/")
+
+    @staticmethod
+    def rows_for_keys(database, keys, row, include_docs):
+        for key in keys:
+            if not isinstance(key, str):
+                yield {"key": key, "error": "not_found"}
+                continue
+            try:
+                yield row(key, database[key])
+            except Deleted as e:
+                out = {"id": key, "key": key, "value": {"rev": e.rev, "deleted": True}}
+                if include_docs:
+                    out["doc"] = None
+                yield out
+            except (NotFound, BadRequest):
+                yield {"key": key, "error": "not_found"}
+
+    # -- writes -----------------------------------------------------------------------
+    def on_bulk_docs(self, request, db):
+        self.check_writable()
+        database = self.db(db)
+        body = self.json_object(request)
+        docs = body.get("docs")
+        if not isinstance(docs, list):
+            raise bad_request("POST body must include `docs` parameter.")
+        new_edits = body.get("new_edits", True)
+        if not isinstance(new_edits, bool):
+            raise bad_request("`new_edits` parameter must be a boolean.")
+        results = []
+        for start in range(0, len(docs), BULK_CHUNK):
+            with database.transaction():
+                for item in docs[start:start + BULK_CHUNK]:
+                    results.append(self.bulk_write(database, item, new_edits))
+        if not new_edits:
+            results = [r for r in results if "error" in r]
+        return self.respond(request, results, 201)
+
+    @staticmethod
+    def bulk_write(database, item, new_edits: bool) -> dict:
+        if not isinstance(item, dict):
+            return {"id": None, "error": "bad_request", "reason": "Document must be a JSON object"}
+        doc_id = item.get("_id")
+        try:
+            for name in item:
+                if name.startswith("_") and name not in SPECIAL_FIELDS:
+                    raise HTTPError(400, "doc_validation", f"Bad special document member: {name}")
+            if doc_id is not None:
+                if not isinstance(doc_id, str):
+                    raise bad_request("Document id must be a string")
+                check_docid(doc_id)
+            doc = Doc(item, Meta(new_edits=new_edits))
+            database.save(doc, new_edits=new_edits)
+            return {"ok": True, "id": doc.meta.id, "rev": doc.meta.rev}
+        except HTTPError as e:
+            return {"id": doc_id, "error": e.error, "reason": e.reason}
+        except StoreError as e:
+            http = from_store(e)
+            if http.status >= 500:
+                raise
+            return {"id": doc_id, "error": http.error, "reason": http.reason}
+
+    # -- replication helpers -------------------------------------------------------------
+    def on_bulk_get(self, request, db):
+        database = self.db(db)
+        body = self.json_object(request)
+        wanted = body.get("docs")
+        if not isinstance(wanted, list):
+            raise bad_request("POST body must include `docs` parameter.")
+        p = Params(request.args)
+        results = []
+        for item in wanted:
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                results.append({"id": None, "docs": [{"error": {
+                    "id": None, "rev": None, "error": "bad_request",
+                    "reason": "every item needs a string `id`"}}]})
+                continue
+            doc_id, rev = item["id"], item.get("rev")
+            try:
+                doc = database[(doc_id, rev)] if rev else database[doc_id]
+                entry = {"ok": self.decorate(database, doc, p)}
+            except StoreError as e:
+                http = from_store(e)
+                if http.status >= 500:
+                    raise
+                entry = {"error": {"id": doc_id, "rev": rev or "undefined",
+                                   "error": http.error, "reason": http.reason}}
+            results.append({"id": doc_id, "docs": [entry]})
+        return self.respond(request, {"results": results})
+
+    def revs_request(self, request):
+        body = self.json_object(request)
+        for doc_id, revs in body.items():
+            if not isinstance(revs, list) or not all(isinstance(r, str) for r in revs):
+                raise bad_request(f"revisions of {doc_id!r} must be a list of strings")
+        return body
+
+    def on_revs_diff(self, request, db):
+        database = self.db(db)
+        out = {}
+        for doc_id, revs in self.revs_request(request).items():
+            missing = database.versions.revs_diff(doc_id, revs)
+            if missing:
+                out[doc_id] = {"missing": missing}
+        return self.respond(request, out)
+
+    def on_missing_revs(self, request, db):
+        database = self.db(db)
+        out = {doc_id: missing for doc_id, revs in self.revs_request(request).items()
+               if (missing := database.versions.revs_diff(doc_id, revs))}
+        return self.respond(request, {"missing_revs": out})

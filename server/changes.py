@@ -1,0 +1,181 @@
+"""The changes feed: ``GET|POST /{db}/_changes`` with feeds ``normal``, ``longpoll``,
+``continuous`` and ``eventsource``.
+
+A feed that waits learns of commits made by any worker process by polling the
+database's sequence number (one small read every ``POLL`` seconds; the read is
+a B-tree lookup on SQLite) and honours ``timeout`` and ``heartbeat``, so no feed ever
+hangs a client: a longpoll answers at the first change or at the timeout, a
+continuous feed ends after ``timeout`` ms without changes (CouchDB's behaviour).
+"""
+from __future__ import annotations
+
+import time
+from itertools import islice
+
+import orjson
+from werkzeug.wrappers import Response
+
+from settee.store.exceptions import NotFound
+
+from .errors import HTTPError, bad_request
+from .params import Params
+from .representation import Listing
+
+POLL = 0.02                    # seconds between sequence checks while waiting
+DEFAULT_TIMEOUT_MS = 60_000
+MAX_TIMEOUT_MS = 600_000
+
+
+def parse_since(value: str | None, current: int) -> int:
+    if value in (None, "", "0"):
+        return 0
+    if value == "now":
+        return current
+    text = value.split("-", 1)[0] if isinstance(value, str) else value
+    try:
+        since = int(text)
+    except (TypeError, ValueError):
+        raise bad_request(f"Malformed since parameter: {value!r}") from None
+    if since < 0:
+        raise bad_request("since must not be negative")
+    return since
+
+
+class ChangesEndpoints:
+    def on_changes(self, request, db):
+        database = self.db(db)
+        p = Params(request.args)
+        body = self.json_object(request) if request.method == "POST" and request.content_length else {}
+        feed = p.choice("feed", ("normal", "longpoll", "continuous", "eventsource"), "normal")
+        since_text = p.text("since", request.headers.get("Last-Event-ID"))
+        if "since" in body:
+            since_text = str(body["since"])
+        since = parse_since(since_text, database.versions.info()["seq"])
+        limit = p.int("limit", None, minimum=0)
+        descending = p.bool("descending")
+        include_docs = p.bool("include_docs")
+        conflicts = p.bool("conflicts")
+        style = p.choice("style", ("main_only", "all_docs"), "main_only")
+        timeout = p.int("timeout", DEFAULT_TIMEOUT_MS, maximum=MAX_TIMEOUT_MS) / 1000
+        heartbeat = self.heartbeat(p)
+        accept = self.change_filter(p, body)
+
+        def entry(change):
+            row = {"seq": str(change.seq), "id": change.id, "changes": [{"rev": change.rev}]}
+            if change.deleted:
+                row["deleted"] = True
+            if include_docs or style == "all_docs" or conflicts:
+                try:
+                    doc = database[(change.id, change.rev)]
+                except NotFound:
+                    doc = None
+                if doc is not None and style == "all_docs":
+                    row["changes"] += [{"rev": r} for r in doc.meta.conflicts]
+                if include_docs:
+                    if doc is not None and conflicts and doc.meta.conflicts:
+                        doc["_conflicts"] = doc.meta.conflicts
+                    row["doc"] = doc
+            return row
+
+        def batch(after: int):
+            rows = (c for c in database.changes(after, descending=descending) if accept(c))
+            return list(islice(rows, limit)) if limit is not None else rows
+
+        def wait(after: int, deadline: float):
+            """Block until the sequence passes ``after`` or ``deadline``; yields heartbeats."""
+            next_beat = time.monotonic() + heartbeat if heartbeat else None
+            while database.versions.info()["seq"] <= after:
+                now = time.monotonic()
+                if now >= deadline:
+                    return
+                if next_beat is not None and now >= next_beat:
+                    yield b"\n"
+                    next_beat = now + heartbeat
+                time.sleep(POLL)
+
+        if feed == "normal" or descending:
+            return self.normal_feed(request, database, batch, entry, since, descending)
+        if feed == "longpoll":
+            return Response(self.longpoll(database, batch, entry, since, wait, timeout),
+                            content_type="application/json", direct_passthrough=True)
+        return Response(self.continuous(database, batch, entry, since, wait, timeout, limit,
+                                        eventsource=feed == "eventsource"),
+                        content_type="text/event-stream" if feed == "eventsource"
+                        else "application/json", direct_passthrough=True)
+
+    @staticmethod
+    def heartbeat(p: Params) -> float | None:
+        value = p.text("heartbeat")
+        if value is None or value == "false":
+            return None
+        if value == "true":
+            return 60.0
+        try:
+            ms = int(value)
+        except ValueError:
+            raise bad_request(f"Invalid heartbeat {value!r}") from None
+        if ms <= 0:
+            raise bad_request("heartbeat must be positive")
+        return max(ms, 100) / 1000
+
+    def change_filter(self, p: Params, body: dict):
+        name = p.text("filter")
+        if not name:
+            return lambda change: True
+        if name == "_doc_ids":
+            ids = body.get("doc_ids", p.json("doc_ids"))
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise bad_request("filter=_doc_ids needs doc_ids, a JSON array of ids")
+            wanted = set(ids)
+            return lambda change: change.id in wanted
+        if name == "_design":
+            return lambda change: change.id.startswith("_design/")
+        if name in ("_selector", "_view"):
+            raise bad_request(f"filter={name} needs Mango selectors and views, which this "
+                              "server does not offer yet")
+        raise HTTPError(404, "not_found", f"filter {name!r} does not exist")
+
+    def normal_feed(self, request, database, batch, entry, since, descending):
+        state = {"seq": since}
+
+        def results():
+            for change in batch(since):
+                state["seq"] = change.seq
+                yield entry(change)
+
+        def tail():
+            return {"last_seq": str(state["seq"]), "pending": 0}
+        return self.stream(request, Listing({}, "results", results(), tail))
+
+    @staticmethod
+    def longpoll(database, batch, entry, since, wait, timeout):
+        deadline = time.monotonic() + timeout
+        rows = list(batch(since))
+        if not rows:
+            yield from wait(since, deadline)
+            rows = list(batch(since))
+        last = rows[-1].seq if rows else since
+        yield orjson.dumps({"results": [entry(c) for c in rows], "last_seq": str(last),
+                            "pending": 0}) + b"\n"
+
+    @staticmethod
+    def continuous(database, batch, entry, since, wait, timeout, limit, eventsource=False):
+        sent, last = 0, since
+        deadline = time.monotonic() + timeout
+        while True:
+            for change in batch(last):
+                row = entry(change)
+                last = change.seq
+                data = orjson.dumps(row)
+                yield (b"data: " + data + b"\nid: " + str(last).encode() + b"\n\n"
+                       if eventsource else data + b"\n")
+                sent += 1
+                deadline = time.monotonic() + timeout
+                if limit is not None and sent >= limit:
+                    break
+            if (limit is not None and sent >= limit) or time.monotonic() >= deadline:
+                break
+            for beat in wait(last, deadline):
+                yield beat
+        if not eventsource:
+            yield orjson.dumps({"last_seq": str(last), "pending": 0}) + b"\n"

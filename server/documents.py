@@ -1,0 +1,238 @@
+"""Document endpoints: ``GET|HEAD|PUT|DELETE /{db}/{docid}``, ``POST /{db}``, design and
+``_local`` documents, with CouchDB's revision, ETag and conditional-request rules."""
+from __future__ import annotations
+
+import email.utils
+from urllib.parse import quote
+
+from settee.store.document import Doc, Meta
+from settee.store.exceptions import NotFound
+
+from .errors import HTTPError, bad_request
+from .params import Params
+
+SPECIAL_FIELDS = {"_id", "_rev", "_deleted", "_revisions", "_attachments", "_conflicts",
+                  "_deleted_conflicts", "_local_seq", "_revs_info"}
+
+
+#: Names under /{db}/ that are endpoints, not documents: another method on them is a 405.
+ENDPOINT_NAMES = {"_all_docs", "_design_docs", "_bulk_docs", "_bulk_get", "_revs_diff",
+                  "_missing_revs", "_changes", "_compact", "_ensure_full_commit", "_revs_limit",
+                  "_find", "_index", "_explain", "_security", "_view", "_purge"}
+
+
+def check_docid(docid: str) -> str:
+    if not docid:
+        raise bad_request("Document id must not be empty")
+    if docid in ENDPOINT_NAMES:
+        raise HTTPError(405, "method_not_allowed", f"{docid} does not take this method")
+    if docid.startswith("_") and not docid.startswith(("_design/", "_local/")):
+        raise bad_request("Only reserved document ids may start with underscore.")
+    if len(docid) > 4000:
+        raise bad_request("Document id is too long")
+    return docid
+
+
+def check_fields(doc: dict) -> None:
+    for name in doc:
+        if isinstance(name, str) and name.startswith("_") and name not in SPECIAL_FIELDS:
+            raise HTTPError(400, "doc_validation", f"Bad special document member: {name}")
+
+
+def etag(rev: str) -> str:
+    return f'"{rev}"'
+
+
+def if_match(request) -> str | None:
+    value = request.headers.get("If-Match")
+    if not value:
+        return None
+    value = value.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+def none_match(request, rev: str) -> bool:
+    """Whether ``If-None-Match`` names ``rev`` (a proxy's ``W/`` prefix is ignored)."""
+    header = request.headers.get("If-None-Match")
+    if not header:
+        return False
+    for tag in header.split(","):
+        tag = tag.strip()
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == "*" or tag.strip('"') == rev:
+            return True
+    return False
+
+
+def location(request, db: str, docid: str) -> str:
+    prefix = docid.startswith(("_design/", "_local/"))
+    tail = quote(docid, safe="/" if prefix else "")
+    return f"{request.host_url.rstrip('/')}/{quote(db, safe='')}/{tail}"
+
+
+class DocumentEndpoints:
+    """Mixed into the application class; uses its ``respond``/``body``/``db`` helpers."""
+
+    def on_document(self, request, db, docid):
+        return self.document(request, db, check_docid(docid))
+
+    def on_design_doc(self, request, db, ddoc):
+        return self.document(request, db, "_design/" + ddoc)
+
+    def on_local_doc(self, request, db, docid):
+        return self.document(request, db, "_local/" + docid)
+
+    def document(self, request, db, docid):
+        method = request.method
+        if method in ("GET", "HEAD"):
+            return self.get_document(request, db, docid)
+        if method == "PUT":
+            return self.put_document(request, db, docid)
+        if method == "DELETE":
+            return self.delete_document(request, db, docid)
+        return self.copy_document(request, db, docid)
+
+    # -- reading ----------------------------------------------------------------------
+    def get_document(self, request, db, docid):
+        database = self.db(db)
+        p = Params(request.args)
+        if "open_revs" in request.args:
+            return self.open_revs(request, database, docid, p)
+        rev = p.text("rev")
+        doc = database[(docid, rev)] if rev else database[docid]
+        meta = doc.meta
+        headers = {"ETag": etag(meta.rev), "Cache-Control": "must-revalidate"}
+        if meta.timestamp:
+            headers["Last-Modified"] = email.utils.formatdate(meta.timestamp, usegmt=True)
+        if none_match(request, meta.rev) or self.not_modified_since(request, meta.timestamp):
+            return self.not_modified(headers)
+        self.decorate(database, doc, p)
+        return self.respond(request, doc, headers=headers)
+
+    @staticmethod
+    def not_modified_since(request, timestamp) -> bool:
+        since = request.if_modified_since
+        if since is None or not timestamp or request.headers.get("If-None-Match"):
+            return False
+        return int(timestamp) <= int(since.timestamp())
+
+    @staticmethod
+    def not_modified(headers):
+        from werkzeug.wrappers import Response
+        return Response(status=304, headers=headers)
+
+    def decorate(self, database, doc: Doc, p: Params) -> Doc:
+        """Add what ``revs``, ``revs_info``, ``conflicts``, ``local_seq`` ask for."""
+        meta = doc.meta
+        if p.bool("revs") and meta.revisions:
+            doc["_revisions"] = {"start": meta.generation, "ids": meta.revisions}
+        if p.bool("revs_info") and meta.revisions:
+            doc["_revs_info"] = self.revs_info(database, doc)
+        if (p.bool("conflicts") or p.bool("meta")) and meta.conflicts:
+            doc["_conflicts"] = meta.conflicts
+        if p.bool("local_seq") and meta.seq is not None:
+            doc["_local_seq"] = str(meta.seq)
+        return doc
+
+    @staticmethod
+    def revs_info(database, doc: Doc) -> list[dict]:
+        meta = doc.meta
+        revs = [f"{meta.generation - i}-{h}" for i, h in enumerate(meta.revisions)]
+        info = []
+        for rev in revs:
+            try:
+                old = database[(doc["_id"], rev)]
+                status = "deleted" if old.meta.deleted else "available"
+            except NotFound:
+                status = "missing"
+            info.append({"rev": rev, "status": status})
+        return info
+
+    def open_revs(self, request, database, docid, p: Params):
+        wanted = p.text("open_revs")
+        if wanted == "all":
+            try:
+                current = database.versions.record(docid)
+            except NotFound:
+                current = None
+            if current is None:
+                raise HTTPError(404, "not_found", "missing")
+            revs = [current.meta.rev, *current.meta.conflicts]
+        else:
+            revs = p.json("open_revs")
+            if not isinstance(revs, list) or not all(isinstance(r, str) for r in revs):
+                raise bad_request("open_revs must be \"all\" or a JSON array of revisions")
+        results = []
+        for rev in revs:
+            try:
+                results.append({"ok": self.decorate(database, database[(docid, rev)], p)})
+            except NotFound:
+                results.append({"missing": rev})
+        return self.respond(request, results)
+
+    # -- writing ----------------------------------------------------------------------
+    def put_document(self, request, db, docid):
+        self.check_writable()
+        database = self.db(db)
+        body = self.json_object(request)
+        check_fields(body)
+        p = Params(request.args)
+        rev = self.base_revision(request, body, p)
+        doc = Doc(body, Meta(rev=rev, new_edits=p.bool("new_edits", True)))
+        doc.pop("_id", None)
+        database[docid] = doc
+        return self.saved(request, db, docid, doc, 201 if p.text("batch") != "ok" else 202)
+
+    def post_document(self, request, db):
+        self.check_writable()
+        database = self.db(db)
+        body = self.json_object(request)
+        check_fields(body)
+        if "_id" in body:
+            if not isinstance(body["_id"], str):
+                raise bad_request("_id must be a string")
+            check_docid(body["_id"])
+        doc = database.save(body)
+        return self.saved(request, db, doc.meta.id, doc, 201)
+
+    def delete_document(self, request, db, docid):
+        self.check_writable()
+        database = self.db(db)
+        rev = Params(request.args).text("rev") or if_match(request)
+        doc = database.delete(docid, rev)
+        return self.saved(request, db, docid, doc, 200)
+
+    def copy_document(self, request, db, docid):
+        self.check_writable()
+        database = self.db(db)
+        destination = request.headers.get("Destination")
+        if not destination:
+            raise bad_request("COPY needs a Destination header")
+        target, _, query = destination.partition("?")
+        target = check_docid(target)
+        rev = Params(request.args).text("rev")
+        source = database[(docid, rev)] if rev else database[docid]
+        body = {k: v for k, v in source.items() if k not in ("_id", "_rev", "_deleted")}
+        target_rev = query[4:] if query.startswith("rev=") else None
+        doc = Doc(body, Meta(rev=target_rev))
+        database[target] = doc
+        return self.saved(request, db, target, doc, 201)
+
+    @staticmethod
+    def base_revision(request, body: dict, p: Params) -> str | None:
+        revs = {r for r in (body.get("_rev"), p.text("rev"), if_match(request)) if r}
+        if len(revs) > 1:
+            raise bad_request("Document rev from request body and query string have "
+                              "different values")
+        rev = revs.pop() if revs else None
+        if rev is not None and not isinstance(rev, str):
+            raise bad_request("_rev must be a string")
+        return rev
+
+    def saved(self, request, db, docid, doc: Doc, status: int):
+        headers = {"ETag": etag(doc.meta.rev), "Location": location(request, db, docid)}
+        return self.respond(request, {"ok": True, "id": docid, "rev": doc.meta.rev},
+                            status, headers)

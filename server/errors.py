@@ -1,0 +1,57 @@
+"""HTTP errors: one table from the store's errors to CouchDB's statuses and names.
+
+Every error leaves the server as ``{"error": NAME, "reason": TEXT}`` with the status
+CouchDB uses for it. Domain code raises store errors or :class:`HTTPError`; nothing
+else in ``server/`` chooses a status for an error.
+"""
+from __future__ import annotations
+
+from settee.store import exceptions as store
+
+
+class HTTPError(Exception):
+    """An error response: status, CouchDB error name, reason, extra headers."""
+
+    def __init__(self, status: int, error: str, reason: str, headers: dict | None = None):
+        super().__init__(reason)
+        self.status, self.error, self.reason = status, error, reason
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": self.error, "reason": self.reason}
+
+
+def bad_request(reason: str) -> HTTPError:
+    return HTTPError(400, "bad_request", reason)
+
+
+def not_found(reason: str = "missing") -> HTTPError:
+    return HTTPError(404, "not_found", reason)
+
+
+#: store error class -> (status, CouchDB error name or None to use the class's own).
+#: Looked up along the class's MRO, most specific first.
+STATUS = {
+    store.DatabaseNotFound: (404, "not_found"),
+    store.Deleted: (404, "not_found"),
+    store.NotFound: (404, "not_found"),
+    store.Conflict: (409, "conflict"),
+    store.DatabaseExists: (412, "file_exists"),
+    store.ValidationFailed: (403, "forbidden"),
+    store.InvalidKey: (400, "bad_request"),
+    store.BadRequest: (400, None),
+    store.StorageFull: (507, "insufficient_storage"),
+    store.DecryptionError: (500, "decryption_failed"),
+    store.CorruptValue: (500, "corrupt_value"),
+    store.ConfigurationError: (500, "configuration_error"),
+    store.BackendError: (500, "backend_error"),
+    store.StoreError: (500, None),
+}
+
+
+def from_store(error: store.StoreError) -> HTTPError:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            status, name = STATUS[cls]
+            return HTTPError(status, name or error.error, error.reason)
+    return HTTPError(500, "unknown_error", str(error))  # pragma: no cover - StoreError is in STATUS

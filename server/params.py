@@ -1,0 +1,68 @@
+"""Query parameters, parsed and checked: a bad value is a 400 naming the parameter."""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .errors import bad_request
+
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+class Params:
+    """Typed access to a request's query string (a werkzeug MultiDict)."""
+
+    def __init__(self, args):
+        self.args = args
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.args
+
+    def text(self, name: str, default: str | None = None) -> str | None:
+        return self.args.get(name, default)
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        value = self.args.get(name)
+        if value is None:
+            return default
+        if value.lower() in TRUE:
+            return True
+        if value.lower() in FALSE:
+            return False
+        raise bad_request(f"Invalid boolean parameter {name}={value!r}; use true or false")
+
+    def int(self, name: str, default: int | None = None, *, minimum: int = 0,
+            maximum: int = 2**53) -> int | None:
+        value = self.args.get(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise bad_request(f"Invalid integer parameter {name}={value!r}") from None
+        if not minimum <= number <= maximum:
+            raise bad_request(f"Parameter {name} must be between {minimum} and {maximum}")
+        return number
+
+    def json(self, name: str, default: Any = None) -> Any:
+        value = self.args.get(name)
+        if value is None:
+            return default
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise bad_request(f"Parameter {name} is not valid JSON: {value[:80]!r}") from None
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.args.get(name, default)
+        if value not in choices:
+            raise bad_request(f"Parameter {name} must be one of {', '.join(choices)}")
+        return value
+
+    def first(self, *names: str, kind: str = "json") -> Any:
+        """The first of several aliases given (``startkey`` or ``start_key``)."""
+        for name in names:
+            if name in self.args:
+                return getattr(self, kind)(name)
+        return None

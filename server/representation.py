@@ -1,0 +1,194 @@
+"""Representations: reading request bodies and rendering responses as JSON, YAML or HTML.
+
+JSON is the default (no ``Accept``, ``*/*``, ``application/json`` and ``text/plain``
+all get ``application/json``, as CouchDB sends). YAML (``application/yaml``, also
+asked for as ``application/x-yaml`` or ``text/yaml``) and a readable HTML page
+(``text/html`` preferred, as browsers ask) are Settee's extensions. The choice uses
+werkzeug's ``Accept`` parsing with q-values; nothing acceptable is 406.
+
+Large results (``_all_docs``, ``_changes``, views) are :class:`Listing` objects and
+are streamed row by row in every representation, never built whole in memory.
+"""
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import yaml
+
+from .errors import HTTPError
+
+JSON, YAML, HTML = "application/json", "application/yaml", "text/html"
+OFFERS = [JSON, YAML, HTML, "text/plain", "application/x-yaml", "text/yaml"]
+ALIASES = {"text/plain": JSON, "application/x-yaml": YAML, "text/yaml": YAML}
+JSON_BODY_TYPES = {"", "application/json", "text/plain", "application/x-www-form-urlencoded",
+                   "application/octet-stream"}
+YAML_BODY_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
+
+
+def choose(accept) -> str:
+    """The representation for a request's ``Accept`` header (a werkzeug MIMEAccept)."""
+    if not accept:
+        return JSON
+    best = accept.best_match(OFFERS)
+    if best is None:
+        raise HTTPError(406, "not_acceptable",
+                        "Settee answers application/json, application/yaml or text/html")
+    return ALIASES.get(best, best)
+
+
+# -- request bodies --------------------------------------------------------------
+def depth_ok(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests at most ``limit`` containers deep (iterative walk)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return False
+        stack.extend((child, depth + 1) for child in children
+                     if isinstance(child, (dict, list)))
+    return True
+
+
+def parse_body(data: bytes, mimetype: str, max_depth: int) -> Any:
+    """The request body as a JSON value; 400 when malformed, 415 when unreadable."""
+    mimetype = (mimetype or "").lower()
+    if mimetype in YAML_BODY_TYPES:
+        try:
+            value = yaml.safe_load(data.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise HTTPError(400, "bad_request", f"Request body is not valid UTF-8: {e}") from e
+        except yaml.YAMLError as e:
+            raise HTTPError(400, "bad_request", f"Invalid YAML: {e}") from e
+        value = _yaml_to_json(value)
+    elif mimetype in JSON_BODY_TYPES or mimetype.endswith("+json"):
+        if not data.strip():
+            raise HTTPError(400, "bad_request", "Request body is empty; expected JSON")
+        try:
+            value = orjson.loads(data)
+        except orjson.JSONDecodeError as e:
+            reason = "invalid UTF-8 JSON" if "utf-8" in str(e).lower() else f"Invalid JSON: {e}"
+            raise HTTPError(400, "bad_request", reason) from e
+    else:
+        raise HTTPError(415, "bad_content_type",
+                        f"Content-Type {mimetype!r} cannot be read; send application/json "
+                        "or application/yaml")
+    if not depth_ok(value, max_depth):
+        raise HTTPError(400, "bad_request", f"JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def _yaml_to_json(value: Any) -> Any:
+    """YAML's extra types (dates, sets, non-string keys) as JSON values, via a round trip."""
+    try:
+        return orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str))
+    except (TypeError, orjson.JSONEncodeError) as e:
+        raise HTTPError(400, "bad_request", f"YAML value has no JSON form: {e}") from e
+
+
+# -- responses ----------------------------------------------------------------------
+@dataclass
+class Listing:
+    """A streamed result: ``head`` fields, then ``rows`` under ``key``, then ``tail()``."""
+
+    head: dict[str, Any]
+    key: str
+    rows: Iterable[Any]
+    tail: Callable[[], dict[str, Any]] = field(default=lambda: {})
+    title: str = ""
+
+
+def dump_json(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+
+
+def dump_yaml(value: Any) -> bytes:
+    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True,
+                          default_flow_style=False).encode()
+
+
+def render(value: Any, kind: str, title: str = "Settee") -> bytes:
+    if kind == YAML:
+        return dump_yaml(value)
+    if kind == HTML:
+        return page(title, pretty(value))
+    return dump_json(value) + b"\n"
+
+
+def stream(listing: Listing, kind: str) -> Iterator[bytes]:
+    if kind == YAML:
+        return _stream_yaml(listing)
+    if kind == HTML:
+        return _stream_html(listing)
+    return _stream_json(listing)
+
+
+def _stream_json(listing: Listing) -> Iterator[bytes]:
+    head = dump_json(listing.head)
+    opening = head[:-1] + (b"," if listing.head else b"") + b'"' + listing.key.encode() + b'":['
+    yield opening
+    first = True
+    batch: list[bytes] = []
+    for row in listing.rows:
+        batch.append((b"\n" if first else b",\n") + dump_json(row))
+        first = False
+        if len(batch) >= 64:
+            yield b"".join(batch)
+            batch = []
+    if batch:
+        yield b"".join(batch)
+    tail = listing.tail()
+    yield b"\n]" + (b"," + dump_json(tail)[1:] if tail else b"}") + b"\n"
+
+
+def _stream_yaml(listing: Listing) -> Iterator[bytes]:
+    if listing.head:
+        yield dump_yaml(listing.head)
+    rows = iter(listing.rows)
+    first = next(rows, None)
+    if first is None:
+        yield f"{listing.key}: []\n".encode()
+    else:
+        yield f"{listing.key}:\n".encode() + dump_yaml([first])
+        for row in rows:
+            yield dump_yaml([row])
+    tail = listing.tail()
+    if tail:
+        yield dump_yaml(tail)
+
+
+def _stream_html(listing: Listing) -> Iterator[bytes]:
+    top, bottom = page(listing.title or "Settee", b"\x00").split(b"\x00")
+    yield top
+    if listing.head:
+        yield pretty(listing.head)
+    yield f"<h2>{html.escape(listing.key)}</h2><ol>".encode()
+    for row in listing.rows:
+        yield b"<li>" + pretty(row) + b"</li>\n"
+    yield b"</ol>"
+    tail = listing.tail()
+    if tail:
+        yield pretty(tail)
+    yield bottom
+
+
+def pretty(value: Any) -> bytes:
+    text = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS).decode()
+    return f"<pre>{html.escape(text)}</pre>".encode()
+
+
+def page(title: str, body: bytes) -> bytes:
+    head = (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
+            "</title><style>body{font-family:system-ui,sans-serif;margin:2em;max-width:60em}"
+            "pre{background:#f6f6f6;padding:.6em;overflow:auto}</style></head><body>"
+            f"<h1>{html.escape(title)}</h1>")
+    return head.encode() + body + b"</body></html>\n"
