@@ -101,7 +101,8 @@ class Versioning(Layer[Doc, Any]):
     def record(self, doc_id: str) -> Doc | None:
         """The current revision as stored (live or tombstone), or None."""
         found = self.inner.get_many([DOC + doc_id, TOMB + doc_id])
-        return found.get(DOC + doc_id) or found.get(TOMB + doc_id)
+        live = found.get(DOC + doc_id)      # an empty body is falsy: compare with None
+        return live if live is not None else found.get(TOMB + doc_id)
 
     @staticmethod
     def present(doc_id: str, stored: Doc) -> Doc:
