@@ -37,7 +37,10 @@ from .params import Params
 
 log = logging.getLogger("settee.server")
 VERSION = "0.1.0"
-SLASH = "\x00"   # stands for an encoded "/" inside one path segment while routing
+SLASH = "\x00"
+SERVER_ENDPOINTS = {"_all_dbs", "_uuids", "_up", "_active_tasks", "_session", "_utils",
+                    "_node", "_config", "_replicate", "_scheduler", "_membership",
+                    "_cluster_setup", "_dbs_info", "_stats", "_metrics", "_openapi.json"}   # stands for an encoded "/" inside one path segment while routing
 
 
 class SegmentConverter(BaseConverter):
@@ -266,6 +269,8 @@ class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints):
     # -- databases --------------------------------------------------------------------
     def on_database(self, request, db):
         method = request.method
+        if db in SERVER_ENDPOINTS:
+            raise HTTPError(405, "method_not_allowed", f"{db} does not take {method}")
         if method in ("GET", "HEAD"):
             return self.respond(request, self.database_info(self.db(db)))
         if method == "PUT":

@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 import yaml
 
+from settee.store.document import Doc
+
 from .errors import HTTPError
 
 JSON, YAML, HTML = "application/json", "application/yaml", "text/html"
@@ -111,9 +113,16 @@ def dump_json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
 
 
+class Dumper(yaml.SafeDumper):
+    """Safe YAML, which also knows documents (``Doc`` is a dict with metadata)."""
+
+
+Dumper.add_representer(Doc, yaml.representer.SafeRepresenter.represent_dict)
+
+
 def dump_yaml(value: Any) -> bytes:
-    return yaml.safe_dump(value, sort_keys=False, allow_unicode=True,
-                          default_flow_style=False).encode()
+    return yaml.dump(value, Dumper=Dumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False).encode()
 
 
 def render(value: Any, kind: str, title: str = "Settee") -> bytes:

@@ -194,7 +194,8 @@ class SQLiteBackend(ReentrantTransactions, Backend):
         return total
 
     def vacuum(self) -> None:
-        with self.transaction(), translate_errors(self.path):
+        """Checkpoint the WAL into the main file and truncate it (writers wait meanwhile)."""
+        with self._thread_lock, self._lock.held(), translate_errors(self.path):
             self._con().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
