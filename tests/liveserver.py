@@ -1,0 +1,83 @@
+"""A real Settee under gunicorn on a free loopback port, for end-to-end tests."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "config" / "gunicorn.conf.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """``with LiveServer(data_dir, workers=2) as server: requests.get(server.url + "/")``."""
+
+    def __init__(self, data_dir, workers: int = 2, threads: int = 4, **env):
+        self.data_dir = str(data_dir)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "SETTEE_BIND": f"127.0.0.1:{self.port}",
+                    "SETTEE_WORKERS": str(workers), "SETTEE_THREADS": str(threads),
+                    "SETTEE_DATA_DIR": self.data_dir, "SETTEE_SERVER_ACCESS_LOG": "",
+                    **{k: str(v) for k, v in env.items()}}
+        self.proc: subprocess.Popen | None = None
+        self.log = Path(self.data_dir).parent / f"gunicorn-{self.port}.log"
+
+    def start(self, timeout: float = 30) -> LiveServer:
+        os.makedirs(self.data_dir, exist_ok=True)
+        self._log = open(self.log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(CONF)],
+                                     env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-2000:]}")
+            try:
+                if requests.get(self.url + "/_up", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("gunicorn did not answer /_up in time")
+
+    def kill(self) -> None:
+        """SIGKILL the whole server (master and workers) at once: a crash."""
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait()
+            self.proc = None
+            self._log.close()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return
+            self.proc = None
+            self._log.close()
+
+    def __enter__(self) -> LiveServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

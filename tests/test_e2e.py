@@ -1,0 +1,126 @@
+"""End to end: a real gunicorn with two workers on loopback, a real HTTP client."""
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+import yaml
+from liveserver import LiveServer
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with LiveServer(tmp_path_factory.mktemp("e2e") / "data", workers=2) as live:
+        yield live
+
+
+@pytest.fixture
+def db(server, request):
+    name = "e2e-" + request.node.name.lower().replace("_", "-")[:60]
+    url = f"{server.url}/{name}"
+    assert requests.put(url).status_code == 201
+    yield url
+    requests.delete(url)
+
+
+def test_crud_conflicts_and_etags(db):
+    r = requests.put(f"{db}/doc", json={"a": 1})
+    assert r.status_code == 201 and r.headers["Content-Type"] == "application/json"
+    rev = r.json()["rev"]
+    assert requests.put(f"{db}/doc", json={"a": 2}).status_code == 409
+    got = requests.get(f"{db}/doc")
+    assert got.json()["a"] == 1 and got.headers["ETag"] == f'"{rev}"'
+    assert requests.get(f"{db}/doc", headers={"If-None-Match": got.headers["ETag"]}).status_code == 304
+    assert requests.head(f"{db}/doc").headers["ETag"] == f'"{rev}"'
+    rev2 = requests.put(f"{db}/doc", json={"a": 2, "_rev": rev}).json()["rev"]
+    assert requests.delete(f"{db}/doc", params={"rev": rev2}).status_code == 200
+    assert requests.get(f"{db}/doc").json()["reason"] == "deleted"
+
+
+def test_yaml_both_ways(db):
+    r = requests.put(f"{db}/y", data="a: 1\nb: [x, y]\n",
+                     headers={"Content-Type": "application/yaml"})
+    assert r.status_code == 201
+    got = requests.get(f"{db}/y", headers={"Accept": "application/yaml"})
+    assert got.headers["Content-Type"].startswith("application/yaml")
+    assert yaml.safe_load(got.text)["b"] == ["x", "y"]
+
+
+def test_bulk_docs_and_all_docs(db):
+    docs = [{"_id": f"d{i:03d}", "n": i} for i in range(300)]
+    r = requests.post(f"{db}/_bulk_docs", json={"docs": docs})
+    assert r.status_code == 201 and all(x.get("ok") for x in r.json())
+    rows = requests.get(f"{db}/_all_docs", params={"limit": 100, "skip": 100}).json()["rows"]
+    assert [row["id"] for row in rows] == [f"d{i:03d}" for i in range(100, 200)]
+    assert requests.get(db).json()["doc_count"] == 300
+
+
+def test_racing_writers_through_both_workers_get_one_winner_per_round(db):
+    rev = requests.put(f"{db}/hot", json={"n": 0}).json()["rev"]
+    for round_ in range(10):
+        def attempt(i, base=rev):
+            return requests.put(f"{db}/hot", json={"n": round_ + 1, "by": i, "_rev": base})
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(attempt, range(8)))
+        winners = [r for r in results if r.status_code == 201]
+        assert len(winners) == 1, [r.status_code for r in results]
+        assert sorted(r.status_code for r in results) == [201] + [409] * 7
+        rev = winners[0].json()["rev"]
+    assert requests.get(f"{db}/hot").json()["n"] == 10
+    assert rev.startswith("11-")
+
+
+def test_longpolls_held_by_both_workers_wake_on_one_write(db):
+    since = requests.get(f"{db}/_changes?since=now").json()["last_seq"]
+    results = []
+
+    def poll():
+        r = requests.get(f"{db}/_changes", params={"feed": "longpoll", "since": since,
+                                                   "timeout": 20000})
+        results.append((time.monotonic(), r.json()))
+
+    threads = [threading.Thread(target=poll) for _ in range(6)]   # spread over both workers
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    written = time.monotonic()
+    requests.put(f"{db}/wake", json={})
+    for t in threads:
+        t.join(25)
+    assert len(results) == 6
+    for woke, body in results:
+        assert [c["id"] for c in body["results"]] == ["wake"]
+        assert woke - written < 5
+
+
+def test_longpoll_on_one_server_wakes_on_a_write_through_another(tmp_path):
+    data = tmp_path / "shared"
+    with LiveServer(data, workers=1) as a, LiveServer(data, workers=1) as b:
+        assert requests.put(f"{a.url}/shared").status_code == 201
+        box = {}
+
+        def poll():
+            box["r"] = requests.get(f"{a.url}/shared/_changes",
+                                    params={"feed": "longpoll", "since": "now", "timeout": 20000})
+
+        t = threading.Thread(target=poll)
+        t.start()
+        time.sleep(0.5)
+        assert requests.put(f"{b.url}/shared/from-b", json={"x": 1}).status_code == 201
+        t.join(25)
+        assert [c["id"] for c in box["r"].json()["results"]] == ["from-b"]
+        assert requests.get(f"{a.url}/shared/from-b").json()["x"] == 1
+
+
+def test_continuous_feed_with_heartbeat_ends_at_timeout(db):
+    requests.put(f"{db}/one", json={})
+    start = time.monotonic()
+    r = requests.get(f"{db}/_changes", params={"feed": "continuous", "timeout": 1500,
+                                               "heartbeat": 200}, stream=True)
+    body = r.raw.read()
+    assert time.monotonic() - start < 10
+    assert b'"id":"one"' in body and b'"last_seq"' in body
+    assert b"\n\n" in body      # heartbeats are bare newlines
