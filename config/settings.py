@@ -58,7 +58,6 @@ ENV_ALIASES = {
     "SETTEE_DATA_DIR": "storage_data_dir",
     "SETTEE_BACKEND": "storage_backend",
     "SETTEE_STACK": "storage_stack",
-    "SETTEE_POSTGRES_DSN": "postgres_dsn",
     "SETTEE_ADMIN_USER": "auth_admin_user",
     "SETTEE_ADMIN_PASSWORD": "auth_admin_password",
 }
