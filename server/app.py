@@ -188,6 +188,18 @@ class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints):
             raise bad_request("Request body must be a JSON object")
         return value
 
+    def document_body(self, request: Request) -> dict:
+        """A request body that is one document: also within the document size limit."""
+        if len(request.get_data(cache=True)) > self.max_document:
+            raise HTTPError(413, "document_too_large",
+                            f"Document over {self.max_document} bytes")
+        return self.json_object(request)
+
+    def check_document_size(self, doc) -> None:
+        if len(rep.dump_json(doc)) > self.max_document:
+            raise HTTPError(413, "document_too_large",
+                            f"Document over {self.max_document} bytes")
+
     def db(self, name: str):
         return self.catalog.get(name)
 

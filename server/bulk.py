@@ -120,9 +120,17 @@ class BulkEndpoints:
         if not isinstance(new_edits, bool):
             raise bad_request("`new_edits` parameter must be a boolean.")
         results = []
+        check_sizes = len(request.get_data(cache=True)) > self.max_document
         for start in range(0, len(docs), BULK_CHUNK):
             with database.transaction():
                 for item in docs[start:start + BULK_CHUNK]:
+                    if check_sizes and isinstance(item, dict):
+                        try:
+                            self.check_document_size(item)
+                        except HTTPError as e:
+                            results.append({"id": item.get("_id"), "error": e.error,
+                                            "reason": e.reason})
+                            continue
                     results.append(self.bulk_write(database, item, new_edits))
         if not new_edits:
             results = [r for r in results if "error" in r]

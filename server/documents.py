@@ -177,7 +177,7 @@ class DocumentEndpoints:
     def put_document(self, request, db, docid):
         self.check_writable()
         database = self.db(db)
-        body = self.json_object(request)
+        body = self.document_body(request)
         check_fields(body)
         p = Params(request.args)
         rev = self.base_revision(request, body, p)
@@ -189,7 +189,7 @@ class DocumentEndpoints:
     def post_document(self, request, db):
         self.check_writable()
         database = self.db(db)
-        body = self.json_object(request)
+        body = self.document_body(request)
         check_fields(body)
         if "_id" in body:
             if not isinstance(body["_id"], str):

@@ -217,6 +217,16 @@ def test_body_over_the_limit_is_413(tmp_path):
     err(put(app, "/db/doc", {"x": "y" * 5000}, expect_errors=True), 413, "too_large")
 
 
+def test_document_over_the_limit_is_413_alone_and_in_bulk(tmp_path):
+    app = make_app(tmp_path, server_max_document=1024)
+    app.put("/db")
+    err(put(app, "/db/doc", {"x": "y" * 2000}, expect_errors=True), 413, "document_too_large")
+    docs = [{"_id": "big", "x": "y" * 2000}, {"_id": "small"}]
+    r = app.post("/db/_bulk_docs", orjson.dumps({"docs": docs}), content_type="application/json")
+    assert r.json[0]["error"] == "document_too_large" and r.json[1]["ok"]
+    assert app.get("/db").json["doc_count"] == 1
+
+
 def test_unreadable_content_type_is_415(db):
     err(db.put("/db/doc", b"<a/>", content_type="application/xml", expect_errors=True),
         415, "bad_content_type")
