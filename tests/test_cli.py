@@ -1,0 +1,88 @@
+"""The settee command line: dump, load (keeping revisions), compact, serve's safety check."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import orjson
+import pytest
+
+from settee.config import load_settings
+from settee.server.cli import is_loopback, main
+from settee.store import Catalog
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("SETTEE_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path
+
+
+def catalog(tmp_path):
+    return Catalog(load_settings(env={}, storage_data_dir=str(tmp_path / "data")))
+
+
+def test_dump_then_load_into_another_database_keeps_revisions(env, capsysbinary):
+    db = catalog(env).create("src")
+    db["a"] = {"n": 1}
+    doc = db["a"]
+    doc["n"] = 2
+    db["a"] = doc
+    db["b"] = {"n": 3}
+    assert main(["dump", "src"]) == 0
+    dumped = capsysbinary.readouterr().out
+    lines = [orjson.loads(line) for line in dumped.splitlines()]
+    assert [d["_id"] for d in lines] == ["a", "b"]
+    assert lines[0]["_revisions"]["start"] == 2
+    path = env / "dump.jsonl"
+    path.write_bytes(dumped)
+    assert main(["load", "copy", str(path)]) == 0
+    copy = catalog(env).get("copy")
+    assert copy["a"]["_rev"] == db["a"]["_rev"] and copy["a"]["n"] == 2
+    assert copy.versions.revs_diff("a", [lines[0]["_rev"]]) == []
+
+
+def test_load_reports_bad_lines_and_fails(env, capsys):
+    path = env / "mixed.jsonl"
+    path.write_text('{"_id": "ok"}\nnot json\n[1]\n')
+    assert main(["load", "mixed", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "loaded 1 documents" in err and "2 failed" in err
+    assert "ok" in catalog(env).get("mixed")
+
+
+def test_compact_drops_old_bodies(env, capsys):
+    db = catalog(env).create("c")
+    db["a"] = {"n": 1}
+    first = db["a"]["_rev"]
+    db["a"] = {**db["a"], "n": 2}
+    assert db["a", first]["n"] == 1
+    assert main(["compact", "c"]) == 0
+    with pytest.raises(KeyError):
+        catalog(env).get("c")["a", first]
+
+
+def test_missing_database_is_a_clear_error(env, capsys):
+    assert main(["dump", "nope"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_public_address_without_an_admin(tmp_path):
+    env = {**os.environ, "SETTEE_BIND": "0.0.0.0:5999", "SETTEE_DATA_DIR": str(tmp_path)}
+    env.pop("SETTEE_ADMIN_USER", None)
+    r = subprocess.run([sys.executable, "-m", "settee.server.cli", "serve"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "refusing" in r.stderr
+
+
+def test_loopback_addresses():
+    assert is_loopback("127.0.0.1:5984") and is_loopback("localhost:1") and is_loopback("[::1]:5")
+    assert not is_loopback("0.0.0.0:5984") and not is_loopback("10.1.2.3:80")
+
+
+def test_a_bad_setting_fails_at_start_naming_the_key(tmp_path):
+    env = {**os.environ, "SETTEE_COMPRESSION_LEVEL": "11", "SETTEE_DATA_DIR": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "settee.server.cli", "dump", "x"], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and "compression_level" in r.stderr
