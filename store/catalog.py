@@ -19,7 +19,7 @@ from urllib.parse import unquote
 
 from .database import Database
 from .exceptions import BadRequest, DatabaseExists, DatabaseNotFound
-from .stack import backend_factory, build_stack, storage_dir, storage_name
+from .stack import backend_factory, build_stack, check_stack, storage_dir, storage_name
 
 #: CouchDB's rule for database names.
 DB_NAME = re.compile(r"^[a-z][a-z0-9_$()+/-]*\Z")
@@ -46,6 +46,7 @@ class Catalog:
     def __init__(self, settings):
         self.settings = settings
         self.factory = backend_factory(settings)
+        check_stack(list(settings["storage_stack"]))   # fail at start, not at first open
         self.in_memory = settings["storage_backend"] == "memory"
         self.root = settings["storage_data_dir"]
         if not self.in_memory:

@@ -1,0 +1,392 @@
+"""The document-database contract, run against every backend and layer stack.
+
+``DocumentContract`` is not collected (no ``Test`` prefix); each subclass names a
+backend and a ``storage_stack`` and the whole contract runs against it, through
+:class:`~settee.store.catalog.Catalog` as the server uses it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from settee.config import load_settings
+from settee.store.catalog import Catalog
+from settee.store.document import Doc
+from settee.store.exceptions import Conflict, Deleted, NotFound, ValidationFailed
+
+DEFAULT_STACK = ["validation", "timestamps", "versioning", "serialization", "compression"]
+KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
+
+HOSTILE_IDS = ["ünïcødé-ключ-鍵", "emoji-😀", "a/b/c", "../../etc/passwd", "..", ".",
+               "with space", "%2F..%2F", "-rf", "~outbox/x", "x" * 1000, "d/x", "CON"]
+
+INVOICE = {"type": "invoice", "customer": "customer-00042", "date": "2026-03-15",
+           "payments": [{"type": "VISA", "amount": 14.00}],
+           "lineItems": [{"description": "Dive into Python", "amount": 17.00,
+                          "allocation": {"code1": {"amount": 5.00, "paid": 5.00},
+                                         "code2": {"amount": 12.00, "paid": 9.00}}}]}
+
+
+def digest(char: str) -> str:
+    return char * 32
+
+
+class DocumentContract:
+    backend = "memory"
+    stack = DEFAULT_STACK
+
+    def extra_settings(self, tmp_path) -> dict:
+        return {}
+
+    @pytest.fixture
+    def catalog(self, tmp_path):
+        settings = load_settings(env={}, storage_data_dir=str(tmp_path / "data"),
+                                 storage_backend=self.backend, storage_stack=self.stack,
+                                 **self.extra_settings(tmp_path))
+        catalog = Catalog(settings)
+        yield catalog
+        catalog.close()
+
+    @pytest.fixture
+    def db(self, catalog):
+        return catalog.create("db")
+
+    # -- create, read, update ----------------------------------------------------------
+    def test_a_new_document_gets_a_first_revision(self, db):
+        doc = db.save({"_id": "a", "n": 1})
+        assert doc.meta.rev.startswith("1-")
+        got = db["a"]
+        assert got == {"_id": "a", "_rev": doc.meta.rev, "n": 1}
+        assert got.meta.rev == doc.meta.rev and got.meta.seq == doc.meta.seq
+
+    def test_an_update_naming_the_current_rev_makes_the_next_revision(self, db):
+        first = db.save({"_id": "a", "n": 1}).meta.rev
+        second = db.save({"_id": "a", "_rev": first, "n": 2}).meta.rev
+        assert second.startswith("2-") and second != first
+        assert db["a"]["n"] == 2 and db["a"]["_rev"] == second
+
+    def test_a_read_document_written_back_is_an_update(self, db):
+        db["a"] = {"n": 1}
+        doc = db["a"]
+        doc["n"] = 2
+        db["a"] = doc
+        assert db["a"]["n"] == 2 and db["a"]["_rev"].startswith("2-")
+
+    def test_an_empty_document_can_be_updated(self, db):
+        first = db.save({"_id": "e"}).meta.rev
+        second = db.save({"_id": "e", "_rev": first}).meta.rev
+        assert second.startswith("2-")
+        assert db.info()["doc_count"] == 1
+        with pytest.raises(Conflict):
+            db.save({"_id": "e"})
+
+    def test_put_with_a_stale_rev_is_a_conflict_naming_both_revs(self, db):
+        first = db.save({"_id": "a", "n": 1}).meta.rev
+        second = db.save({"_id": "a", "_rev": first, "n": 2}).meta.rev
+        with pytest.raises(Conflict) as info:
+            db.save({"_id": "a", "_rev": first, "n": 3})
+        assert (info.value.key, info.value.current, info.value.given) == ("a", second, first)
+        assert db["a"]["n"] == 2
+
+    def test_a_write_without_rev_on_an_existing_document_is_a_conflict(self, db):
+        rev = db.save({"_id": "a"}).meta.rev
+        with pytest.raises(Conflict) as info:
+            db["a"] = {"n": 2}
+        assert (info.value.current, info.value.given) == (rev, None)
+
+    def test_a_rev_on_a_missing_document_is_a_conflict(self, db):
+        with pytest.raises(Conflict):
+            db.save({"_id": "nope", "_rev": "1-" + digest("a")})
+
+    def test_a_missing_document_is_not_found_with_reason_missing(self, db):
+        with pytest.raises(NotFound) as info:
+            db["nope"]
+        assert not isinstance(info.value, Deleted)
+        assert info.value.reason == "missing" and info.value.key == "nope"
+        assert "nope" not in db and db.get("nope") is None
+
+    # -- deletion ------------------------------------------------------------------
+    def test_delete_leaves_a_tombstone_read_as_deleted(self, db):
+        rev = db.save({"_id": "a", "n": 1}).meta.rev
+        gone = db.delete("a", rev)
+        assert gone.meta.rev.startswith("2-")
+        with pytest.raises(Deleted) as info:
+            db["a"]
+        assert info.value.reason == "deleted" and info.value.rev == gone.meta.rev
+        assert "a" not in db and list(db) == []
+        assert db["a", gone.meta.rev].get("_deleted") is True
+
+    def test_delete_with_a_stale_rev_is_a_conflict(self, db):
+        first = db.save({"_id": "a"}).meta.rev
+        db.save({"_id": "a", "_rev": first})
+        with pytest.raises(Conflict):
+            db.delete("a", first)
+        assert "a" in db
+
+    def test_del_deletes_the_current_revision(self, db):
+        db["a"] = {"n": 1}
+        del db["a"]
+        with pytest.raises(Deleted):
+            db["a"]
+        with pytest.raises(KeyError):
+            del db["a"]
+        with pytest.raises(KeyError):
+            del db["never"]
+
+    def test_a_deleted_document_can_be_recreated(self, db):
+        rev = db.save({"_id": "a", "n": 1}).meta.rev
+        gone = db.delete("a", rev).meta.rev
+        again = db.save({"_id": "a", "n": 2}).meta.rev
+        assert again.startswith("3-")
+        assert db["a"]["n"] == 2 and db["a", gone]["_deleted"] is True
+        assert db.info()["doc_count"] == 1 and db.info()["doc_del_count"] == 0
+
+    # -- history -------------------------------------------------------------------
+    def test_old_revisions_are_readable_until_compaction(self, db):
+        revs = [db.save({"_id": "a", "n": 0}).meta.rev]
+        for n in range(1, 4):
+            revs.append(db.save({"_id": "a", "_rev": revs[-1], "n": n}).meta.rev)
+        for n, rev in enumerate(revs):
+            old = db["a", rev]
+            assert old["n"] == n and old["_rev"] == rev
+        assert db.get("a", rev=revs[0])["n"] == 0
+        assert db.compact() == 3
+        assert db["a", revs[-1]]["n"] == 3
+        for rev in revs[:-1]:
+            with pytest.raises(NotFound):
+                db["a", rev]
+        assert db["a"]["n"] == 3
+
+    def test_revs_limit_trims_the_history_and_old_bodies(self, db):
+        db.versions.set_revs_limit(3)
+        assert db.versions.get_revs_limit() == 3
+        revs = [db.save({"_id": "a", "n": 0}).meta.rev]
+        for n in range(1, 6):
+            revs.append(db.save({"_id": "a", "_rev": revs[-1], "n": n}).meta.rev)
+        current = db["a"]
+        assert len(current.meta.revisions) == 3
+        assert current.meta.revisions[0] == revs[-1].split("-", 1)[1]
+        assert db["a", revs[-2]]["n"] == 4 and db["a", revs[-3]]["n"] == 3
+        for rev in revs[:-3]:
+            with pytest.raises(NotFound):
+                db["a", rev]
+
+    # -- the changes feed ------------------------------------------------------------
+    def test_changes_list_each_document_once_at_its_latest_seq(self, db):
+        a = db.save({"_id": "a"}).meta.rev
+        db.save({"_id": "b"})
+        a2 = db.save({"_id": "a", "_rev": a}).meta.rev
+        c = db.save({"_id": "c"}).meta.rev
+        gone = db.delete("c", c).meta.rev
+        changes = list(db.changes())
+        assert [(ch.id, ch.rev, ch.deleted) for ch in changes] == [
+            ("b", db["b"]["_rev"], False), ("a", a2, False), ("c", gone, True)]
+        seqs = [ch.seq for ch in changes]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 3
+        assert seqs[-1] == db.info()["update_seq"] == 5
+
+    def test_changes_since_a_seq_list_only_later_changes(self, db):
+        for n in range(5):
+            db.save({"_id": f"d{n}"})
+        later = list(db.changes(since=3))
+        assert [ch.id for ch in later] == ["d3", "d4"]
+        assert [ch.id for ch in db.changes(since=5)] == []
+        assert [ch.id for ch in db.changes(descending=True)][0] == "d4"
+
+    def test_doc_count_and_del_count_follow_writes(self, db):
+        revs = {i: db.save({"_id": f"d{i}"}).meta.rev for i in range(4)}
+        db.delete("d0", revs[0])
+        db.delete("d1", revs[1])
+        info = db.info()
+        assert (info["doc_count"], info["doc_del_count"]) == (2, 2)
+        assert len(db) == 2 and sorted(db) == ["d2", "d3"]
+        assert [doc_id for doc_id, _ in db.docs()] == ["d2", "d3"]
+
+    # -- local documents -------------------------------------------------------------
+    def test_local_documents_are_not_versioned_counted_or_in_changes(self, db):
+        db.save({"_id": "_local/checkpoint", "seq": 1})
+        assert db["_local/checkpoint"]["_rev"] == "0-1"
+        db.save({"_id": "_local/checkpoint", "_rev": "0-1", "seq": 2})
+        assert db["_local/checkpoint"]["_rev"] == "0-2"
+        assert db["_local/checkpoint"]["seq"] == 2
+        assert list(db.changes()) == [] and db.info()["doc_count"] == 0 and list(db) == []
+        with pytest.raises(Conflict):
+            db.save({"_id": "_local/checkpoint", "_rev": "0-1", "seq": 3})
+        del db["_local/checkpoint"]
+        with pytest.raises(NotFound):
+            db["_local/checkpoint"]
+
+    # -- replicated revisions and conflicts ---------------------------------------------
+    def replicate_branches(self, db, order):
+        """A doc at 1-a, then two replicated children 2-b and 2-c, in ``order``."""
+        db.save({"_id": "x", "_rev": "1-" + digest("a"), "v": "base"}, new_edits=False)
+        branches = {
+            "b": {"_id": "x", "_rev": "2-" + digest("b"), "v": "b",
+                  "_revisions": {"start": 2, "ids": [digest("b"), digest("a")]}},
+            "c": {"_id": "x", "_rev": "2-" + digest("c"), "v": "c",
+                  "_revisions": {"start": 2, "ids": [digest("c"), digest("a")]}},
+        }
+        for name in order:
+            db.save(branches[name], new_edits=False)
+
+    def test_replicated_revisions_are_stored_as_given(self, db):
+        doc = db.save({"_id": "x", "_rev": "3-" + digest("f"), "v": 1}, new_edits=False)
+        assert doc.meta.rev == "3-" + digest("f") and db["x"]["_rev"] == doc.meta.rev
+        db.save({"_id": "x", "_rev": "3-" + digest("f"), "v": 1}, new_edits=False)
+        assert len(list(db.changes())) == 1           # an already known rev is a no-op
+
+    def test_replicated_branches_conflict_and_the_winner_is_deterministic(self, catalog):
+        one, two = catalog.create("one"), catalog.create("two")
+        self.replicate_branches(one, "bc")
+        self.replicate_branches(two, "cb")
+        for db in (one, two):
+            doc = db["x"]
+            assert doc["_rev"] == "2-" + digest("c") and doc["v"] == "c"
+            assert doc.meta.conflicts == ["2-" + digest("b")]
+            assert db["x", "2-" + digest("b")]["v"] == "b"
+            assert db.info()["doc_count"] == 1
+
+    def test_deleting_the_losing_revision_resolves_the_conflict(self, db):
+        self.replicate_branches(db, "bc")
+        gone = db.delete("x", "2-" + digest("b"))
+        assert gone.meta.rev.startswith("3-")
+        doc = db["x"]
+        assert doc["_rev"] == "2-" + digest("c") and doc.meta.conflicts == []
+        assert db.info()["doc_count"] == 1
+
+    def test_deleting_the_winner_of_a_conflict_promotes_the_loser(self, db):
+        self.replicate_branches(db, "bc")
+        db.delete("x", "2-" + digest("c"))
+        doc = db["x"]
+        assert doc["_rev"] == "2-" + digest("b") and doc.meta.conflicts == []
+
+    # -- timestamps ------------------------------------------------------------------
+    def test_every_revision_records_its_write_time(self, db):
+        before = time.time()
+        first = db.save({"_id": "a"}).meta.rev
+        after = time.time()
+        stamp = db["a"].meta.timestamp
+        assert before <= stamp <= after
+        db.save({"_id": "a", "_rev": first})
+        assert db["a"].meta.timestamp >= stamp
+        assert db["a", first].meta.timestamp == stamp
+
+    # -- validation ------------------------------------------------------------------
+    def test_an_invoice_is_stored_as_written(self, catalog):
+        invoices = catalog.create("invoices")
+        invoices["inv1"] = dict(INVOICE)
+        got = invoices["inv1"]
+        assert {k: v for k, v in got.items() if not k.startswith("_")} == INVOICE
+        amount = got["lineItems"][0]["amount"]
+        assert isinstance(amount, float)            # not FormEncode's int 17
+
+    def test_a_bad_invoice_is_refused_naming_every_bad_field(self, catalog):
+        invoices = catalog.create("invoices")
+        bad = json.loads(json.dumps(INVOICE))
+        bad["payments"][0]["amount"] = "14.00"
+        bad["lineItems"][0]["amount"] = None
+        del bad["lineItems"][0]["description"]
+        bad["lineItems"][0]["allocation"]["code2"]["paid"] = True
+        with pytest.raises(ValidationFailed) as info:
+            invoices["bad"] = bad
+        assert set(info.value.errors) == {
+            "payments.0.amount", "lineItems.0.amount", "lineItems.0.description",
+            "lineItems.0.allocation.code2.paid"}
+        assert info.value.key == "bad"
+        assert "bad" not in invoices and invoices.info()["update_seq"] == 0
+
+    def test_other_databases_are_not_validated(self, db):
+        db["free"] = {"payments": "anything"}
+        assert db["free"]["payments"] == "anything"
+
+    def test_deletions_design_and_local_documents_skip_validation(self, catalog):
+        invoices = catalog.create("invoices")
+        invoices["inv1"] = dict(INVOICE)
+        invoices["_design/ar"] = {"views": {"by_code": {"map": "..."}}}
+        invoices["_local/cp"] = {"seq": 1}
+        del invoices["inv1"]
+        invoices.save({"_id": "inv2", "_deleted": True, "_rev": "1-" + digest("0")},
+                      new_edits=False)
+        assert invoices.info()["doc_del_count"] == 2
+
+    def test_the_bench_invoices_all_validate(self, catalog):
+        path = BENCH / "make_invoices.py"
+        if not path.exists():
+            pytest.skip(f"{path} is not there")
+        spec = importlib.util.spec_from_file_location("make_invoices", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules.setdefault("make_invoices", module)
+        spec.loader.exec_module(module)
+        invoices = catalog.create("invoices")
+        with invoices.transaction():
+            for doc in module.invoices(50):
+                invoices.save(doc)
+        assert invoices.info()["doc_count"] == 50
+
+    # -- ids -------------------------------------------------------------------------
+    @pytest.mark.parametrize("doc_id", HOSTILE_IDS)
+    def test_hostile_ids_are_stored_as_themselves(self, db, doc_id):
+        rev = db.save({"_id": doc_id, "v": doc_id}).meta.rev
+        assert db[doc_id]["v"] == doc_id and db[doc_id]["_id"] == doc_id
+        assert list(db) == [doc_id] and [ch.id for ch in db.changes()] == [doc_id]
+        db.save({"_id": doc_id, "_rev": rev, "v": 2})
+        assert db[doc_id, rev]["v"] == doc_id
+        db.delete(doc_id, db[doc_id]["_rev"])
+        with pytest.raises(Deleted):
+            db[doc_id]
+
+    def test_ids_sharing_a_prefix_stay_apart(self, db):
+        for doc_id in ("a", "a/", "a/b", "ab", "a\u00e9"):
+            db[doc_id] = {"id": doc_id}
+        assert sorted(db) == ["a", "a/", "a/b", "ab", "a\u00e9"]
+        assert [d for d, _ in db.docs("a/", "a/b")] == ["a/", "a/b"]
+        assert all(db[d]["id"] == d for d in db)
+
+
+class TestMemoryDefaultStack(DocumentContract):
+    backend = "memory"
+
+
+class TestSQLiteDefaultStack(DocumentContract):
+    backend = "sqlite"
+
+
+class TestSQLiteEncryptedCompressed(DocumentContract):
+    backend = "sqlite"
+    stack = DEFAULT_STACK + ["encryption"]
+
+    def extra_settings(self, tmp_path):
+        return {"encryption_key": KEY}
+
+    def test_nothing_readable_reaches_the_disk(self, catalog):
+        db = catalog.create("secret")
+        db["doc"] = {"customer": "customer-00042" * 20}
+        with open(db.backend.path, "rb") as f:
+            assert b"customer-00042" not in f.read()
+
+
+class TestLMDBDefaultStack(DocumentContract):
+    backend = "lmdb"
+
+    @pytest.fixture(autouse=True)
+    def _lmdb_available(self):
+        pytest.importorskip("lmdb")
+        try:
+            importlib.import_module("settee.store.lmdbstore")
+        except ImportError as e:
+            pytest.skip(f"the lmdb backend is not available: {e}")
+
+
+class TestSQLiteReplicated(DocumentContract):
+    backend = "sqlite"
+    stack = DEFAULT_STACK + ["replication"]
+
+    def extra_settings(self, tmp_path):
+        return {"replication_target": f"sqlite:{tmp_path / 'backup'}",
+                "replication_interval": 0.01}
