@@ -23,7 +23,7 @@ from settee.store.exceptions import ConfigurationError
 DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "server_bind": ("127.0.0.1:5984", str, "address:port gunicorn listens on"),
     "server_workers": (2, int, "gunicorn worker processes"),
-    "server_threads": (4, int, "threads per worker"),
+    "server_threads": (16, int, "threads per worker (each open longpoll or continuous feed holds one)"),
     "server_timeout": (60, int, "seconds before a silent worker is restarted"),
     "server_max_body": (64 * 1024 * 1024, int, "largest request body in bytes (413 above)"),
     "server_max_document": (8 * 1024 * 1024, int, "largest document in bytes (413 above)"),

@@ -24,7 +24,7 @@ def free_port() -> int:
 class LiveServer:
     """``with LiveServer(data_dir, workers=2) as server: requests.get(server.url + "/")``."""
 
-    def __init__(self, data_dir, workers: int = 2, threads: int = 4, **env):
+    def __init__(self, data_dir, workers: int = 2, threads: int = 16, **env):
         self.data_dir = str(data_dir)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
