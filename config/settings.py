@@ -45,6 +45,8 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "versioning_revs_limit": (1000, int, "revisions remembered per document"),
     "validation_schemas": ({"invoices": "settee.store.schemas:InvoiceSchema"}, dict,
                            "database name = module:Schema (FormEncode)"),
+    "views_modules": (["settee.views.invoices"], list,
+                      "Python modules whose registered views are served at /{db}/_view/{name}"),
     "replication_target": ("", str, "backup store, as backend:path (e.g. sqlite:/backup)"),
     "replication_interval": (0.5, float, "seconds between outbox drains"),
     "auth_admin_user": ("", str, "server admin name"),

@@ -27,6 +27,7 @@ from werkzeug.wrappers import Request, Response
 
 from settee.store import Catalog
 from settee.store.exceptions import StoreError
+from settee.views.definitions import load_modules
 
 from . import representation as rep
 from .bulk import BulkEndpoints
@@ -34,6 +35,7 @@ from .changes import ChangesEndpoints
 from .documents import DocumentEndpoints
 from .errors import HTTPError, bad_request, from_store
 from .params import Params
+from .views import ViewEndpoints
 
 log = logging.getLogger("settee.server")
 VERSION = "0.1.0"
@@ -88,6 +90,9 @@ def endpoints() -> Map:
         r(db + "/_compact", endpoint="compact", methods=["POST"]),
         r(db + "/_ensure_full_commit", endpoint="ensure_full_commit", methods=["POST"]),
         r(db + "/_revs_limit", endpoint="revs_limit", methods=["GET", "PUT"]),
+        r(db + "/_design/<seg:ddoc>/_view/<seg:view>", endpoint="design_view",
+          methods=["GET", "POST"]),
+        r(db + "/_view/<seg:view>", endpoint="module_view", methods=["GET", "POST"]),
         r(db + "/_design/<seg:ddoc>", endpoint="design_doc",
           methods=["GET", "PUT", "DELETE", "COPY"]),
         r(db + "/_local/<seg:docid>", endpoint="local_doc", methods=["GET", "PUT", "DELETE"]),
@@ -95,12 +100,13 @@ def endpoints() -> Map:
     ], converters={"seg": SegmentConverter}, strict_slashes=False, merge_slashes=False)
 
 
-class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints):
+class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints):
     """The application: one catalog of databases, one URL map."""
 
     def __init__(self, settings):
         self.settings = settings
         self.catalog = Catalog(settings)
+        load_modules(settings["views_modules"])
         self.url_map = endpoints()
         self.started = str(int(time.time() * 1_000_000))
         self.max_body = settings["server_max_body"]
@@ -266,9 +272,6 @@ class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints):
         if free < floor:
             raise HTTPError(503, "unavailable", f"{free} bytes free, below the floor of {floor}")
         return self.respond(request, {"status": "ok", "seeds": {}, "free_bytes": free})
-
-    def on_active_tasks(self, request):
-        return self.respond(request, [])
 
     def on_session(self, request):
         if request.method == "GET":

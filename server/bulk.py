@@ -119,6 +119,9 @@ class BulkEndpoints:
         new_edits = body.get("new_edits", True)
         if not isinstance(new_edits, bool):
             raise bad_request("`new_edits` parameter must be a boolean.")
+        for item in docs:
+            if isinstance(item, dict) and str(item.get("_id", "")).startswith("_design/"):
+                self.check_design(item["_id"], item)
         results = []
         check_sizes = len(request.get_data(cache=True)) > self.max_document
         for start in range(0, len(docs), BULK_CHUNK):
@@ -132,6 +135,9 @@ class BulkEndpoints:
                                             "reason": e.reason})
                             continue
                     results.append(self.bulk_write(database, item, new_edits))
+        for item in docs:
+            if isinstance(item, dict) and str(item.get("_id", "")).startswith("_design/"):
+                self.design_saved(database, item["_id"])
         if not new_edits:
             results = [r for r in results if "error" in r]
         return self.respond(request, results, 201)

@@ -183,7 +183,10 @@ class DocumentEndpoints:
         rev = self.base_revision(request, body, p)
         doc = Doc(body, Meta(rev=rev, new_edits=p.bool("new_edits", True)))
         doc.pop("_id", None)
+        self.check_design(docid, doc)
         database[docid] = doc
+        if docid.startswith("_design/"):
+            self.design_saved(database, docid)
         return self.saved(request, db, docid, doc, 201 if p.text("batch") != "ok" else 202)
 
     def post_document(self, request, db):
@@ -202,7 +205,11 @@ class DocumentEndpoints:
         self.check_writable()
         database = self.db(db)
         rev = Params(request.args).text("rev") or if_match(request)
+        if docid.startswith("_design/"):
+            self.authorize_admin(request)
         doc = database.delete(docid, rev)
+        if docid.startswith("_design/"):
+            self.design_saved(database, docid)
         return self.saved(request, db, docid, doc, 200)
 
     def copy_document(self, request, db, docid):

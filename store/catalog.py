@@ -112,6 +112,8 @@ class Catalog:
     def _load(self, name: str, inode: int) -> Database:
         backend = self.factory(self.settings, name)
         db = Database(name, build_stack(backend, self.settings, name), backend)
+        # How another process opens this database (a view build's process pool).
+        db.opener = None if self.in_memory else (self.settings, name)
         self._open[name] = (db, inode)
         return db
 

@@ -37,6 +37,7 @@ class Database(MutableMapping[str, Document]):
         if versions is None:
             raise TypeError("a Database needs a versioning layer in its stack")
         self.versions: Versioning = versions
+        self.opener: tuple | None = None      # (settings, name): how other processes open it
 
     # -- the mapping ------------------------------------------------------------
     def __getitem__(self, key) -> Doc:

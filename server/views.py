@@ -1,0 +1,235 @@
+"""View endpoints: ``/{db}/_design/{ddoc}/_view/{name}`` (design documents) and
+``/{db}/_view/{name}`` (views from Python modules), with CouchDB's query parameters,
+view ETags (they change when the index does) and ``_active_tasks``."""
+from __future__ import annotations
+
+import logging
+import threading
+from itertools import islice
+
+from settee.store.exceptions import NotFound, StoreError
+from settee.views import definitions
+from settee.views.engine import MISSING, View, drop_view
+
+from .errors import HTTPError, bad_request
+from .params import Params
+from .representation import Listing
+
+log = logging.getLogger("settee.server")
+
+VIEW_PARAMS = {"key", "keys", "startkey", "start_key", "endkey", "end_key", "startkey_docid",
+               "start_key_doc_id", "endkey_docid", "end_key_doc_id", "inclusive_end",
+               "descending", "limit", "skip", "reduce", "group", "group_level", "include_docs",
+               "update", "stale", "conflicts", "update_seq", "sorted", "attachments",
+               "att_encoding_info", "stable"}
+
+
+class ViewEndpoints:
+    def _view_cache(self) -> dict:
+        if not hasattr(self, "_views"):
+            self._views, self._views_lock = {}, threading.Lock()
+        return self._views
+
+    def view_for(self, database, spec) -> View:
+        cache = self._view_cache()
+        key = (database.name, id(database), spec.identity)
+        view = cache.get(key)
+        if view is None:
+            with self._views_lock:
+                view = cache.get(key) or View(database, spec)
+                cache[key] = view
+        return view
+
+    def on_design_view(self, request, db, ddoc, view):
+        database = self.db(db)
+        return self.query_view(request, database, definitions.design_view(database, ddoc, view))
+
+    def on_module_view(self, request, db, view):
+        database = self.db(db)
+        return self.query_view(request, database, definitions.module_view(db, view))
+
+    # -- queries ----------------------------------------------------------------------
+    def query_view(self, request, database, spec):
+        p = Params(request.args)
+        body = self.json_object(request) if request.method == "POST" else {}
+        unknown = set(body) - VIEW_PARAMS
+        if unknown:
+            raise bad_request(f"unknown view parameters: {', '.join(sorted(unknown))}")
+
+        def get(name, kind="json", default=None):
+            if name in body:
+                return body[name]
+            return getattr(p, kind)(name) if name in request.args else default
+
+        view = self.view_for(database, spec)
+        update = get("update", "text", "true")
+        if isinstance(update, bool):
+            update = "true" if update else "false"
+        stale = get("stale", "text")
+        if stale in ("ok", "update_after"):
+            update = "false" if stale == "ok" else "lazy"
+        if update not in ("true", "false", "lazy"):
+            raise bad_request("update must be true, false or lazy")
+        if update == "true":
+            view.update()
+        elif update == "lazy":
+            threading.Thread(target=self._update_quietly, args=(view,), daemon=True).start()
+        state = view.state()
+        etag = f'"{view.vid}-{state.get("version", 0)}"'
+        if self.none_match_tag(request, etag):
+            return self.not_modified({"ETag": etag})
+
+        reduce_requested = get("reduce", "bool", None)
+        group = get("group", "bool", False)
+        group_level = get("group_level", "int", None)
+        if group_level is not None and (not isinstance(group_level, int) or group_level < 0):
+            raise bad_request("group_level must be a non-negative integer")
+        reduce = view.reducer is not None if reduce_requested is None else reduce_requested
+        if reduce and view.reducer is None:
+            raise HTTPError(400, "query_parse_error", "Reduce is invalid for a map-only view.")
+        if (group or group_level is not None) and view.reducer is None:
+            raise HTTPError(400, "query_parse_error",
+                            "Invalid use of grouping on a map view.")
+        if (group or group_level is not None) and reduce_requested is False:
+            raise HTTPError(400, "query_parse_error", "Invalid use of grouping with reduce=false")
+        include_docs = get("include_docs", "bool", False)
+        if include_docs and reduce:
+            raise HTTPError(400, "query_parse_error",
+                            "include_docs is invalid for reduce; add reduce=false")
+        keys = get("keys")
+        if keys is not None and not isinstance(keys, list):
+            raise bad_request("`keys` must be an array")
+        if "key" in body or "key" in request.args:
+            keys = [get("key")]
+        start = self.first_of(get, "startkey", "start_key")
+        end = self.first_of(get, "endkey", "end_key")
+        start_docid = self.first_of(get, "startkey_docid", "start_key_doc_id", kind="text")
+        end_docid = self.first_of(get, "endkey_docid", "end_key_doc_id", kind="text")
+        descending = get("descending", "bool", False)
+        inclusive_end = get("inclusive_end", "bool", True)
+        limit = get("limit", "int", None)
+        skip = get("skip", "int", 0)
+        for name, value in (("limit", limit), ("skip", skip)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 0):
+                raise bad_request(f"{name} must be a non-negative integer")
+        headers = {"ETag": etag, "Cache-Control": "must-revalidate"}
+        page = (lambda rows: islice(rows, skip, None if limit is None else skip + limit))
+
+        if reduce:
+            if keys is not None and not (group or group_level is not None):
+                raise HTTPError(400, "query_parse_error", "Multi-key fetches for reduce views "
+                                "must use group=true")
+            entries = view.reductions(start=start, end=end, keys=keys, descending=descending,
+                                      inclusive_end=inclusive_end)
+            rows = page(view.reduce(entries, group_level if group_level is not None else None,
+                                    group or group_level is not None))
+            return self.stream(request, Listing({}, "rows", rows), headers)
+
+        conflicts = get("conflicts", "bool", False)
+
+        def map_rows():
+            for key, doc_id, value in view.rows(start=start, end=end, keys=keys,
+                                                descending=descending,
+                                                inclusive_end=inclusive_end,
+                                                start_docid=start_docid, end_docid=end_docid):
+                row = {"id": doc_id, "key": key, "value": value}
+                if include_docs:
+                    linked = value.get("_id") if isinstance(value, dict) else None
+                    target = linked if isinstance(linked, str) else doc_id
+                    try:
+                        doc = database[target]
+                        if conflicts and doc.meta.conflicts:
+                            doc["_conflicts"] = doc.meta.conflicts
+                    except (NotFound, StoreError):
+                        doc = None
+                    row["doc"] = doc
+                yield row
+
+        head = {"total_rows": state["rows"], "offset": skip}
+        tail = (lambda: {"update_seq": str(state["seq"])}) if get("update_seq", "bool", False) \
+            else (lambda: {})
+        return self.stream(request, Listing(head, "rows", page(map_rows()), tail), headers)
+
+    @staticmethod
+    def first_of(get, *names, kind="json"):
+        for name in names:
+            value = get(name, kind, MISSING)
+            if value is not MISSING:
+                return value
+        return MISSING if kind == "json" else None
+
+    @staticmethod
+    def none_match_tag(request, etag: str) -> bool:
+        header = request.headers.get("If-None-Match", "")
+        tags = [t.strip().removeprefix("W/") for t in header.split(",") if t.strip()]
+        return etag in tags
+
+    @staticmethod
+    def _update_quietly(view) -> None:
+        try:
+            view.update()
+        except Exception:               # a background catch-up: log, the next query retries
+            log.exception("background update of view %s failed", view.spec.name)
+
+    # -- design documents ---------------------------------------------------------------
+    def check_design(self, docid: str, body: dict) -> None:
+        """Design docs run code: only admins write them, and their Python must compile."""
+        if not docid.startswith("_design/") or body.get("_deleted"):
+            return
+        self.authorize_admin(None)
+        definitions.check_design_doc({**body, "_id": docid})
+
+    def design_saved(self, database, docid: str) -> None:
+        """Build the saved design document's views in the background; drop unused ones."""
+        threading.Thread(target=self._after_design_change, args=(database, docid),
+                         daemon=True, name=f"views {database.name}").start()
+
+    def _after_design_change(self, database, docid: str) -> None:
+        try:
+            self.drop_unused_views(database)
+            doc = database.get(docid)
+            if doc is None:
+                return
+            for spec in definitions.design_views(doc).values():
+                self.view_for(database, spec).update()
+        except Exception:
+            log.exception("building the views of %s/%s failed", database.name, docid)
+
+    def drop_unused_views(self, database) -> int:
+        live = {spec.identity for (db, _), spec in definitions.MODULE_VIEWS.items()
+                if db == database.name}
+        for _, doc in database.docs("_design/", "_design/\uffff"):
+            try:
+                live.update(s.identity for s in definitions.design_views(doc).values())
+            except StoreError:
+                continue
+        store = database.versions.inner
+        unused = [key[3:] for key in store.prefix("vx/", keys_only=True) if key[3:] not in live]
+        return sum(drop_view(store, vid) for vid in unused)
+
+    def authorize_admin(self, request) -> None:
+        """Only server admins may write design documents (the check lands with auth)."""
+        return None
+
+    # -- tasks --------------------------------------------------------------------------
+    def on_active_tasks(self, request):
+        tasks = []
+        for name in self.catalog.names():
+            try:
+                store = self.catalog.get(name).versions.inner
+            except StoreError:
+                continue
+            for key, info in store.prefix("vx/"):
+                state = store.get(f"v/{key[3:]}/state") or {}
+                building = state.get("building")
+                if building:
+                    tasks.append({"type": "indexer", "database": name,
+                                  "design_document": info.get("name"),
+                                  "changes_done": building.get("done", 0),
+                                  "total_changes": building.get("total", 0),
+                                  "progress": int(100 * building.get("done", 0)
+                                                  / max(1, building.get("total", 0))),
+                                  "started_on": int(building.get("beat", 0)),
+                                  "updated_on": int(building.get("beat", 0))})
+        return self.respond(request, tasks)

@@ -1,0 +1,346 @@
+"""The incremental map-reduce engine: one persisted index per view.
+
+Storage, in the database's own keyspace below the versioning layer (so the rows are
+compressed and encrypted like documents, and one transaction covers an update):
+
+=========================  ===================================================
+``v/<vid>/i/<key><id>``    an index row ``[key, doc id, value]``; ``<key>`` is the
+                           collation encoding, so a range scan is the view order
+``v/<vid>/m/<id>``         the rows a document emitted (to take them out again)
+``v/<vid>/g/<key>``        ``[key, reduction, rows]``: the reduction of one key
+``v/<vid>/state``          ``{seq, rows, version, building}``: the checkpoint
+``vx/<vid>``               which views have storage (for clean-up and tasks)
+=========================  ===================================================
+
+The index follows the database's changes sequence from its checkpoint: a query
+first applies the changes committed since (unless ``update=false``), in batches, each
+in one transaction with the checkpoint, so it catches up after a restart, after writes
+by other workers and after bulk loads, and two workers never apply a change twice.
+An update costs work in proportion to the changed documents: their old rows come out,
+their new rows go in, and the stored reductions of the keys they touch are adjusted
+(``add``/``remove`` for the built-ins, recomputed from that key's rows otherwise).
+Queries by key or range are range scans, O(log n + rows); a reduce reads stored
+per-key reductions, never every row. A first build of a large database maps in a
+process pool (:mod:`.build`).
+"""
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from itertools import islice
+from typing import Any
+
+from settee.store.base import prefix_end
+
+from .collation import HIGH, encode, group_key
+from .reduce import RECOMPUTE, ReduceError
+
+log = logging.getLogger("settee.views")
+
+BATCH = 1000                 # changes applied per transaction
+PARALLEL_THRESHOLD = 5000    # pending changes from scratch above which the build is parallel
+STALE_BUILD = 60.0           # seconds without a heartbeat before a build is taken over
+ROW_SEP = "\x01"
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class View:
+    """A view of one database: its index, kept up to date, and its queries."""
+
+    def __init__(self, database, spec):
+        self.db = database
+        self.spec = spec
+        self.vid = spec.identity
+        self.mapper, self.reducer = spec.compile()
+        self.store = database.versions.inner
+        base = f"v/{self.vid}/"
+        self.I, self.M, self.G, self.STATE = base + "i/", base + "m/", base + "g/", base + "state"
+        self.base = base
+        self.map_errors = 0
+
+    # -- state ------------------------------------------------------------------------
+    def state(self) -> dict:
+        state = self.store.get(self.STATE)
+        return dict(state) if state is not None else {"seq": 0, "rows": 0, "version": 0}
+
+    def etag(self) -> str:
+        return f'"{self.vid}-{self.state()["version"]}"'
+
+    def pending(self) -> int:
+        return max(0, self.db.versions.info()["seq"] - self.state()["seq"])
+
+    # -- mapping ----------------------------------------------------------------------
+    def map_doc(self, doc: dict) -> list[list]:
+        """The ``[key, value]`` rows ``doc`` emits; a map that raises emits nothing."""
+        try:
+            rows = []
+            for item in self.mapper(doc) or ():
+                key, value = item
+                encode(key)                     # a key that is not JSON fails here
+                rows.append([key, value])
+            return rows
+        except Exception as e:                  # user code: skip the doc, keep the view
+            self.map_errors += 1
+            if self.map_errors <= 10 or self.map_errors % 1000 == 0:
+                log.warning("view %s: map failed on doc %r: %s: %s (%d failures so far)",
+                            self.spec.name, doc.get("_id"), type(e).__name__, e,
+                            self.map_errors)
+            return []
+
+    def row_key(self, key, doc_id: str, n: int) -> str:
+        return f"{self.I}{encode(key)}{doc_id}{ROW_SEP}{n}"
+
+    # -- updating ---------------------------------------------------------------------
+    def update(self, progress=None) -> dict:
+        """Apply every change committed so far; returns the new state."""
+        self.register()
+        while True:
+            target = self.db.versions.info()["seq"]
+            state = self.state()
+            if state["seq"] >= target:
+                return state
+            building = state.get("building")
+            if building and time.time() - building["beat"] < STALE_BUILD:
+                time.sleep(0.05)                # another process builds: wait for it
+                continue
+            if state["seq"] == 0 and target >= PARALLEL_THRESHOLD:
+                from .build import parallel_build
+                parallel_build(self, progress=progress)
+                continue
+            with self.store.transaction():
+                state = self.state()
+                if state.get("building") and time.time() - state["building"]["beat"] < STALE_BUILD:
+                    continue
+                changes = list(islice(self.db.versions.changes(state["seq"]), BATCH))
+                if not changes:
+                    return state
+                self.apply(changes, state)
+                self.store[self.STATE] = state
+            if progress is not None:
+                progress(len(changes))
+
+    def register(self) -> None:
+        if self.store.get("vx/" + self.vid) is None:
+            self.store["vx/" + self.vid] = {"name": self.spec.name, "origin": self.spec.origin}
+
+    def apply(self, changes, state: dict) -> None:
+        """Apply ``changes`` (in the caller's transaction); updates ``state``."""
+        ids = [c.id for c in changes if not c.id.startswith("_design/")]
+        docs = self.db.versions.get_many(ids)
+        mapped = {doc_id: self.map_doc(docs[doc_id]) if doc_id in docs else []
+                  for doc_id in ids}
+        self.write_rows(mapped, state)
+        state["seq"] = changes[-1].seq
+
+    def write_rows(self, mapped: dict[str, list], state: dict, fresh: bool = False) -> None:
+        """Replace the rows of each document in ``mapped`` with its new rows."""
+        store = self.store
+        olds = {} if fresh else store.get_many([self.M + i for i in mapped])
+        touched: dict[str, list] = {}
+        changed = False
+        for doc_id, new in mapped.items():
+            old = olds.get(self.M + doc_id) or []
+            if new == old:
+                continue
+            changed = True
+            for n, (key, value) in enumerate(old):
+                store.pop(self.row_key(key, doc_id, n), None)
+                touched.setdefault(encode(key), [key, [], []])[2].append(value)
+            for n, (key, value) in enumerate(new):
+                store[self.row_key(key, doc_id, n)] = [key, doc_id, value]
+                touched.setdefault(encode(key), [key, [], []])[1].append([key, doc_id, value])
+            if new:
+                store[self.M + doc_id] = new
+            elif old:
+                store.pop(self.M + doc_id, None)
+            state["rows"] += len(new) - len(old)
+        if changed:
+            state["version"] = state.get("version", 0) + 1
+        if self.reducer is not None and touched:
+            self.update_reductions(touched)
+
+    def update_reductions(self, touched: dict[str, list]) -> None:
+        reducer, store = self.reducer, self.store
+        existing = store.get_many([self.G + e for e in touched])
+        for enc, (key, added, removed) in touched.items():
+            current = existing.get(self.G + enc)
+            count = (current[2] if current else 0) + len(added) - len(removed)
+            if count <= 0:
+                store.pop(self.G + enc, None)
+                continue
+            values = [row[2] for row in added]
+            try:
+                if current is None and not removed:
+                    reduction = reducer.reduce([[r[0], r[1]] for r in added], values)
+                elif current is not None and len(current) < 4 and (
+                        not removed or reducer.invertible):
+                    # Adding rows only: any reduce combines (re-reduce); taking rows
+                    # out needs an invertible one, else that key is recomputed.
+                    reduction = current[1]
+                    if removed:
+                        reduction = reducer.remove(reduction, removed)
+                    if reduction is not RECOMPUTE and values:
+                        reduction = reducer.add(reduction, values)
+                else:
+                    reduction = RECOMPUTE
+                if reduction is RECOMPUTE:
+                    reduction = self.reduce_rows(self.key_rows(enc))
+                store[self.G + enc] = [key, reduction, count]
+            except ReduceError as e:            # kept, and reported when a query reduces
+                store[self.G + enc] = [key, None, count, e.reason]
+
+    def key_rows(self, enc: str) -> Iterator[list]:
+        prefix = self.I + enc
+        return (row for _, row in self.store.range(prefix, prefix + HIGH))
+
+    def reduce_rows(self, rows) -> Any:
+        """Reduce rows in chunks, then re-reduce the chunks (bounded memory)."""
+        partials = []
+        chunk = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= 1000:
+                partials.append(self.reducer.reduce([[r[0], r[1]] for r in chunk],
+                                                    [r[2] for r in chunk]))
+                chunk = []
+        if chunk or not partials:
+            partials.append(self.reducer.reduce([[r[0], r[1]] for r in chunk],
+                                                [r[2] for r in chunk]))
+        return partials[0] if len(partials) == 1 else self.reducer.rereduce(partials)
+
+    def claim_build(self) -> str | None:
+        """Mark a from-scratch build as ours (a heartbeat other processes respect)."""
+        token = uuid.uuid4().hex
+        with self.store.transaction():
+            state = self.state()
+            building = state.get("building")
+            if building and time.time() - building["beat"] < STALE_BUILD:
+                return None
+            state["building"] = {"token": token, "beat": time.time(), "done": 0, "total": 0}
+            self.store[self.STATE] = state
+        return token
+
+    def clear(self) -> int:
+        """Drop every row and reduction of this view, keeping its state (the build claim)."""
+        return clear_prefix(self.store, self.base, keep=self.STATE)
+
+    # -- querying -----------------------------------------------------------------------
+    def bounds(self, prefix: str, start, end, *, descending: bool, inclusive_end: bool,
+               start_docid: str | None = None, end_docid: str | None = None,
+               docids: bool = True):
+        """(lo, hi, inclusive) of a backend range scan, from CouchDB's parameters."""
+        def low(key, docid, inclusive):
+            if key is MISSING:
+                return prefix
+            if not docids:
+                return prefix + encode(key) + ("" if inclusive else HIGH)
+            if docid is None:
+                return prefix + encode(key) + ("" if inclusive else HIGH)
+            return prefix + encode(key) + docid + ("" if inclusive else ROW_SEP + HIGH)
+
+        def high(key, docid, inclusive):
+            if key is MISSING:
+                return prefix_end(prefix), False
+            if not docids:
+                return prefix + encode(key), inclusive
+            if docid is None:
+                return prefix + encode(key) + (HIGH if inclusive else ""), inclusive
+            return prefix + encode(key) + docid + (ROW_SEP + HIGH if inclusive else ""), inclusive
+
+        if descending:
+            hi, _ = high(start, start_docid, True)
+            lo = low(end, end_docid, inclusive_end)
+            return lo, hi, True
+        lo = low(start, start_docid, True)
+        hi, incl = high(end, end_docid, inclusive_end)
+        return lo, hi, incl
+
+    def rows(self, *, start=MISSING, end=MISSING, keys=None, descending=False, inclusive_end=True,
+             start_docid=None, end_docid=None) -> Iterator[list]:
+        """Index rows ``[key, id, value]`` in view order (or in the order of ``keys``)."""
+        if keys is not None:
+            for key in keys:
+                prefix = self.I + encode(key)
+                yield from (row for _, row in self.store.range(prefix, prefix + HIGH,
+                                                               descending=descending))
+            return
+        lo, hi, incl = self.bounds(self.I, start, end, descending=descending,
+                                   inclusive_end=inclusive_end, start_docid=start_docid,
+                                   end_docid=end_docid)
+        for _, row in self.store.range(lo, hi, descending=descending, inclusive_end=incl):
+            yield row
+
+    def reductions(self, *, start=MISSING, end=MISSING, keys=None, descending=False,
+                   inclusive_end=True) -> Iterator[list]:
+        """Stored per-key reductions ``[key, reduction, rows]`` in view order."""
+        if keys is not None:
+            found = self.store.get_many([self.G + encode(k) for k in keys])
+            for key in keys:
+                entry = found.get(self.G + encode(key))
+                if entry is not None:
+                    yield entry
+            return
+        lo, hi, incl = self.bounds(self.G, start, end, descending=descending,
+                                   inclusive_end=inclusive_end, docids=False)
+        for _, entry in self.store.range(lo, hi, descending=descending, inclusive_end=incl):
+            yield entry
+
+    def reduce(self, entries, group_level: int | None, group: bool) -> Iterator[dict]:
+        """Rows of a reduce query: one overall, one per key, or one per key prefix."""
+        def value_of(batch):
+            for entry in batch:
+                if len(entry) > 3:
+                    raise ReduceError(f"reduce failed for key {entry[0]!r}: {entry[3]}")
+            if len(batch) == 1:
+                return batch[0][1]
+            return self.reducer.rereduce([e[1] for e in batch])
+
+        if not group and group_level is None:
+            batch = list(entries)
+            if not batch:
+                return
+            if len(batch) > 1000:          # re-reduce in chunks to bound memory
+                batch = [[None, self.reducer.rereduce([e[1] for e in batch[i:i + 1000]]), 0]
+                         for i in range(0, len(batch), 1000)]
+            yield {"key": None, "value": value_of(batch)}
+            return
+        current, batch = MISSING, []
+        for entry in entries:
+            key = group_key(entry[0], group_level) if group_level is not None else entry[0]
+            if batch and key != current:
+                yield {"key": current, "value": value_of(batch)}
+                batch = []
+            current = key
+            batch.append(entry)
+        if batch:
+            yield {"key": current, "value": value_of(batch)}
+
+
+def clear_prefix(store, prefix: str, keep: str | None = None) -> int:
+    """Delete every key under ``prefix`` but ``keep``, in batched transactions."""
+    dropped = 0
+    while True:
+        keys = [k for k in islice(store.prefix(prefix, keys_only=True), 2001) if k != keep]
+        if not keys:
+            return dropped
+        with store.transaction():
+            for key in keys:
+                store.pop(key, None)
+        dropped += len(keys)
+
+
+def drop_view(store, vid: str) -> int:
+    """Delete all storage of view ``vid`` (its definition is gone)."""
+    dropped = clear_prefix(store, f"v/{vid}/")
+    with store.transaction():
+        store.pop(f"vx/{vid}", None)
+    return dropped
