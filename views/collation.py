@@ -18,6 +18,7 @@ order two punctuation marks differently, Settee orders them by code point.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 import unicodedata
 from typing import Any
 
@@ -48,16 +49,24 @@ def _char_class(c: str) -> str:
     return _PUNCT
 
 
+def _char_code(c: str) -> str:
+    if c < "\x08":
+        return ESCAPE + chr(0x40 + ord(c))
+    return _char_class(c) + c
+
+
+# ASCII through str.translate (fast); other characters one by one.
+_ASCII = {i: _char_code(chr(i)) for i in range(128)}
+_ASCII_CASE = {i: "1" if chr(i).isupper() else "0" for i in range(128)}
+
+
+@lru_cache(maxsize=65536)
 def _string(text: str) -> str:
+    if text.isascii():
+        return STRING + text.lower().translate(_ASCII) + CASE + text.translate(_ASCII_CASE) + END
     folded = unicodedata.normalize("NFC", text).casefold()
-    out = []
-    for c in folded:
-        if c < "\x08":
-            out.append(ESCAPE + chr(0x40 + ord(c)))
-        else:
-            out.append(_char_class(c) + c)
     case = "".join("1" if c.isupper() else "0" for c in text)
-    return STRING + "".join(out) + CASE + case + END
+    return STRING + "".join(map(_char_code, folded)) + CASE + case + END
 
 
 def encode(key: Any) -> str:
