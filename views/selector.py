@@ -34,22 +34,14 @@ from __future__ import annotations
 
 import functools
 import json
+import operator
 import re
 import unicodedata
 from typing import Any, Callable
 
 from settee.store.exceptions import BadRequest
 
-__all__ = [
-    "MISSING", "MIN", "MAX", "QueryError", "InvalidSelector", "InvalidOperator", "BadArgument",
-    "InvalidSort", "InvalidFields", "compile_selector", "collate", "sort_key",
-    "parse_field", "get_field", "project", "parse_sort", "selector_fields", "range_for",
-]
-
-
 class _Sentinel:
-    __slots__ = ("name",)
-
     def __init__(self, name: str):
         self.name = name
 
@@ -60,13 +52,11 @@ class _Sentinel:
 #: What :func:`get_field` returns for a path the document does not have.
 MISSING = _Sentinel("MISSING")
 #: Open ends of a :func:`range_for` range; ``sort_key`` puts them below/above every value.
-MIN = _Sentinel("MIN")
-MAX = _Sentinel("MAX")
+MIN, MAX = _Sentinel("MIN"), _Sentinel("MAX")
 
 
 class QueryError(BadRequest):
     """A ``_find`` query part is malformed (HTTP 400); ``error`` is CouchDB's name for it."""
-
     error = "bad_request"
 
     def __init__(self, reason: str, error: str | None = None, **fields):
@@ -77,19 +67,16 @@ class QueryError(BadRequest):
 
 class InvalidSelector(QueryError):
     """The selector is malformed."""
-
     error = "invalid_selector"
 
 
 class InvalidOperator(InvalidSelector):
     """The selector names an operator CouchDB does not have."""
-
     error = "invalid_operator"
 
 
 class BadArgument(InvalidSelector):
     """An operator's argument has the wrong type or value."""
-
     error = "bad_arg"
 
     def __init__(self, op: str, arg: Any, expected: str):
@@ -99,13 +86,11 @@ class BadArgument(InvalidSelector):
 
 class InvalidSort(QueryError):
     """The ``sort`` of a query is malformed."""
-
     error = "invalid_sort_json"
 
 
 class InvalidFields(QueryError):
     """The ``fields`` of a query is malformed."""
-
     error = "invalid_fields"
 
 
@@ -210,18 +195,20 @@ def _key_for(path: tuple) -> Callable[[Any], tuple]:
 _UNESCAPED_DOT = re.compile(r"(?<!\\)\.")
 
 
-@functools.lru_cache(maxsize=4096)
 def parse_field(field: str) -> tuple[str, ...]:
     """``"a.b\\.c"`` -> ``("a", "b.c")``; an empty segment is an ``invalid_field_name``.
 
     As in CouchDB, every backslash is removed from the segments after splitting.
     """
-    if not isinstance(field, str):
-        raise InvalidSelector(f"Invalid field name: {_show(field)}", "invalid_field_name")
-    parts = tuple(p.replace("\\", "") for p in _UNESCAPED_DOT.split(field))
+    parts = _split_field(field) if isinstance(field, str) else ("",)
     if "" in parts:
         raise InvalidSelector(f"Invalid field name: {_show(field)}", "invalid_field_name")
     return parts
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_field(field: str) -> tuple[str, ...]:
+    return tuple(p.replace("\\", "") for p in _UNESCAPED_DOT.split(field))
 
 
 def _join_field(path: tuple) -> str:
@@ -231,10 +218,8 @@ def _join_field(path: tuple) -> str:
 def _lookup(value: Any, path: tuple) -> Any:
     for name in path:
         if isinstance(value, dict):
-            value = value.get(name, MISSING)
-            if value is MISSING:
-                return MISSING
-        elif isinstance(value, list) and name.isdigit() and name.isascii() \
+            value = value.get(name, MISSING)      # MISSING fails the next step, if any
+        elif isinstance(value, list) and name.isascii() and name.isdigit() \
                 and int(name) < len(value):
             value = value[int(name)]
         else:
@@ -259,9 +244,8 @@ def project(doc: dict, fields: list[str] | None) -> dict:
     index is rebuilt as an object (``"a.0"`` gives ``{"a": {"0": ...}}``). Values are
     shared with ``doc``, not copied.
     """
-    if fields is None:
-        return doc
-    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+    if fields is not None and not (isinstance(fields, list)
+                                   and all(isinstance(f, str) for f in fields)):
         raise InvalidFields(f"Fields must be an array of strings, not: {_show(fields)}")
     if not fields:
         return doc
@@ -316,26 +300,20 @@ def parse_sort(sort: Any) -> list[tuple[str, str]]:
 Pred = Callable[[Any], bool]
 TYPES = {"null", "boolean", "number", "string", "array", "object"}
 UNSUPPORTED = {"$text", "$where", "$geoWithin", "$geoIntersects", "$near", "$nearSphere"}
-_CMP = {
-    "$eq": lambda a, b: a == b, "$ne": lambda a, b: a != b,
-    "$gt": lambda a, b: a > b, "$gte": lambda a, b: a >= b,
-    "$lt": lambda a, b: a < b, "$lte": lambda a, b: a <= b,
-}
+_CMP = {"$eq": operator.eq, "$ne": operator.ne, "$gt": operator.gt, "$gte": operator.ge,
+        "$lt": operator.lt, "$lte": operator.le}
 CONDITIONS = set(_CMP) | {"$in", "$nin", "$exists", "$type", "$size", "$mod", "$regex",
                           "$beginsWith", "$all", "$elemMatch", "$allMatch", "$keyMapMatch"}
 _MISSING_NAME = "One or more conditions is missing a field name."
 
 
+_TYPE_NAMES = ((bool, "boolean"), ((int, float), "number"), (str, "string"), (list, "array"))
+
+
 def _type_name(value: Any) -> str:
     if value is None:
         return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
+    return next((name for t, name in _TYPE_NAMES if isinstance(value, t)), "object")
 
 
 def _is_int(value: Any) -> bool:
@@ -394,7 +372,7 @@ def _operand(value: Any, path: tuple | None, neg: bool) -> Pred:
 
 
 def _entry(key: str, value: Any, path: tuple | None, neg: bool) -> Pred:
-    if not key.startswith("$"):
+    if not isinstance(key, str) or not key.startswith("$"):
         return _operand(value, parse_field(key) if path is None else path + parse_field(key), neg)
     if key in ("$and", "$or", "$nor"):
         if not isinstance(value, list):
@@ -537,27 +515,12 @@ def range_for(selector: dict, field: str) -> tuple[Any, bool, Any, bool] | None:
     compile_selector(selector)
     target = parse_field(field)
     key = _key_for(target)
-    lower, lower_inc, upper, upper_inc = MIN, True, MAX, True
-    found = False
-    for path, op, arg in _conjuncts(selector, None):
-        if path != target:
-            continue
-        found = True
-        inclusive = op in ("$eq", "$gte", "$lte")
-        if op in ("$eq", "$gt", "$gte"):
-            c = _cmp_keys(key(arg), key(lower))
-            if c > 0:
-                lower, lower_inc = arg, inclusive
-            elif c == 0:
-                lower_inc = lower_inc and inclusive
-        if op in ("$eq", "$lt", "$lte"):
-            c = _cmp_keys(key(arg), key(upper))
-            if c < 0:
-                upper, upper_inc = arg, inclusive
-            elif c == 0:
-                upper_inc = upper_inc and inclusive
-    return (lower, lower_inc, upper, upper_inc) if found else None
-
-
-def _cmp_keys(a: tuple, b: tuple) -> int:
-    return (a > b) - (a < b)
+    found = [(op, arg) for path, op, arg in _conjuncts(selector, None) if path == target]
+    if not found:
+        return None
+    # The tightest bound: the greatest lower (exclusive wins a tie), the least upper.
+    lows = [(key(a), op == "$gt", a) for op, a in found if op in ("$eq", "$gt", "$gte")]
+    highs = [(key(a), op != "$lt", a) for op, a in found if op in ("$eq", "$lt", "$lte")]
+    _, exclusive, lower = max(lows, key=lambda t: t[:2]) if lows else ((), False, MIN)
+    _, upper_inc, upper = min(highs, key=lambda t: t[:2]) if highs else ((), True, MAX)
+    return lower, not exclusive, upper, upper_inc
