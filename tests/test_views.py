@@ -312,3 +312,23 @@ def test_javascript_views_are_stored_but_not_run(app):
     app.put("/db/_design/js", orjson.dumps(js), content_type="application/json", status=201)
     r = app.get("/db/_design/js/_view/v", expect_errors=True)
     assert r.status_int == 400 and "Python" in r.json["reason"]
+
+
+def test_index_encoding_orders_exactly_as_the_selector_collation():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from settee.views.selector import sort_key
+    scalars = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(
+        allow_nan=False, allow_infinity=False) | st.text(max_size=6)
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=3), inner, max_size=3), max_leaves=8)
+
+    @settings(max_examples=400, deadline=None)
+    @given(values, values)
+    def same_order(a, b):
+        ka, kb = sort_key(a), sort_key(b)
+        assert (encode(a) < encode(b)) == (ka < kb)
+        assert (encode(a) == encode(b)) == (ka == kb)
+
+    same_order()

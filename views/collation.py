@@ -9,18 +9,19 @@ Order: ``null < false < true < numbers < strings < arrays < objects``; numbers b
 value (``1 == 1.0``); arrays element by element, a prefix first; objects as their
 ``[key, value]`` pairs in document order, element by element.
 
-Strings follow the Unicode Collation Algorithm only approximately (CouchDB uses ICU):
-compared first without case, punctuation and symbols before digits before letters;
-then, between strings equal without case, lowercase before uppercase. So
-``"a" < "A" < "aa" < "b" < "B"`` as in CouchDB's collation table. Where ICU would
-order two punctuation marks differently, Settee orders them by code point.
+Strings are ordered as :func:`settee.views.selector.sort_key` orders them (one
+definition for views and Mango): an approximation of ICU's collation in three levels,
+base characters without case or accents (punctuation in CouchDB's documented order,
+then digits, then letters), then accents, then case with lowercase first, so
+``"a" < "A" < "aa" < "b" < "B"`` as in CouchDB's collation table.
 """
 from __future__ import annotations
 
 import struct
 from functools import lru_cache
-import unicodedata
 from typing import Any
+
+from .selector import string_levels
 
 END = "\x01"           # ends a string, an array or an object
 CASE = "\x02"          # separates a string's case-blind part from its case bits
@@ -29,7 +30,6 @@ NULL, FALSE, TRUE, NUMBER, STRING, ARRAY, OBJECT = "\x10", "\x11", "\x12", "\x13
 #: The greatest key: sorts after every encoded key (for inclusive upper bounds).
 HIGH = "\U0010ffff"
 
-_PUNCT, _DIGIT, _LETTER = "\x05", "\x06", "\x07"
 
 
 def _number(value: float) -> str:
@@ -41,32 +41,27 @@ def _number(value: float) -> str:
     return f"{bits:016x}"
 
 
-def _char_class(c: str) -> str:
-    if c.isdigit():
-        return _DIGIT
-    if c.isalpha():
-        return _LETTER
-    return _PUNCT
+def _point(rank: int) -> str:
+    """A non-negative rank as one character, order kept (surrogates skipped)."""
+    cp = 0x30 + rank
+    if cp >= 0xD800:
+        cp += 0x800
+    return chr(min(cp, 0x10FFFD))
 
 
-def _char_code(c: str) -> str:
-    if c < "\x08":
-        return ESCAPE + chr(0x40 + ord(c))
-    return _char_class(c) + c
-
-
-# ASCII through str.translate (fast); other characters one by one.
-_ASCII = {i: _char_code(chr(i)) for i in range(128)}
-_ASCII_CASE = {i: "1" if chr(i).isupper() else "0" for i in range(128)}
+def _raw(text: str) -> str:
+    return "".join(ESCAPE + chr(0x40 + ord(c)) if c < "\x08" else c for c in text)
 
 
 @lru_cache(maxsize=65536)
 def _string(text: str) -> str:
-    if text.isascii():
-        return STRING + text.lower().translate(_ASCII) + CASE + text.translate(_ASCII_CASE) + END
-    folded = unicodedata.normalize("NFC", text).casefold()
-    case = "".join("1" if c.isupper() else "0" for c in text)
-    return STRING + "".join(map(_char_code, folded)) + CASE + case + END
+    """The string's collation levels (:func:`~.selector.string_levels`) as one string:
+    base characters, then accents, then case, then the code points as a tiebreak."""
+    primary, accents, case, nfc = string_levels(text)
+    return (STRING + "".join(chr(0x20 + cls) + _point(rank) for cls, rank in primary)
+            + CASE + "".join("".join(map(chr, marks)) + "\x04" for marks in accents)
+            + CASE + "".join("1" if c else "0" for c in case)
+            + CASE + _raw(nfc) + END)
 
 
 def encode(key: Any) -> str:

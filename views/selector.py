@@ -120,7 +120,7 @@ def _primary(c: str) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=8192)
-def _string_key(text: str) -> tuple:
+def string_levels(text: str) -> tuple:
     """Three UCA-like levels (base letters, accents, case) and an NFC tiebreak."""
     primary: list = []
     accents: list[list[int]] = []
@@ -163,7 +163,7 @@ def sort_key(value: Any) -> tuple:
     if isinstance(value, (int, float)):
         return (3, value)
     if isinstance(value, str):
-        return (4, _string_key(value))
+        return (4, string_levels(value))
     if isinstance(value, (list, tuple)):
         return (5, tuple(sort_key(v) for v in value))
     if isinstance(value, dict):
