@@ -34,6 +34,7 @@ from .bulk import BulkEndpoints
 from .changes import ChangesEndpoints
 from .documents import DocumentEndpoints
 from .errors import HTTPError, bad_request, from_store
+from .mango import MangoEndpoints
 from .params import Params
 from .views import ViewEndpoints
 
@@ -93,6 +94,12 @@ def endpoints() -> Map:
         r(db + "/_design/<seg:ddoc>/_view/<seg:view>", endpoint="design_view",
           methods=["GET", "POST"]),
         r(db + "/_view/<seg:view>", endpoint="module_view", methods=["GET", "POST"]),
+        r(db + "/_find", endpoint="find", methods=["POST"]),
+        r(db + "/_explain", endpoint="explain", methods=["POST"]),
+        r(db + "/_index", endpoint="index", methods=["GET", "POST"]),
+        r(db + "/_index/<seg:ddoc>/json/<seg:name>", endpoint="index_drop", methods=["DELETE"]),
+        r(db + "/_index/_design/<seg:ddoc>/json/<seg:name>", endpoint="index_drop",
+          methods=["DELETE"]),
         r(db + "/_design/<seg:ddoc>", endpoint="design_doc",
           methods=["GET", "PUT", "DELETE", "COPY"]),
         r(db + "/_local/<seg:docid>", endpoint="local_doc", methods=["GET", "PUT", "DELETE"]),
@@ -100,7 +107,8 @@ def endpoints() -> Map:
     ], converters={"seg": SegmentConverter}, strict_slashes=False, merge_slashes=False)
 
 
-class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints):
+class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
+             MangoEndpoints):
     """The application: one catalog of databases, one URL map."""
 
     def __init__(self, settings):

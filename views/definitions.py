@@ -66,6 +66,11 @@ class ViewSpec:
 
     def compile(self):
         """(map function, reducer or None)."""
+        if self.origin == "mango":
+            import orjson
+
+            from .mango import mango_mapper
+            return mango_mapper(orjson.loads(self.map_source)), None
         if self.origin == "module":
             mapper = _resolve(self.map_source)
             reduce = self.reduce_source
@@ -125,6 +130,9 @@ def design_views(doc: dict, check: bool = False) -> dict[str, ViewSpec]:
     if not isinstance(views, dict):
         raise InvalidDesignDoc("`views` must be an object of view definitions")
     language = doc.get("language", "javascript")
+    if language == "query":                     # Mango JSON indexes
+        from .mango import indexes_of
+        return {ix.name: ix.spec for ix in indexes_of(doc)}
     ddoc = doc.get("_id", "_design/?")[len("_design/"):]
     specs = {}
     for name, definition in views.items():
@@ -135,8 +143,6 @@ def design_views(doc: dict, check: bool = False) -> dict[str, ViewSpec]:
             raise InvalidDesignDoc(f"reduce of view {name!r} must be a string")
         specs[name] = ViewSpec(f"{ddoc}/{name}", definition["map"], reduce, "design")
     if language != "python":
-        if check:
-            return {}
         return {}
     if check:
         for spec in specs.values():

@@ -36,6 +36,7 @@ from settee.store.base import prefix_end
 
 from .collation import HIGH, encode, group_key
 from .reduce import RECOMPUTE, ReduceError
+from .selector import MISSING  # "no bound": the one absent-value sentinel of views
 
 log = logging.getLogger("settee.views")
 
@@ -45,12 +46,6 @@ STALE_BUILD = 60.0           # seconds without a heartbeat before a build is tak
 ROW_SEP = "\x01"
 
 
-class _Missing:
-    def __repr__(self) -> str:
-        return "MISSING"
-
-
-MISSING: Any = _Missing()
 
 
 class View:

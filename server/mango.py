@@ -1,0 +1,41 @@
+"""Mango endpoints: ``POST /{db}/_find``, ``POST /{db}/_explain``, ``GET|POST /{db}/_index``
+and ``DELETE /{db}/_index/{ddoc}/json/{name}`` (the query engine is ``views/mango.py``)."""
+from __future__ import annotations
+
+from settee.store.document import Doc, Meta
+from settee.views import mango
+
+
+class MangoEndpoints:
+    def on_find(self, request, db):
+        database = self.db(db)
+        query = mango.parse_query(self.json_object(request))
+        return self.respond(request, mango.find(database, self.view_for, query))
+
+    def on_explain(self, request, db):
+        database = self.db(db)
+        query = mango.parse_query(self.json_object(request))
+        return self.respond(request, mango.explain(database, query, db))
+
+    def on_index(self, request, db):
+        database = self.db(db)
+        if request.method == "GET":
+            return self.respond(request, mango.list_indexes(database))
+        self.check_writable()
+        fields, name, ddoc = mango.index_request(self.json_object(request))
+        docid = ddoc if ddoc.startswith("_design/") else "_design/" + ddoc
+        current = database.get(docid)
+        if current is not None and name in (current.get("views") or {}) and \
+                [ix for ix in mango.indexes_of(current)
+                 if ix.name == name and list(ix.fields) == [f for f, _ in fields]]:
+            return self.respond(request, {"result": "exists", "id": docid, "name": name})
+        body = mango.index_design_doc(current, fields, name)
+        database[docid] = Doc(body, Meta(rev=current["_rev"] if current is not None else None))
+        self.design_saved(database, docid)
+        return self.respond(request, {"result": "created", "id": docid, "name": name})
+
+    def on_index_drop(self, request, db, ddoc, name):
+        database = self.db(db)
+        mango.drop_index(database, ddoc, name)
+        self.design_saved(database, ddoc if ddoc.startswith("_design/") else "_design/" + ddoc)
+        return self.respond(request, {"ok": True})
