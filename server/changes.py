@@ -15,7 +15,9 @@ from itertools import islice
 import orjson
 from werkzeug.wrappers import Response
 
-from settee.store.exceptions import NotFound
+from settee.store.exceptions import NotFound, StoreError
+from settee.views import definitions
+from settee.views.selector import compile_selector
 
 from .errors import HTTPError, bad_request
 from .params import Params
@@ -58,7 +60,7 @@ class ChangesEndpoints:
         style = p.choice("style", ("main_only", "all_docs"), "main_only")
         timeout = p.int("timeout", DEFAULT_TIMEOUT_MS, maximum=MAX_TIMEOUT_MS) / 1000
         heartbeat = self.heartbeat(p)
-        accept = self.change_filter(p, body)
+        accept = self.change_filter(p, body, database)
 
         def entry(change):
             row = {"seq": str(change.seq), "id": change.id, "changes": [{"rev": change.rev}]}
@@ -118,7 +120,7 @@ class ChangesEndpoints:
             raise bad_request("heartbeat must be positive")
         return max(ms, 100) / 1000
 
-    def change_filter(self, p: Params, body: dict):
+    def change_filter(self, p: Params, body: dict, database):
         name = p.text("filter")
         if not name:
             return lambda change: True
@@ -130,10 +132,34 @@ class ChangesEndpoints:
             return lambda change: change.id in wanted
         if name == "_design":
             return lambda change: change.id.startswith("_design/")
-        if name in ("_selector", "_view"):
-            raise bad_request(f"filter={name} needs Mango selectors and views, which this "
-                              "server does not offer yet")
-        raise HTTPError(404, "not_found", f"filter {name!r} does not exist")
+        if name == "_selector":
+            if "selector" not in body:
+                raise bad_request("filter=_selector needs a POST body with a `selector`")
+            match = compile_selector(body["selector"])
+            return self.doc_filter(database, match)
+        if name == "_view":
+            ref = p.text("view") or ""
+            ddoc, _, view = ref.partition("/")
+            if not ddoc or not view:
+                raise bad_request("filter=_view needs view=ddoc/name")
+            mapper, _ = definitions.design_view(database, ddoc, view).compile()
+            return self.doc_filter(database, lambda doc: any(True for _ in mapper(doc) or ()))
+        raise HTTPError(404, "not_found", f"filter {name!r} does not exist; Settee offers "
+                        "_doc_ids, _selector, _view and _design")
+
+    @staticmethod
+    def doc_filter(database, predicate):
+        """A filter on the changed document's current body (deletions never match)."""
+        def accept(change):
+            if change.deleted:
+                return False
+            try:
+                return bool(predicate(database[change.id]))
+            except StoreError:
+                return False
+            except Exception:           # user code in a view's map: no match
+                return False
+        return accept
 
     def normal_feed(self, request, database, batch, entry, since, descending):
         state = {"seq": since}

@@ -6,6 +6,7 @@
     settee dump DB > db.jsonl     # every document, one JSON line each, with its history
     settee load DB db.jsonl       # load such a file (or any JSON lines of documents)
     settee compact DB             # drop old revision bodies, reclaim space
+    settee index DB               # bring every view and index of DB up to date
 
 ``dump`` and ``load`` work on the data directory directly (the stores are safe for
 several processes, so the server may keep running) and show a progress bar when
@@ -132,6 +133,29 @@ def compact(settings, name: str) -> int:
     return 0
 
 
+def index(settings, name: str) -> int:
+    """Build or catch up every view of ``name`` (Python modules, design docs, Mango)."""
+    from tqdm import tqdm
+
+    from settee.views import definitions
+    from settee.views.engine import View
+    definitions.load_modules(settings["views_modules"])
+    db = Catalog(settings).get(name)
+    specs = [spec for (dbname, _), spec in definitions.MODULE_VIEWS.items() if dbname == name]
+    for _, doc in db.docs("_design/", "_design/\uffff"):
+        specs.extend(definitions.design_views(doc).values())
+    for spec in specs:
+        view = View(db, spec)
+        with tqdm(total=view.pending(), desc=f"index {spec.name}", unit="change",
+                  file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+            state = view.update(progress=bar.update)
+        print(f"settee: {name}/{spec.name}: {state['rows']} rows, up to seq {state['seq']}",
+              file=sys.stderr)
+    if not specs:
+        print(f"settee: {name} has no views", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="settee", description="Settee document database")
     parser.add_argument("--config", help="settings file (TOML); default $SETTEE_CONFIG")
@@ -144,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("file", help="a .jsonl file, or - for standard input")
     p = sub.add_parser("compact", help="drop old revision bodies of DB")
     p.add_argument("db")
+    p = sub.add_parser("index", help="build or catch up every view and index of DB")
+    p.add_argument("db")
     args, extra = parser.parse_known_args(argv)
     try:
         settings = load_settings(args.config)
@@ -155,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             return dump(settings, args.db, sys.stdout.buffer)
         if args.command == "load":
             return load(settings, args.db, args.file)
+        if args.command == "index":
+            return index(settings, args.db)
         return compact(settings, args.db)
     except StoreError as e:
         print(f"settee: {e}", file=sys.stderr)

@@ -86,3 +86,14 @@ def test_a_bad_setting_fails_at_start_naming_the_key(tmp_path):
     r = subprocess.run([sys.executable, "-m", "settee.server.cli", "dump", "x"], env=env,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "compression_level" in r.stderr
+
+
+def test_index_builds_every_view_of_a_database(env, capsys):
+    db = catalog(env).create("invoices")
+    db["i1"] = {"payments": [], "lineItems": [{"description": "x", "amount": 3.0,
+                                               "allocation": {"c1": {"amount": 3.0, "paid": 1.0}}}]}
+    db["_design/app"] = {"language": "python",
+                         "views": {"ids": {"map": "def fun(doc):\n    yield doc['_id'], None"}}}
+    assert main(["index", "invoices"]) == 0
+    err = capsys.readouterr().err
+    assert "ar_by_accounting_code: 1 rows" in err and "app/ids: 1 rows" in err

@@ -388,6 +388,21 @@ def test_changes_normal_feed(abc):
     assert abc.get("/db/_changes?since=now").json["results"] == []
 
 
+def test_changes_filtered_by_selector_and_by_view(abc):
+    body = orjson.dumps({"selector": {"v": {"$in": ["b", "d"]}}})
+    r = abc.post("/db/_changes?filter=_selector", body, content_type="application/json")
+    assert [c["id"] for c in r.json["results"]] == ["b", "d"]
+    ddoc = {"language": "python", "views": {"ac": {
+        "map": "def fun(doc):\n    if doc.get('v') in ('a', 'c'):\n        yield doc['v'], 1"}}}
+    put(abc, "/db/_design/f", ddoc)
+    r = abc.get("/db/_changes?filter=_view&view=f/ac")
+    assert [c["id"] for c in r.json["results"]] == ["a", "c"]
+    err(abc.post("/db/_changes?filter=_selector", b"{}", content_type="application/json",
+                 expect_errors=True), 400, "bad_request")
+    err(abc.post("/db/_changes?filter=_selector", orjson.dumps({"selector": {"v": {"$x": 1}}}),
+                 content_type="application/json", expect_errors=True), 400, "invalid_operator")
+
+
 def test_changes_bad_parameters(abc):
     err(abc.get("/db/_changes?since=abc", expect_errors=True), 400, "bad_request")
     err(abc.get("/db/_changes?feed=sometimes", expect_errors=True), 400, "bad_request")
