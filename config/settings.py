@@ -51,6 +51,11 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "replication_interval": (0.5, float, "seconds between outbox drains"),
     "auth_admin_user": ("", str, "server admin name"),
     "auth_admin_password": ("", str, "server admin password (hashed at start)"),
+    "auth_secret": ("", str, "cookie-signing secret; default: one kept in the data directory"),
+    "auth_session_timeout": (600, int, "seconds an AuthSession cookie stays valid"),
+    "auth_pbkdf2_iterations": (100_000, int, "PBKDF2-SHA256 iterations for password hashes"),
+    "cors_origins": ([], list, "origins allowed by CORS (* for any); empty: CORS off"),
+    "cors_credentials": (False, bool, "allow credentials (cookies, Authorization) in CORS"),
 }
 
 ENV_ALIASES = {
@@ -76,6 +81,7 @@ RANGES = {
     "compression_min_size": (0, 1 << 30), "versioning_revs_limit": (1, 1_000_000),
     "storage_free_space_floor": (0, 1 << 50), "lmdb_map_size": (1 << 20, 1 << 50),
     "replication_interval": (0.001, 3600),
+    "auth_session_timeout": (1, 10**8), "auth_pbkdf2_iterations": (1, 10**8),
 }
 
 

@@ -26,10 +26,11 @@ from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 
 from settee.store import Catalog
-from settee.store.exceptions import StoreError
+from settee.store.exceptions import DatabaseExists, StoreError
 from settee.views.definitions import load_modules
 
 from . import representation as rep
+from .auth import USERS_DB, Authenticator, check_security
 from .bulk import BulkEndpoints
 from .changes import ChangesEndpoints
 from .documents import DocumentEndpoints
@@ -41,6 +42,10 @@ from .views import ViewEndpoints
 log = logging.getLogger("settee.server")
 VERSION = "0.1.0"
 SLASH = "\x00"
+PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi"}
+SERVER_ADMIN_ENDPOINTS = {"all_dbs", "active_tasks", "metrics"}
+DB_ADMIN_ENDPOINTS = {"compact", "index_drop"}
+DB_ADMIN_WRITES = {"security", "revs_limit", "design_doc", "index"}
 SERVER_ENDPOINTS = {"_all_dbs", "_uuids", "_up", "_active_tasks", "_session", "_utils",
                     "_node", "_config", "_replicate", "_scheduler", "_membership",
                     "_cluster_setup", "_dbs_info", "_stats", "_metrics", "_openapi.json"}   # stands for an encoded "/" inside one path segment while routing
@@ -91,6 +96,7 @@ def endpoints() -> Map:
         r(db + "/_compact", endpoint="compact", methods=["POST"]),
         r(db + "/_ensure_full_commit", endpoint="ensure_full_commit", methods=["POST"]),
         r(db + "/_revs_limit", endpoint="revs_limit", methods=["GET", "PUT"]),
+        r(db + "/_security", endpoint="security", methods=["GET", "PUT"]),
         r(db + "/_design/<seg:ddoc>/_view/<seg:view>", endpoint="design_view",
           methods=["GET", "POST"]),
         r(db + "/_view/<seg:view>", endpoint="module_view", methods=["GET", "POST"]),
@@ -114,6 +120,12 @@ class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
     def __init__(self, settings):
         self.settings = settings
         self.catalog = Catalog(settings)
+        self.auth = Authenticator(settings, self.catalog)
+        if not self.auth.party and not self.catalog.exists(USERS_DB):
+            try:                        # where users live; several workers may race here
+                self.catalog.create(USERS_DB)
+            except DatabaseExists:
+                pass
         load_modules(settings["views_modules"])
         self.url_map = endpoints()
         self.started = str(int(time.time() * 1_000_000))
@@ -127,8 +139,41 @@ class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
     def __call__(self, environ, start_response):
         request = Request(environ)
         request.max_content_length = self.max_body
-        response = self.dispatch(request)
+        cors = self.cors_headers(request)
+        if cors and request.method == "OPTIONS" and \
+                "Access-Control-Request-Method" in request.headers:
+            response = self.preflight(request, cors)
+        else:
+            response = self.dispatch(request)
+            response.headers.update(cors)
         return response(environ, start_response)
+
+    # -- CORS (for browser clients such as PouchDB) -------------------------------------
+    def cors_headers(self, request: Request) -> dict:
+        origin = request.headers.get("Origin")
+        origins = self.settings["cors_origins"]
+        if not origin or not origins or ("*" not in origins and origin not in origins):
+            return {}
+        credentials = self.settings["cors_credentials"]
+        headers = {"Access-Control-Allow-Origin": origin if credentials or "*" not in origins
+                   else "*",
+                   "Access-Control-Expose-Headers": "Cache-Control, Content-Type, ETag, "
+                                                    "Location, Last-Modified",
+                   "Vary": "Origin"}
+        if credentials:
+            headers["Access-Control-Allow-Credentials"] = "true"
+        return headers
+
+    @staticmethod
+    def preflight(request: Request, cors: dict) -> Response:
+        headers = dict(cors)
+        headers["Access-Control-Allow-Methods"] = "GET, HEAD, POST, PUT, DELETE, COPY, OPTIONS"
+        headers["Access-Control-Allow-Headers"] = request.headers.get(
+            "Access-Control-Request-Headers", "Accept, Authorization, Content-Type, Origin")
+        headers["Access-Control-Max-Age"] = "600"
+        response = Response(status=204, headers=headers)
+        del response.headers["Content-Type"]          # a 204 has no body, so no type
+        return response
 
     def dispatch(self, request: Request) -> Response:
         try:
@@ -138,6 +183,8 @@ class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
                 raise bad_request("The request path is not valid UTF-8") from None
             adapter = self.url_map.bind_to_environ(request.environ)
             endpoint, values = adapter.match(path_info=path, method=request.method)
+            request.user = self.auth.authenticate(request)
+            self.authorize(request, endpoint, values)
             return getattr(self, f"on_{endpoint}")(request, **values)
         except HTTPError as e:
             return self.error(request, e)
@@ -283,11 +330,68 @@ class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
 
     def on_session(self, request):
         if request.method == "GET":
-            return self.respond(request, {"ok": True, "userCtx": {"name": None, "roles": ["_admin"]},
-                                          "info": {"authentication_handlers": ["default"]}})
+            user = request.user
+            info = {"authentication_handlers": ["cookie", "default"]}
+            if user.method:
+                info["authenticated"] = user.method
+            return self.respond(request, {"ok": True, "userCtx": user.ctx(), "info": info})
         if request.method == "DELETE":
-            return self.respond(request, {"ok": True})
-        raise HTTPError(401, "unauthorized", "Name or password is incorrect.")
+            response = self.respond(request, {"ok": True})
+            response.delete_cookie("AuthSession", path="/")
+            return response
+        if request.mimetype == "application/x-www-form-urlencoded":
+            form = request.form
+            name, password = form.get("name"), form.get("password")
+        else:
+            body = self.json_object(request)
+            name, password = body.get("name"), body.get("password")
+        if not isinstance(name, str) or not isinstance(password, str):
+            raise bad_request("POST /_session needs a name and a password")
+        user = self.auth.login(name, password)
+        if user is None:
+            raise HTTPError(401, "unauthorized", "Name or password is incorrect.")
+        response = self.respond(request, {"ok": True, "name": user.name, "roles": list(user.roles)})
+        response.set_cookie("AuthSession", self.auth.cookie_for(user.name), path="/",
+                            max_age=self.settings["auth_session_timeout"], httponly=True,
+                            samesite="Lax")
+        return response
+
+    # -- authorization ------------------------------------------------------------------
+    def authorize(self, request, endpoint: str, values: dict) -> None:
+        """May ``request.user`` call ``endpoint``? Raises 401/403 if not (see auth.py)."""
+        user, method, auth = request.user, request.method, self.auth
+        if user.is_admin or endpoint in PUBLIC_ENDPOINTS:
+            return
+        db = values.get("db")
+        if db is None or endpoint in SERVER_ADMIN_ENDPOINTS or (
+                endpoint == "database" and method in ("PUT", "DELETE")):
+            auth.require_admin(user)
+            return
+        database = self.db(db)
+        if db == USERS_DB:
+            docid = values.get("docid")
+            if endpoint == "document" and docid is not None and auth.may_touch_user_doc(
+                    user, docid, method, docid in database):
+                return
+            if endpoint == "database" and method in ("GET", "HEAD"):
+                return
+            auth.require_admin(user)
+            return
+        writes = method not in ("GET", "HEAD")
+        if endpoint in DB_ADMIN_ENDPOINTS or (writes and endpoint in DB_ADMIN_WRITES):
+            auth.require_db_admin(user, database)
+        else:
+            auth.require_member(user, database)
+
+    def on_security(self, request, db):
+        database = self.db(db)
+        store = database.versions.inner
+        if request.method == "GET":
+            return self.respond(request, store.get("m/security") or {})
+        doc = check_security(self.json_object(request))
+        with store.transaction():
+            store["m/security"] = doc
+        return self.respond(request, {"ok": True})
 
     # -- databases --------------------------------------------------------------------
     def on_database(self, request, db):

@@ -120,8 +120,9 @@ class BulkEndpoints:
         if not isinstance(new_edits, bool):
             raise bad_request("`new_edits` parameter must be a boolean.")
         for item in docs:
-            if isinstance(item, dict) and str(item.get("_id", "")).startswith("_design/"):
-                self.check_design(item["_id"], item)
+            if isinstance(item, dict) and isinstance(item.get("_id"), str):
+                self.check_design(request, database, item["_id"], item)
+                self.check_user_doc(request, database, item["_id"], item)
         results = []
         check_sizes = len(request.get_data(cache=True)) > self.max_document
         for start in range(0, len(docs), BULK_CHUNK):

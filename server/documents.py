@@ -8,6 +8,7 @@ from urllib.parse import quote
 from settee.store.document import Doc, Meta
 from settee.store.exceptions import NotFound
 
+from .auth import HASH_FIELDS, USERS_DB
 from .errors import HTTPError, bad_request
 from .params import Params
 
@@ -110,6 +111,9 @@ class DocumentEndpoints:
         if none_match(request, meta.rev) or self.not_modified_since(request, meta.timestamp):
             return self.not_modified(headers)
         self.decorate(database, doc, p)
+        if database.name == USERS_DB and not request.user.is_admin:
+            for field in HASH_FIELDS:
+                doc.pop(field, None)
         return self.respond(request, doc, headers=headers)
 
     @staticmethod
@@ -183,7 +187,8 @@ class DocumentEndpoints:
         rev = self.base_revision(request, body, p)
         doc = Doc(body, Meta(rev=rev, new_edits=p.bool("new_edits", True)))
         doc.pop("_id", None)
-        self.check_design(docid, doc)
+        self.check_design(request, database, docid, doc)
+        self.check_user_doc(request, database, docid, doc)
         database[docid] = doc
         if docid.startswith("_design/"):
             self.design_saved(database, docid)
@@ -198,6 +203,10 @@ class DocumentEndpoints:
             if not isinstance(body["_id"], str):
                 raise bad_request("_id must be a string")
             check_docid(body["_id"])
+            self.check_design(request, database, body["_id"], body)
+            self.check_user_doc(request, database, body["_id"], body)
+        elif database.name == USERS_DB:
+            raise bad_request("documents in _users need an _id")
         doc = database.save(body)
         return self.saved(request, db, doc.meta.id, doc, 201)
 
@@ -206,7 +215,7 @@ class DocumentEndpoints:
         database = self.db(db)
         rev = Params(request.args).text("rev") or if_match(request)
         if docid.startswith("_design/"):
-            self.authorize_admin(request)
+            self.auth.require_db_admin(request.user, database)
         doc = database.delete(docid, rev)
         if docid.startswith("_design/"):
             self.design_saved(database, docid)
@@ -227,6 +236,13 @@ class DocumentEndpoints:
         doc = Doc(body, Meta(rev=target_rev))
         database[target] = doc
         return self.saved(request, db, target, doc, 201)
+
+    def check_user_doc(self, request, database, docid: str, body: dict) -> None:
+        """In ``_users``: roles only by admins, plain passwords hashed (auth.py)."""
+        if database.name != USERS_DB:
+            return
+        current = database.get(docid)
+        self.auth.prepare_user_doc(request.user, docid, body, current)
 
     @staticmethod
     def base_revision(request, body: dict, p: Params) -> str | None:

@@ -32,7 +32,13 @@ class IllegalDatabaseName(BadRequest):
     error = "illegal_database_name"
 
 
+#: System databases, allowed despite the leading underscore.
+SYSTEM_DBS = {"_users", "_replicator"}
+
+
 def check_name(name: str) -> str:
+    if name in SYSTEM_DBS:
+        return name
     if not isinstance(name, str) or not DB_NAME.match(name) or len(name) > MAX_NAME:
         raise IllegalDatabaseName(
             f"Name: '{name}'. Only lowercase characters (a-z), digits (0-9), and any of the "
@@ -70,7 +76,7 @@ class Catalog:
             if entry.startswith(".") or not os.path.isdir(os.path.join(self.root, entry)):
                 continue
             found.append(unquote(entry))
-        return sorted(n for n in found if DB_NAME.match(n))
+        return sorted(n for n in found if DB_NAME.match(n) or n in SYSTEM_DBS)
 
     def exists(self, name: str) -> bool:
         return self._inode(name) is not None

@@ -84,3 +84,10 @@ def test_readme_examples_run_as_shown(tmp_path):
             except orjson.JSONDecodeError:
                 pytest.fail(f"{command}\nanswered non-JSON: {out!r}")
             assert matches(want, got), f"{command}\nexpected {expected}\ngot      {out}"
+
+
+def test_every_setting_is_in_the_readme_table():
+    from settee.config import DEFAULTS
+    text = README.read_text()
+    missing = [key for key in DEFAULTS if f"| `{key}` |" not in text]
+    assert not missing, missing
