@@ -2,7 +2,12 @@
 
 Run as ``settee serve`` or ``gunicorn -c config/gunicorn.conf.py``. Threaded workers
 (``gthread``) so a long-polling ``_changes`` request holds a thread, not a process.
+Logs are structured: one JSON object a line, for access and for errors.
 """
+import os
+import shutil
+import tempfile
+
 from settee.config import load_settings
 
 _settings = load_settings()
@@ -15,11 +20,47 @@ worker_class = "gthread"
 timeout = _settings["server_timeout"]
 graceful_timeout = 30          # SIGTERM: in-flight requests get this long to finish
 keepalive = 5
-limit_request_line = 8190      # URL size limit (bytes)
+limit_request_line = 8190      # URL size limit (bytes): longer is 414
 limit_request_fields = 100
 limit_request_field_size = 8190
+proc_name = "settee"
+
 accesslog = _settings["server_access_log"] or None
 errorlog = "-"
 loglevel = _settings["server_log_level"]
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
-proc_name = "settee"
+logger_class = "settee.server.logs.AccessLogger"   # JSON access lines
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "settee.server.logs.JSONFormatter"},
+                   "plain": {"format": "%(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "stream": "ext://sys.stdout"},
+                 "error_console": {"class": "logging.StreamHandler", "formatter": "json",
+                                   "stream": "ext://sys.stderr"}},
+    "root": {"level": "INFO", "handlers": ["console"]},
+    "loggers": {"gunicorn.access": {"level": "INFO", "handlers": ["console"],
+                                    "propagate": False},
+                "gunicorn.error": {"level": loglevel.upper(), "handlers": ["error_console"],
+                                   "propagate": False},
+                "settee": {"level": loglevel.upper(), "handlers": ["error_console"],
+                           "propagate": False}},
+}
+
+# Prometheus: every worker writes its counters here; a scrape adds them up.
+_metrics_dir = os.path.join(tempfile.gettempdir(), f"settee-metrics-{os.getpid()}")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def on_starting(server):
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir)
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    shutil.rmtree(_metrics_dir, ignore_errors=True)

@@ -36,6 +36,7 @@ from .changes import ChangesEndpoints
 from .documents import DocumentEndpoints
 from .errors import HTTPError, bad_request, from_store
 from .mango import MangoEndpoints
+from .metrics import MetricsEndpoints, observe
 from .params import Params
 from .views import ViewEndpoints
 
@@ -84,6 +85,8 @@ def endpoints() -> Map:
         r("/_up", endpoint="up", methods=["GET"]),
         r("/_active_tasks", endpoint="active_tasks", methods=["GET"]),
         r("/_session", endpoint="session", methods=["GET", "POST", "DELETE"]),
+        r("/_node/_local/_prometheus", endpoint="metrics", methods=["GET"]),
+        r("/_metrics", endpoint="metrics", methods=["GET"]),
         r(db, endpoint="database", methods=["GET", "PUT", "DELETE", "POST"]),
         r(db + "/", endpoint="database", methods=["GET", "PUT", "DELETE", "POST"]),
         r(db + "/_all_docs", endpoint="all_docs", methods=["GET", "POST"]),
@@ -114,7 +117,7 @@ def endpoints() -> Map:
 
 
 class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
-             MangoEndpoints):
+             MangoEndpoints, MetricsEndpoints):
     """The application: one catalog of databases, one URL map."""
 
     def __init__(self, settings):
@@ -144,8 +147,10 @@ class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
                 "Access-Control-Request-Method" in request.headers:
             response = self.preflight(request, cors)
         else:
+            started = time.perf_counter()
             response = self.dispatch(request)
             response.headers.update(cors)
+            observe(request.method, response.status_code, time.perf_counter() - started)
         return response(environ, start_response)
 
     # -- CORS (for browser clients such as PouchDB) -------------------------------------

@@ -44,11 +44,13 @@ class LiveServer:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.proc = None
+                self._log.close()
                 raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-2000:]}")
             try:
-                if requests.get(self.url + "/_up", timeout=1).status_code == 200:
+                if requests.get(self.url + "/_up", timeout=5).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:     # not listening yet, or busy booting
                 pass
             time.sleep(0.1)
         self.stop()

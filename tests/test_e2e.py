@@ -124,3 +124,22 @@ def test_continuous_feed_with_heartbeat_ends_at_timeout(db):
     assert time.monotonic() - start < 10
     assert b'"id":"one"' in body and b'"last_seq"' in body
     assert b"\n\n" in body      # heartbeats are bare newlines
+
+
+def test_logs_are_json_lines_and_metrics_add_up_across_workers(tmp_path):
+    import json
+    with LiveServer(tmp_path / "data", workers=2, SETTEE_SERVER_ACCESS_LOG="-") as live:
+        for _ in range(20):
+            requests.get(live.url + "/")
+        counts = []
+        for _ in range(4):   # whichever worker answers, the count covers both
+            text = requests.get(live.url + "/_metrics").text
+            line = [x for x in text.splitlines()
+                    if x.startswith('settee_http_requests_total{method="GET",status="200"}')]
+            counts.append(float(line[0].split()[-1]))
+        assert min(counts) >= 21
+    lines = [line for line in live.log.read_text().splitlines() if line.startswith("{")]
+    entries = [json.loads(line) for line in lines]
+    access = [e for e in entries if e.get("path") == "/"]
+    assert len(access) >= 20 and access[0]["status"] == 200 and "ms" in access[0]
+    assert any(e.get("logger") == "gunicorn.error" for e in entries)

@@ -458,3 +458,15 @@ def test_invoices_are_validated_naming_every_bad_field(app):
             "lineItems": [{"description": "Dive into Python", "amount": 17.0,
                            "allocation": {"code1": {"amount": 5.0, "paid": 5.0}}}]}
     put(app, "/invoices/inv1", good, status=201)
+
+
+def test_prometheus_metrics(db):
+    put(db, "/db/doc", {"a": 1})
+    db.get("/db/doc")
+    text = db.get("/_node/_local/_prometheus").text
+    assert 'settee_http_requests_total{method="PUT",status="201"}' in text
+    assert "settee_http_request_duration_seconds_bucket" in text
+    assert 'settee_documents{db="db"} 1.0' in text
+    assert "settee_databases 1.0" in text and 'settee_disk_bytes{kind="free"}' in text
+    assert "settee_process_resident_memory_bytes" in text
+    assert db.get("/_metrics").status_int == 200

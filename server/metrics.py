@@ -1,0 +1,116 @@
+"""Prometheus metrics at ``/_node/_local/_prometheus`` (and ``/_metrics``), for admins.
+
+Counters and histograms are kept per process by prometheus-client; under gunicorn,
+``PROMETHEUS_MULTIPROC_DIR`` (set by ``config/gunicorn.conf.py``, cleaned at start,
+dead workers marked in ``child_exit``) lets every worker's numbers add up in one
+scrape, whichever worker answers it. Gauges about the data (databases, documents,
+disk, view index lag, replication outbox lag) are computed when scraped, so they
+are the same whichever worker answers.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
+                               Histogram, generate_latest)
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from settee.store.exceptions import StoreError
+
+REQUESTS = Counter("settee_http_requests_total", "HTTP requests by method and status",
+                   ["method", "status"])
+LATENCY = Histogram("settee_http_request_duration_seconds", "HTTP request latency",
+                    ["method"], buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1,
+                                         2.5, 5, 10, 30, 60))
+RSS = Gauge("settee_process_resident_memory_bytes", "Resident memory of each process",
+            multiprocess_mode="all")
+
+
+def rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class DataCollector:
+    """Gauges read from the data when scraped."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def collect(self):
+        catalog = self.app.catalog
+        dbs = GaugeMetricFamily("settee_databases", "Databases")
+        docs = GaugeMetricFamily("settee_documents", "Live documents", labels=["db"])
+        deleted = GaugeMetricFamily("settee_deleted_documents", "Deleted documents", labels=["db"])
+        lag = GaugeMetricFamily("settee_view_index_lag", "Changes a view index has yet to apply",
+                                labels=["db", "view"])
+        outbox = GaugeMetricFamily("settee_replication_outbox_pending",
+                                   "Writes waiting to be copied to the backup store", labels=["db"])
+        names = catalog.names()
+        dbs.add_metric([], len(names))
+        for name in names:
+            try:
+                db = catalog.get(name)
+                info = db.versions.info()
+            except StoreError:
+                continue
+            docs.add_metric([name], info["docs"])
+            deleted.add_metric([name], info["deleted"])
+            store = db.versions.inner
+            for key, view in store.prefix("vx/"):
+                state = store.get(f"v/{key[3:]}/state") or {}
+                lag.add_metric([name, view.get("name", key[3:])],
+                               max(0, info["seq"] - state.get("seq", 0)))
+            replication = db.top.find_layer(_replication_class()) if hasattr(db.top, "find_layer") else None
+            if replication is not None:
+                outbox.add_metric([name], replication.lag()["pending"])
+        yield from (dbs, docs, deleted, lag, outbox)
+        if not catalog.in_memory:
+            usage = shutil.disk_usage(self.app.settings["storage_data_dir"])
+            disk = GaugeMetricFamily("settee_disk_bytes", "Data volume", labels=["kind"])
+            disk.add_metric(["free"], usage.free)
+            disk.add_metric(["used"], usage.used)
+            disk.add_metric(["total"], usage.total)
+            yield disk
+
+
+def _replication_class():
+    from settee.store.replication import Replication
+    return Replication
+
+
+_seen = [0]
+
+
+def observe(method: str, status: int, seconds: float) -> None:
+    REQUESTS.labels(method, str(status)).inc()
+    LATENCY.labels(method).observe(seconds)
+    _seen[0] += 1
+    if _seen[0] % 64 == 1:                  # every worker keeps its RSS gauge fresh
+        RSS.set(rss_bytes())
+
+
+def render(app) -> tuple[bytes, str]:
+    RSS.set(rss_bytes())
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY
+        registry = REGISTRY
+    data = generate_latest(registry)
+    local = CollectorRegistry()
+    local.register(DataCollector(app))
+    return data + generate_latest(local), CONTENT_TYPE_LATEST
+
+
+class MetricsEndpoints:
+    def on_metrics(self, request):
+        from werkzeug.wrappers import Response
+        body, content_type = render(self)
+        return Response(body, content_type=content_type)
