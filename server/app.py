@@ -30,12 +30,14 @@ from settee.store.exceptions import DatabaseExists, StoreError
 from settee.views.definitions import load_modules
 
 from . import representation as rep
+from .attachments import AttachmentEndpoints
 from .auth import USERS_DB, Authenticator, check_security
 from .bulk import BulkEndpoints
 from .changes import ChangesEndpoints
 from .documents import DocumentEndpoints
 from .errors import HTTPError, bad_request, from_store
 from .mango import MangoEndpoints
+from .openapi import OpenAPIEndpoints
 from .metrics import MetricsEndpoints, observe
 from .params import Params
 from .views import ViewEndpoints
@@ -59,6 +61,13 @@ class SegmentConverter(BaseConverter):
 
     def to_python(self, value: str) -> str:
         return value.replace(SLASH, "/")
+
+
+class RestConverter(SegmentConverter):
+    """The rest of the path, slashes included (attachment names may contain them)."""
+
+    regex = ".+"
+    part_isolating = False
 
 
 def routing_path(environ) -> str:
@@ -85,6 +94,7 @@ def endpoints() -> Map:
         r("/_up", endpoint="up", methods=["GET"]),
         r("/_active_tasks", endpoint="active_tasks", methods=["GET"]),
         r("/_session", endpoint="session", methods=["GET", "POST", "DELETE"]),
+        r("/_openapi.json", endpoint="openapi", methods=["GET"]),
         r("/_node/_local/_prometheus", endpoint="metrics", methods=["GET"]),
         r("/_metrics", endpoint="metrics", methods=["GET"]),
         r(db, endpoint="database", methods=["GET", "PUT", "DELETE", "POST"]),
@@ -113,11 +123,16 @@ def endpoints() -> Map:
           methods=["GET", "PUT", "DELETE", "COPY"]),
         r(db + "/_local/<seg:docid>", endpoint="local_doc", methods=["GET", "PUT", "DELETE"]),
         r(db + "/<seg:docid>", endpoint="document", methods=["GET", "PUT", "DELETE", "COPY"]),
-    ], converters={"seg": SegmentConverter}, strict_slashes=False, merge_slashes=False)
+        r(db + "/<seg:docid>/<rest:name>", endpoint="attachment",
+          methods=["GET", "PUT", "DELETE"]),
+        r(db + "/_design/<seg:ddoc>/<rest:name>", endpoint="design_attachment",
+          methods=["GET", "PUT", "DELETE"]),
+    ], converters={"seg": SegmentConverter, "rest": RestConverter}, strict_slashes=False,
+       merge_slashes=False)
 
 
-class Settee(DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
-             MangoEndpoints, MetricsEndpoints):
+class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
+             MangoEndpoints, MetricsEndpoints, OpenAPIEndpoints):
     """The application: one catalog of databases, one URL map."""
 
     def __init__(self, settings):

@@ -7,7 +7,8 @@ from itertools import islice
 from settee.store.document import Doc, Meta
 from settee.store.exceptions import BadRequest, Deleted, NotFound, StoreError
 
-from .documents import SPECIAL_FIELDS, check_docid
+from . import attachments
+from .documents import SPECIAL_FIELDS, DocumentEndpoints, check_docid
 from .errors import HTTPError, bad_request, from_store
 from .params import Params
 from .representation import Listing
@@ -61,7 +62,7 @@ class BulkEndpoints:
             if include_docs:
                 if conflicts and doc.meta.conflicts:
                     doc["_conflicts"] = doc.meta.conflicts
-                out["doc"] = doc
+                out["doc"] = attachments.stubs(doc)
             return out
 
         if keys is not None:
@@ -157,6 +158,10 @@ class BulkEndpoints:
                     raise bad_request("Document id must be a string")
                 check_docid(doc_id)
             doc = Doc(item, Meta(new_edits=new_edits))
+            if new_edits and isinstance(doc_id, str):
+                DocumentEndpoints.prepare_attachments(database, doc_id, doc)
+            elif "_attachments" in doc:
+                attachments.prepare(doc, None, 1)
             database.save(doc, new_edits=new_edits)
             return {"ok": True, "id": doc.meta.id, "rev": doc.meta.rev}
         except HTTPError as e:

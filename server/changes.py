@@ -3,9 +3,12 @@
 
 A feed that waits learns of commits made by any worker process by polling the
 database's sequence number (one small read every ``POLL`` seconds; the read is
-a B-tree lookup on SQLite) and honours ``timeout`` and ``heartbeat``, so no feed ever
-hangs a client: a longpoll answers at the first change or at the timeout, a
-continuous feed ends after ``timeout`` ms without changes (CouchDB's behaviour).
+a B-tree lookup on SQLite), or, when the backend offers ``wait_for_change(mark,
+timeout)`` (PostgreSQL: LISTEN/NOTIFY, so commits on other nodes too), by waiting on
+it and reading the sequence only when told of a commit. Either way it honours
+``timeout`` and ``heartbeat``, so no feed ever hangs a client: a longpoll answers at
+the first change or at the timeout, a continuous feed ends after ``timeout`` ms
+without changes (CouchDB's behaviour).
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from settee.store.exceptions import NotFound, StoreError
 from settee.views import definitions
 from settee.views.selector import compile_selector
 
+from . import attachments
 from .errors import HTTPError, bad_request
 from .params import Params
 from .representation import Listing
@@ -76,7 +80,7 @@ class ChangesEndpoints:
                 if include_docs:
                     if doc is not None and conflicts and doc.meta.conflicts:
                         doc["_conflicts"] = doc.meta.conflicts
-                    row["doc"] = doc
+                    row["doc"] = attachments.stubs(doc) if doc is not None else None
             return row
 
         def batch(after: int):
@@ -86,6 +90,10 @@ class ChangesEndpoints:
         def wait(after: int, deadline: float):
             """Block until the sequence passes ``after`` or ``deadline``; yields heartbeats."""
             next_beat = time.monotonic() + heartbeat if heartbeat else None
+            # A backend that is told of commits (PostgreSQL's LISTEN) is waited on; its
+            # mark is read before the sequence, so a commit in between is not missed.
+            watch = getattr(database.backend, "wait_for_change", None)
+            mark = watch(None, 0) if watch else None
             while database.versions.info()["seq"] <= after:
                 now = time.monotonic()
                 if now >= deadline:
@@ -93,7 +101,10 @@ class ChangesEndpoints:
                 if next_beat is not None and now >= next_beat:
                     yield b"\n"
                     next_beat = now + heartbeat
-                time.sleep(POLL)
+                if watch is None:
+                    time.sleep(POLL)
+                else:
+                    mark = watch(mark, min(deadline, next_beat or deadline) - now)
 
         if feed == "normal" or descending:
             return self.normal_feed(request, database, batch, entry, since, descending)

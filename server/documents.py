@@ -8,6 +8,7 @@ from urllib.parse import quote
 from settee.store.document import Doc, Meta
 from settee.store.exceptions import NotFound
 
+from . import attachments
 from .auth import HASH_FIELDS, USERS_DB
 from .errors import HTTPError, bad_request
 from .params import Params
@@ -139,7 +140,7 @@ class DocumentEndpoints:
             doc["_conflicts"] = meta.conflicts
         if p.bool("local_seq") and meta.seq is not None:
             doc["_local_seq"] = str(meta.seq)
-        return doc
+        return attachments.stubs(doc, full=p.bool("attachments"))
 
     @staticmethod
     def revs_info(database, doc: Doc) -> list[dict]:
@@ -189,6 +190,7 @@ class DocumentEndpoints:
         doc.pop("_id", None)
         self.check_design(request, database, docid, doc)
         self.check_user_doc(request, database, docid, doc)
+        self.prepare_attachments(database, docid, doc)
         database[docid] = doc
         if docid.startswith("_design/"):
             self.design_saved(database, docid)
@@ -207,6 +209,7 @@ class DocumentEndpoints:
             self.check_user_doc(request, database, body["_id"], body)
         elif database.name == USERS_DB:
             raise bad_request("documents in _users need an _id")
+        attachments.prepare(body, None, 1)
         doc = database.save(body)
         return self.saved(request, db, doc.meta.id, doc, 201)
 
@@ -236,6 +239,14 @@ class DocumentEndpoints:
         doc = Doc(body, Meta(rev=target_rev))
         database[target] = doc
         return self.saved(request, db, target, doc, 201)
+
+    @staticmethod
+    def prepare_attachments(database, docid: str, body: dict) -> None:
+        if "_attachments" not in body:
+            return
+        current = database.get(docid) if body.get("_rev") or body.meta.rev else None
+        revpos = int(current["_rev"].split("-")[0]) + 1 if current else 1
+        attachments.prepare(body, current, revpos)
 
     def check_user_doc(self, request, database, docid: str, body: dict) -> None:
         """In ``_users``: roles only by admins, plain passwords hashed (auth.py)."""

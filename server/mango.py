@@ -5,12 +5,16 @@ from __future__ import annotations
 from settee.store.document import Doc, Meta
 from settee.views import mango
 
+from . import attachments
+
 
 class MangoEndpoints:
     def on_find(self, request, db):
         database = self.db(db)
         query = mango.parse_query(self.json_object(request))
-        return self.respond(request, mango.find(database, self.view_for, query))
+        result = mango.find(database, self.view_for, query)
+        result["docs"] = [attachments.stubs(doc) for doc in result["docs"]]
+        return self.respond(request, result)
 
     def on_explain(self, request, db):
         database = self.db(db)

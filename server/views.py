@@ -11,6 +11,7 @@ from settee.store.exceptions import NotFound, StoreError
 from settee.views import definitions
 from settee.views.engine import MISSING, View, drop_view
 
+from . import attachments
 from .errors import HTTPError, bad_request
 from .params import Params
 from .representation import Listing
@@ -143,7 +144,7 @@ class ViewEndpoints:
                             doc["_conflicts"] = doc.meta.conflicts
                     except (NotFound, StoreError):
                         doc = None
-                    row["doc"] = doc
+                    row["doc"] = attachments.stubs(doc) if doc is not None else None
                 yield row
 
         head = {"total_rows": state["rows"], "offset": skip}
