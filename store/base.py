@@ -24,15 +24,18 @@ layers, which change values but not keys, subclass :class:`CodecLayer` and imple
 """
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 from .exceptions import InvalidKey, NotFound
 
 V = TypeVar("V")
 W = TypeVar("W")
+
+#: What a key may not contain: NUL, or a lone surrogate (it has no UTF-8 encoding).
+_BAD_KEY_CHAR = re.compile(r"[\x00\ud800-\udfff]")
 
 
 class _Missing:
@@ -119,7 +122,8 @@ class Backend(Store[bytes]):
             raise InvalidKey("the empty key cannot be stored", key=key)
         if len(key) > self.max_key_length:
             raise InvalidKey(f"key longer than {self.max_key_length} characters", key=key[:80])
-        if "\x00" in key or any(0xD800 <= ord(c) <= 0xDFFF for c in key):
+        # isascii() is O(1); only non-ASCII keys can hold a surrogate.
+        if ("\x00" in key) if key.isascii() else _BAD_KEY_CHAR.search(key) is not None:
             raise InvalidKey("keys may not contain NUL or unpaired surrogates", key=repr(key[:80]))
         return key
 
@@ -159,27 +163,8 @@ class ReentrantTransactions:
     def in_transaction(self) -> bool:
         return getattr(self._tx_state, "depth", 0) > 0
 
-    @contextmanager
-    def transaction(self):
-        depth = getattr(self._tx_state, "depth", 0)
-        if depth:
-            self._tx_state.depth = depth + 1
-            try:
-                yield self
-            finally:
-                self._tx_state.depth = depth
-            return
-        with self._thread_lock:
-            self._begin()
-            self._tx_state.depth = 1
-            try:
-                yield self
-            except BaseException:
-                self._tx_state.depth = 0
-                self._rollback()
-                raise
-            self._tx_state.depth = 0
-            self._commit()
+    def transaction(self) -> _Transaction:
+        return _Transaction(self)
 
     def _begin(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -189,6 +174,55 @@ class ReentrantTransactions:
 
     def _rollback(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+class _Transaction:
+    """``ReentrantTransactions.transaction()``: a plain context manager, not a generator.
+
+    It is entered several times per document write (each layer's write joins the
+    outer transaction), so it avoids ``@contextmanager``'s generator machinery. The
+    behaviour is the generator's: the outermost block holds the thread lock from
+    ``_begin`` to ``_commit``/``_rollback``; inner blocks only count depth.
+    """
+
+    __slots__ = ("store", "saved")
+
+    def __init__(self, store: ReentrantTransactions):
+        self.store = store
+        self.saved = 0
+
+    def __enter__(self):
+        store = self.store
+        state = store._tx_state
+        depth = getattr(state, "depth", 0)
+        self.saved = depth
+        if depth:
+            state.depth = depth + 1
+            return store
+        lock = store._thread_lock
+        lock.acquire()
+        try:
+            store._begin()
+        except BaseException:
+            lock.release()
+            raise
+        state.depth = 1
+        return store
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        store = self.store
+        if self.saved:
+            store._tx_state.depth = self.saved
+            return False
+        store._tx_state.depth = 0
+        try:
+            if exc_type is None:
+                store._commit()
+            else:
+                store._rollback()
+        finally:
+            store._thread_lock.release()
+        return False
 
 
 class Layer(Store[V], Generic[V, W]):

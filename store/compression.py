@@ -5,10 +5,22 @@ Assumes of the layer below: a ``MutableMapping[str, bytes]``; offers the same ab
 Each stored value starts with a marker byte: ``Z`` + zlib stream, or ``R`` + the raw
 bytes when compressing would not gain (values under ``min_size`` bytes, or values
 that do not shrink). Reading follows the marker; it never guesses.
+
+Speed: zlib is most of what the default stack costs over a bare backend (level 6 on
+the benchmark's 849 man pages: about 0.2 s to compress, 0.035 s to inflate, against
+0.02 s for SQLite to read them all). When the ``zlib-ng`` package is installed its
+drop-in module is used instead of the standard library's: the same zlib stream
+format (RFC 1950) at the same levels, each side reads what the other wrote, about
+twice as fast both ways. :data:`ZLIB` names the implementation in use.
 """
 from __future__ import annotations
 
-import zlib
+try:                                    # same format, same levels, about twice as fast
+    from zlib_ng import zlib_ng as zlib
+    ZLIB = f"zlib-ng {zlib.ZLIBNG_VERSION}"
+except ImportError:
+    import zlib
+    ZLIB = f"zlib {zlib.ZLIB_RUNTIME_VERSION}"
 
 from .base import CodecLayer
 from .exceptions import CorruptValue

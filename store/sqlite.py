@@ -24,29 +24,42 @@ import errno
 import os
 import sqlite3
 import threading
-from contextlib import contextmanager
 
 from .base import Backend, ReentrantTransactions
 from .exceptions import BackendError, StorageFull
 from .locking import FileLock
 
 
-@contextmanager
-def translate_errors(path: str):
-    """The one place where sqlite3's exceptions become the store's."""
-    try:
-        yield
-    except sqlite3.OperationalError as e:
-        text = str(e)
-        if "full" in text or "disk I/O" in text:
-            raise StorageFull(f"{path}: {text}", original=e) from e
-        raise BackendError(f"{path}: {text}", original=e) from e
-    except sqlite3.DatabaseError as e:
-        raise BackendError(f"{path}: {e}", original=e) from e
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+class translate_errors:
+    """The one place where sqlite3's exceptions become the store's.
+
+    A context manager: ``with translate_errors(path): ...``. A plain class, not a
+    ``@contextmanager`` generator, because every read and write enters one; it holds
+    no state but the path, so a backend keeps one and re-enters it.
+    """
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, e, tb) -> bool:
+        if exc_type is None:
+            return False
+        path = self.path
+        if issubclass(exc_type, sqlite3.OperationalError):
+            text = str(e)
+            if "full" in text or "disk I/O" in text:
+                raise StorageFull(f"{path}: {text}", original=e) from e
+            raise BackendError(f"{path}: {text}", original=e) from e
+        if issubclass(exc_type, sqlite3.DatabaseError):
+            raise BackendError(f"{path}: {e}", original=e) from e
+        if issubclass(exc_type, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StorageFull(f"{path}: {e}", original=e) from e
-        raise
+        return False
 
 
 class SQLiteBackend(ReentrantTransactions, Backend):
@@ -63,8 +76,9 @@ class SQLiteBackend(ReentrantTransactions, Backend):
         self._local = threading.local()
         self._lock = FileLock(path + "-lock")
         self._init_transactions()
-        self._all_connections: list[sqlite3.Connection] = []
-        with translate_errors(path):
+        self._all_connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._errors = translate_errors(path)
+        with self._errors:
             con = self._con()
             con.execute("CREATE TABLE IF NOT EXISTS kv "
                         "(key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
@@ -78,19 +92,19 @@ class SQLiteBackend(ReentrantTransactions, Backend):
             con.execute("PRAGMA journal_mode=WAL")
             con.execute(f"PRAGMA synchronous={self.synchronous}")
             local.con, local.pid = con, os.getpid()
-            self._all_connections.append(con)
+            self._all_connections.append((threading.current_thread(), con))
         return local.con
 
     def data_version(self) -> int:
         """A number that changes whenever another connection commits."""
-        with translate_errors(self.path):
+        with self._errors:
             return self._con().execute("PRAGMA data_version").fetchone()[0]
 
     # -- transactions -----------------------------------------------------------
     def _begin(self) -> None:
         self._lock.acquire()
         try:
-            with translate_errors(self.path):
+            with self._errors:
                 self._con().execute("BEGIN IMMEDIATE")
         except BaseException:
             self._lock.release()
@@ -98,7 +112,7 @@ class SQLiteBackend(ReentrantTransactions, Backend):
 
     def _commit(self) -> None:
         try:
-            with translate_errors(self.path):
+            with self._errors:
                 self._con().execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -115,7 +129,7 @@ class SQLiteBackend(ReentrantTransactions, Backend):
 
     # -- the mapping ------------------------------------------------------------
     def __getitem__(self, key: str) -> bytes:
-        with translate_errors(self.path):
+        with self._errors:
             row = self._con().execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
         if row is None:
             raise KeyError(key)
@@ -124,7 +138,7 @@ class SQLiteBackend(ReentrantTransactions, Backend):
     def get_many(self, keys):
         found = {}
         con = self._con()
-        with translate_errors(self.path):
+        with self._errors:
             for i in range(0, len(keys), 500):
                 chunk = keys[i:i + 500]
                 marks = ",".join("?" * len(chunk))
@@ -134,24 +148,24 @@ class SQLiteBackend(ReentrantTransactions, Backend):
 
     def __setitem__(self, key: str, value: bytes) -> None:
         key, value = self.check_key(key), self.check_value(value)
-        with self.transaction(), translate_errors(self.path):
+        with self.transaction(), self._errors:
             self._con().execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
 
     def __delitem__(self, key: str) -> None:
-        with self.transaction(), translate_errors(self.path):
+        with self.transaction(), self._errors:
             cur = self._con().execute("DELETE FROM kv WHERE key = ?", (key,))
             if cur.rowcount == 0:
                 raise KeyError(key)
 
     def __contains__(self, key: object) -> bool:
-        with translate_errors(self.path):
+        with self._errors:
             return self._con().execute("SELECT 1 FROM kv WHERE key = ?", (key,)).fetchone() is not None
 
     def __iter__(self):
         return self.range(keys_only=True)
 
     def __len__(self) -> int:
-        with translate_errors(self.path):
+        with self._errors:
             return self._con().execute("SELECT count(*) FROM kv").fetchone()[0]
 
     def range(self, start=None, end=None, *, descending=False, inclusive_end=True,
@@ -172,7 +186,7 @@ class SQLiteBackend(ReentrantTransactions, Backend):
             sql = (f"SELECT {columns} FROM kv"
                    f"{' WHERE ' + ' AND '.join(where) if where else ''}"
                    f" ORDER BY key {order} LIMIT 512")
-            with translate_errors(self.path):
+            with self._errors:
                 rows = con.execute(sql, args).fetchall()
             for row in rows:
                 yield row[0] if keys_only else (row[0], row[1])
@@ -195,11 +209,20 @@ class SQLiteBackend(ReentrantTransactions, Backend):
 
     def vacuum(self) -> None:
         """Checkpoint the WAL into the main file and truncate it (writers wait meanwhile)."""
-        with self._thread_lock, self._lock.held(), translate_errors(self.path):
+        with self._thread_lock, self._lock.held(), self._errors:
             self._con().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
-        for con in self._all_connections:
+        """Close this thread's connection and those of finished threads.
+
+        A connection another live thread may be using right now is only dropped: it
+        closes when that thread lets go of it (closing it under a running statement
+        would crash the sqlite3 module).
+        """
+        me = threading.current_thread()
+        for owner, con in self._all_connections:
+            if owner is not me and owner.is_alive():
+                continue
             try:
                 con.close()
             except sqlite3.Error:
