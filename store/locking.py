@@ -16,7 +16,8 @@ from contextlib import contextmanager
 
 
 class FileLock:
-    """An exclusive (or shared) lock on ``path`` for this process, re-entrant per thread."""
+    """An exclusive (or shared) lock on ``path`` for this process (one descriptor per
+    process: callers serialize their own threads first, and it is not re-entrant)."""
 
     def __init__(self, path: str):
         self.path = path
