@@ -1,12 +1,19 @@
 """The catalog: which databases exist, creating, opening and deleting them.
 
-Each database lives in its own directory under ``storage_data_dir`` (its name
-percent-encoded), whatever the backend, so creating is one ``mkdir`` (atomic: two
-workers racing to create get one winner), deleting is one ``rename`` to a trash name
-then a removal (other workers never see half a database), and listing is
-``listdir``. A worker caches open databases and notices by the directory's inode
-when another worker deleted or re-created one. The ``memory`` backend keeps its
-databases in the process instead.
+Where a backend family keeps its databases is a :class:`Locations` driver, chosen by
+backend name (``LOCATIONS`` in :mod:`.stack`); the catalog asks it only four things:
+a database's *generation* (None when it does not exist), the names, create, drop.
+
+:class:`DirectoryLocations`, the default, keeps each database in its own directory
+under ``storage_data_dir`` (its name percent-encoded), so creating is one ``mkdir``
+(atomic: two workers racing to create get one winner), deleting is one ``rename`` to
+a trash name then a removal (other workers never see half a database), listing is
+``listdir``, and the generation is the directory's inode. :class:`MemoryLocations`
+keeps the ``memory`` backend's databases in the process; the ``postgresql`` backend
+keeps them as rows of a table (:class:`~.postgresql.PostgreSQLLocations`).
+
+A worker caches open databases and notices by the generation when another worker
+(or node) deleted or re-created one.
 """
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ from urllib.parse import unquote
 
 from .database import Database
 from .exceptions import BadRequest, DatabaseExists, DatabaseNotFound
-from .stack import backend_factory, build_stack, check_stack, storage_dir, storage_name
+from .stack import LOCATIONS, backend_factory, build_stack, check_stack, storage_dir, storage_name
 
 #: CouchDB's rule for database names.
 DB_NAME = re.compile(r"^[a-z][a-z0-9_$()+/-]*\Z")
@@ -46,8 +53,110 @@ def check_name(name: str) -> str:
     return name
 
 
+class Locations:
+    """Where one backend family keeps its databases: the catalog's storage questions.
+
+    ``generation(name)`` is a number that is the same for as long as database ``name``
+    exists and changes when it is deleted and re-created (None: it does not exist);
+    ``create``/``drop`` return False when the database already exists / does not
+    exist. ``open(name, generation)`` returns the backend of that generation.
+    ``shared`` says whether another process can open a database by name.
+    """
+
+    shared = True
+
+    def __init__(self, settings, factory):
+        self.settings, self.factory = settings, factory
+
+    def generation(self, name: str) -> int | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def names(self) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def create(self, name: str) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def drop(self, name: str) -> bool:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def open(self, name: str, generation: int):
+        return self.factory(self.settings, name)
+
+    def close(self) -> None:
+        pass
+
+
+class DirectoryLocations(Locations):
+    """One directory per database under ``storage_data_dir``; the generation is its inode."""
+
+    def __init__(self, settings, factory):
+        super().__init__(settings, factory)
+        self.root = settings["storage_data_dir"]
+        os.makedirs(self.root, exist_ok=True)
+
+    def generation(self, name: str) -> int | None:
+        try:
+            return os.stat(storage_dir(self.settings, name)).st_ino
+        except FileNotFoundError:
+            return None
+
+    def names(self) -> list[str]:
+        return [unquote(entry) for entry in os.listdir(self.root)
+                if not entry.startswith(".") and os.path.isdir(os.path.join(self.root, entry))]
+
+    def create(self, name: str) -> bool:
+        try:
+            os.mkdir(storage_dir(self.settings, name))
+        except FileExistsError:
+            return False
+        return True
+
+    def drop(self, name: str) -> bool:
+        path = storage_dir(self.settings, name)
+        trash = os.path.join(self.root, f".deleted-{uuid.uuid4().hex}-{storage_name(name)}")
+        try:
+            os.rename(path, trash)
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        return True
+
+
+class MemoryLocations(Locations):
+    """The ``memory`` backend's databases: names kept in the process, gone with it."""
+
+    shared = False
+
+    def __init__(self, settings, factory):
+        super().__init__(settings, factory)
+        self._names: set[str] = set()
+
+    def generation(self, name: str) -> int | None:
+        return 0 if name in self._names else None
+
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    def create(self, name: str) -> bool:
+        if name in self._names:
+            return False
+        self._names.add(name)
+        return True
+
+    def drop(self, name: str) -> bool:
+        if name not in self._names:
+            return False
+        self._names.discard(name)
+        return True
+
+    def close(self) -> None:
+        self._names.clear()
+
+
 class Catalog:
-    """All databases of one data directory (or of one process, for ``memory``)."""
+    """All databases of one installation: a data directory, a process (``memory``),
+    or a PostgreSQL schema (``postgresql``)."""
 
     def __init__(self, settings):
         self.settings = settings
@@ -57,70 +166,54 @@ class Catalog:
         self.root = settings["storage_data_dir"]
         if not self.in_memory:
             os.makedirs(self.root, exist_ok=True)
+        make = LOCATIONS.get(settings["storage_backend"], DirectoryLocations)
+        self.locations: Locations = make(settings, self.factory)
         self._open: dict[str, tuple[Database, int]] = {}
         self._lock = threading.RLock()
 
-    def _inode(self, name: str) -> int | None:
-        if self.in_memory:
-            return 0 if name in self._open else None
-        try:
-            return os.stat(storage_dir(self.settings, name)).st_ino
-        except FileNotFoundError:
-            return None
-
     def names(self) -> list[str]:
-        if self.in_memory:
-            return sorted(self._open)
-        found = []
-        for entry in os.listdir(self.root):
-            if entry.startswith(".") or not os.path.isdir(os.path.join(self.root, entry)):
-                continue
-            found.append(unquote(entry))
-        return sorted(n for n in found if DB_NAME.match(n) or n in SYSTEM_DBS)
+        return sorted(n for n in self.locations.names() if DB_NAME.match(n) or n in SYSTEM_DBS)
 
     def exists(self, name: str) -> bool:
-        return self._inode(name) is not None
+        return self.locations.generation(name) is not None
 
     def create(self, name: str) -> Database:
         check_name(name)
         with self._lock:
-            if self.in_memory:
-                if name in self._open:
-                    raise DatabaseExists(f"The database {name!r} could not be created, "
-                                         "the file already exists.")
-                return self._load(name, 0)
-            try:
-                os.mkdir(storage_dir(self.settings, name))
-            except FileExistsError:
+            if not self.locations.create(name):
                 raise DatabaseExists(f"The database {name!r} could not be created, "
-                                     "the file already exists.") from None
+                                     "the file already exists.")
             try:
                 return self.get(name)
             except BaseException:       # leave no half-made database behind
-                shutil.rmtree(storage_dir(self.settings, name), ignore_errors=True)
+                self.locations.drop(name)
                 raise
 
     def get(self, name: str) -> Database:
         """The open database ``name``; :class:`DatabaseNotFound` if it does not exist."""
-        inode = self._inode(name)
+        generation = self.locations.generation(name)
         with self._lock:
             cached = self._open.get(name)
-            if inode is None:
+            if generation is None:
                 if cached is not None:
                     self._forget(name)
                 raise DatabaseNotFound(name)
-            if cached is not None and cached[1] == inode:
+            if cached is not None and cached[1] == generation:
                 return cached[0]
             if cached is not None:
                 self._forget(name)
-            return self._load(name, inode)
+            return self._load(name, generation)
 
-    def _load(self, name: str, inode: int) -> Database:
-        backend = self.factory(self.settings, name)
-        db = Database(name, build_stack(backend, self.settings, name), backend)
+    def _load(self, name: str, generation: int) -> Database:
+        backend = self.locations.open(name, generation)
+        try:
+            db = Database(name, build_stack(backend, self.settings, name), backend)
+        except BaseException:
+            backend.close()
+            raise
         # How another process opens this database (a view build's process pool).
-        db.opener = None if self.in_memory else (self.settings, name)
-        self._open[name] = (db, inode)
+        db.opener = (self.settings, name) if self.locations.shared else None
+        self._open[name] = (db, generation)
         return db
 
     def _forget(self, name: str) -> None:
@@ -133,20 +226,14 @@ class Catalog:
                 raise DatabaseNotFound(name)
             if name in self._open:
                 self._forget(name)
-            if self.in_memory:
-                return
-            path = storage_dir(self.settings, name)
-            trash = os.path.join(self.root, f".deleted-{uuid.uuid4().hex}-{storage_name(name)}")
-            try:
-                os.rename(path, trash)
-            except FileNotFoundError:
-                raise DatabaseNotFound(name) from None
-            shutil.rmtree(trash, ignore_errors=True)
+            if not self.locations.drop(name):
+                raise DatabaseNotFound(name)
 
     def close(self) -> None:
         with self._lock:
             for name in list(self._open):
                 self._forget(name)
+            self.locations.close()
 
 
 def open_database(data_dir: str, name: str = "db", **settings) -> Database:

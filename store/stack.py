@@ -33,8 +33,11 @@ class LayerSpec:
 LAYERS: dict[str, LayerSpec] = {}
 #: backend name -> factory(settings, db) opening (creating if need be) db's backend.
 #: File-based backends keep each database in its own directory (:func:`storage_dir`);
-#: a backend whose databases live elsewhere also registers a :class:`Catalog` driver.
+#: a backend whose databases live elsewhere also registers a catalog driver.
 BACKENDS: dict[str, Callable[[Any, str], Backend]] = {}
+#: backend name -> Locations(settings, factory): where its databases live, for the
+#: catalog (:class:`~.catalog.Locations`); absent: one directory per database.
+LOCATIONS: dict[str, Callable[[Any, Callable], Any]] = {}
 
 
 def register_layer(name: str, kind: str, factory) -> None:
@@ -43,8 +46,10 @@ def register_layer(name: str, kind: str, factory) -> None:
     LAYERS[name] = LayerSpec(kind, factory)
 
 
-def register_backend(name: str, factory) -> None:
+def register_backend(name: str, factory, locations=None) -> None:
     BACKENDS[name] = factory
+    if locations is not None:
+        LOCATIONS[name] = locations
 
 
 def storage_name(db: str) -> str:
@@ -123,6 +128,29 @@ def _lmdb(settings, db):
                        map_size=settings["lmdb_map_size"])
 
 
+def _memory_locations(settings, factory):
+    from .catalog import MemoryLocations
+    return MemoryLocations(settings, factory)
+
+
+def postgres_dsn(settings) -> str:
+    dsn = settings["postgres_dsn"]
+    if not dsn:
+        raise ConfigurationError("postgres_dsn", "the postgresql backend needs a connection "
+                                 "string (SETTEE_POSTGRES_DSN, e.g. postgresql://user@host/db)")
+    return dsn
+
+
+def _postgresql(settings, db):
+    from .postgresql import PostgreSQLBackend
+    return PostgreSQLBackend(postgres_dsn(settings), db)
+
+
+def _postgresql_locations(settings, factory):
+    from .postgresql import PostgreSQLLocations
+    return PostgreSQLLocations(postgres_dsn(settings))
+
+
 def _validation(inner, settings, db):
     from .validation import validation_layer
     return validation_layer(inner, settings, db)     # None when db has no schema
@@ -159,11 +187,12 @@ def _versioning(inner, settings, db):
     return Versioning(inner, revs_limit=settings["versioning_revs_limit"])
 
 
-register_backend("memory", _memory)
+register_backend("memory", _memory, locations=_memory_locations)
 register_backend("sqlite", _sqlite)
 register_backend("file", _file)
 register_backend("dbm", _dbm)
 register_backend("lmdb", _lmdb)
+register_backend("postgresql", _postgresql, locations=_postgresql_locations)
 register_layer("validation", "document", _validation)
 register_layer("replication", "bytes", _replication)
 register_layer("timestamps", "document", _timestamps)

@@ -245,3 +245,15 @@ class TestLMDBBackend(LongKeyTests, BackendContract):
             assert second["b"] == b"2"
         finally:
             second.close()
+
+
+class TestPostgreSQLBackend(BackendContract):
+    """The contract on PostgreSQL (tests/pgserver.py; more in tests/test_postgresql.py)."""
+
+    @pytest.fixture(autouse=True)
+    def _dsn(self, postgres_dsn):
+        self.dsn = postgres_dsn
+
+    def make_store(self, path):
+        from settee.store.postgresql import PostgreSQLBackend
+        return PostgreSQLBackend(self.dsn, "db-" + path.name)

@@ -390,3 +390,14 @@ class TestSQLiteReplicated(DocumentContract):
     def extra_settings(self, tmp_path):
         return {"replication_target": f"sqlite:{tmp_path / 'backup'}",
                 "replication_interval": 0.01}
+
+
+class TestPostgreSQLDefaultStack(DocumentContract):
+    backend = "postgresql"
+
+    @pytest.fixture(autouse=True)
+    def _dsn(self, postgres_dsn):
+        self.dsn = postgres_dsn
+
+    def extra_settings(self, tmp_path):
+        return {"postgres_dsn": self.dsn}
