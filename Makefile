@@ -19,7 +19,10 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/settee serve
 
+# The PostgreSQL tests start a throwaway server from initdb/pg_ctl; install them with
+# apt where missing (as root). Without them those tests skip, saying why.
 test: install
+	-$(PY) tests/pgserver.py --install
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: install
