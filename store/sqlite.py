@@ -9,14 +9,16 @@ Durability: WAL journal; ``synchronous=FULL`` by default, so a commit is fsynced
 before ``transaction()`` returns (``NORMAL`` survives a process crash but may lose
 the last commits on a power cut; it is a setting, ``sqlite_synchronous``).
 
-Transactions across threads and processes: every thread has its own connection
-(re-opened after a fork). The outermost ``transaction()`` of a thread takes the
-process's thread lock, then an exclusive ``flock`` on ``<file>-lock``, then
-``BEGIN IMMEDIATE``; it commits and releases in the reverse order. Writers of every
-process therefore queue on one kernel lock instead of polling SQLite's busy handler.
-Reads outside a transaction need no lock: WAL gives each statement a consistent
-snapshot of the last commit. Single writes outside a transaction are wrapped in
-their own transaction.
+Transactions across threads and processes: every thread reads on its own connection
+(re-opened after a fork); transactions run on the process's one write connection.
+A batch of transactions (group commit, :mod:`.groupcommit`) takes an exclusive
+``flock`` on ``<file>-lock``, then ``BEGIN IMMEDIATE``; each transaction of the batch
+is a ``SAVEPOINT``, run one at a time; the batch commits (one fsync) when no other
+thread of the process is waiting to write, and only then do its transactions return.
+Writers of every process therefore queue on one kernel lock instead of polling
+SQLite's busy handler. Reads outside a transaction need no lock: WAL gives each
+statement a consistent snapshot of the last commit. Single writes outside a
+transaction are wrapped in their own transaction.
 """
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ import os
 import sqlite3
 import threading
 
-from .base import Backend, ReentrantTransactions
+from .base import Backend
 from .exceptions import BackendError, StorageFull
+from .groupcommit import GroupCommit
 from .locking import FileLock
 
 
@@ -62,7 +65,7 @@ class translate_errors:
         return False
 
 
-class SQLiteBackend(ReentrantTransactions, Backend):
+class SQLiteBackend(GroupCommit, Backend):
     ordered = True
     synchronous_modes = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -75,7 +78,7 @@ class SQLiteBackend(ReentrantTransactions, Backend):
         self.timeout = timeout
         self._local = threading.local()
         self._lock = FileLock(path + "-lock")
-        self._init_transactions()
+        self._init_group_commit()
         self._all_connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._errors = translate_errors(path)
         with self._errors:
@@ -84,13 +87,20 @@ class SQLiteBackend(ReentrantTransactions, Backend):
                         "(key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
 
     # -- connections ------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
+                              check_same_thread=False)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute(f"PRAGMA synchronous={self.synchronous}")
+        return con
+
     def _con(self) -> sqlite3.Connection:
+        """Inside a transaction, the shared write connection; else this thread's own."""
+        if getattr(self._tx_state, "depth", 0):
+            return self._writer()
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
-            con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                                  check_same_thread=False)
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute(f"PRAGMA synchronous={self.synchronous}")
+            con = self._connect()
             local.con, local.pid = con, os.getpid()
             self._all_connections.append((threading.current_thread(), con))
         return local.con
@@ -100,32 +110,53 @@ class SQLiteBackend(ReentrantTransactions, Backend):
         with self._errors:
             return self._con().execute("PRAGMA data_version").fetchone()[0]
 
-    # -- transactions -----------------------------------------------------------
-    def _begin(self) -> None:
+    # -- transactions (group commit: see groupcommit.py) ----------------------------
+    def _writer(self) -> sqlite3.Connection:
+        """The process's write connection: every transaction's statements run on it."""
+        if getattr(self, "_writer_pid", None) != os.getpid():
+            self._writer_con = self._connect()
+            self._writer_pid = os.getpid()
+            self._all_connections.append((threading.current_thread(), self._writer_con))
+        return self._writer_con
+
+    def _open_batch(self) -> None:
         self._lock.acquire()
         try:
             with self._errors:
-                self._con().execute("BEGIN IMMEDIATE")
+                self._writer().execute("BEGIN IMMEDIATE")
         except BaseException:
             self._lock.release()
             raise
 
-    def _commit(self) -> None:
+    def _commit_batch(self) -> None:
         try:
             with self._errors:
-                self._con().execute("COMMIT")
-        except BaseException:
-            self._rollback()
-            raise
-        self._lock.release()
+                self._writer().execute("COMMIT")
+        finally:
+            if not self._writer().in_transaction:
+                self._lock.release()
 
-    def _rollback(self) -> None:
+    def _abort_batch(self) -> None:
         try:
-            con = self._con()
+            con = self._writer()
             if con.in_transaction:
                 con.execute("ROLLBACK")
         finally:
             self._lock.release()
+
+    def _savepoint(self, name: str) -> None:
+        with self._errors:
+            self._writer().execute(f"SAVEPOINT {name}")
+
+    def _release(self, name: str) -> None:
+        with self._errors:
+            self._writer().execute(f"RELEASE {name}")
+
+    def _rollback_to(self, name: str) -> None:
+        with self._errors:
+            con = self._writer()
+            con.execute(f"ROLLBACK TO {name}")
+            con.execute(f"RELEASE {name}")
 
     # -- the mapping ------------------------------------------------------------
     def __getitem__(self, key: str) -> bytes:
@@ -209,8 +240,11 @@ class SQLiteBackend(ReentrantTransactions, Backend):
 
     def vacuum(self) -> None:
         """Checkpoint the WAL into the main file and truncate it (writers wait meanwhile)."""
-        with self._thread_lock, self._lock.held(), self._errors:
-            self._con().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._check_fork()
+        with self._gate:
+            self.flush()
+            with self._lock.held(), self._errors:
+                self._con().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Close this thread's connection and those of finished threads.

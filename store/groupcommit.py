@@ -1,0 +1,160 @@
+"""Group commit: many threads' transactions made durable by one commit.
+
+A durable commit costs an fsync, and writers of one database take turns, so one
+commit per write caps a server at a few hundred to a few thousand writes a second
+and queues the rest behind each other's fsyncs. Here the threads of a process that
+want to write at the same time share one backend transaction:
+
+* Each outermost ``transaction()`` runs alone (the process's *gate*), inside the
+  shared transaction, as a ``SAVEPOINT``: if its block raises, only its own work is
+  rolled back (``ROLLBACK TO``), never its neighbours'.
+* The thread that finishes while no other thread is waiting to write (or when the
+  batch is full) commits the shared transaction: one fsync for the whole batch.
+* A thread that finished while others were waiting leaves the batch open for them
+  and waits until the batch's commit is durable before ``transaction()`` returns, so
+  an acknowledged write is still a durable write. If that commit fails (a full disk),
+  every member of the batch gets the error.
+
+Across processes nothing changes: the shared transaction holds the backend's
+cross-process lock from its first member to its commit.
+
+A backend mixes this in and provides ``_writer()`` (the process's write connection),
+``_open_batch()``/``_commit_batch()``/``_abort_batch()`` and
+``_savepoint(name)``/``_release(name)``/``_rollback_to(name)``.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+
+class _Batch:
+    __slots__ = ("members", "done", "error")
+
+    def __init__(self):
+        self.members = 0
+        self.done = False
+        self.error: BaseException | None = None
+
+
+class GroupCommit:
+    max_batch = 128                   # members before a batch commits regardless
+
+    def _init_group_commit(self) -> None:
+        self._gc_pid = os.getpid()
+        self._gate = threading.Lock()         # one transaction body at a time
+        self._done = threading.Condition()    # batch commits are announced here
+        self._waiting = 0                     # threads queued at the gate
+        self._batch: _Batch | None = None
+        self._tx_state = threading.local()
+
+    def _check_fork(self) -> None:
+        if self._gc_pid != os.getpid():        # a forked child starts with no batch
+            self._init_group_commit()
+
+    def in_transaction(self) -> bool:
+        return getattr(self._tx_state, "depth", 0) > 0
+
+    def transaction(self) -> _GroupTransaction:
+        return _GroupTransaction(self)
+
+    def flush(self) -> None:
+        """Commit the open batch, if any (callers hold the gate)."""
+        batch = self._batch
+        if batch is not None:
+            self._finish(batch)
+
+    def _finish(self, batch: _Batch) -> None:
+        try:
+            self._commit_batch()
+        except BaseException as e:
+            batch.error = e
+            try:
+                self._abort_batch()
+            except BaseException:
+                pass
+        self._batch = None
+        with self._done:
+            batch.done = True
+            self._done.notify_all()
+
+    def _fail(self, batch: _Batch, error: BaseException) -> None:
+        batch.error = error
+        try:
+            self._abort_batch()
+        except BaseException:
+            pass
+        self._batch = None
+        with self._done:
+            batch.done = True
+            self._done.notify_all()
+
+
+class _GroupTransaction:
+    """The context manager ``GroupCommit.transaction()`` returns (no generator: it is
+    entered several times per document write, once per layer)."""
+
+    __slots__ = ("store", "batch", "outer")
+
+    def __init__(self, store: GroupCommit):
+        self.store = store
+        self.batch: _Batch | None = None
+        self.outer = False
+
+    def __enter__(self):
+        store = self.store
+        state = store._tx_state
+        depth = getattr(state, "depth", 0)
+        if depth:
+            state.depth = depth + 1
+            return store
+        store._check_fork()
+        with store._done:
+            store._waiting += 1
+        store._gate.acquire()
+        with store._done:
+            store._waiting -= 1
+        try:
+            if store._batch is None:
+                store._open_batch()
+                store._batch = _Batch()
+            self.batch = store._batch
+            store._savepoint("tx")
+        except BaseException as e:
+            if store._batch is not None:
+                store._fail(store._batch, e)
+            store._gate.release()
+            raise
+        self.outer = True
+        state.depth = 1
+        return store
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        store = self.store
+        state = store._tx_state
+        if not self.outer:
+            state.depth -= 1
+            return False
+        state.depth = 0
+        batch = self.batch
+        try:
+            try:
+                if exc_type is None:
+                    store._release("tx")
+                    batch.members += 1
+                else:
+                    store._rollback_to("tx")
+            except BaseException as e:          # the shared transaction is broken
+                store._fail(batch, e)
+            if not batch.done and (store._waiting == 0 or batch.members >= store.max_batch):
+                store._finish(batch)
+        finally:
+            store._gate.release()
+        if exc_type is not None:
+            return False                        # the block's own error propagates
+        with store._done:
+            while not batch.done:
+                store._done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return False

@@ -1,0 +1,120 @@
+"""Group commit on SQLite: shared fsyncs, isolated failures, errors reach every member."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from settee.store.exceptions import StorageFull
+from settee.store.sqlite import SQLiteBackend
+
+
+def run_threads(count, target):
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+
+
+def test_concurrent_writers_share_commits_and_lose_nothing(tmp_path, monkeypatch):
+    store = SQLiteBackend(str(tmp_path / "s.sqlite"))
+    commits = []
+    real = store._commit_batch
+    monkeypatch.setattr(store, "_commit_batch", lambda: (commits.append(1), real())[1])
+
+    def writer(i):
+        for n in range(50):
+            with store.transaction():
+                store[f"k{i}-{n}"] = b"%d" % n
+
+    run_threads(16, writer)
+    assert len(store) == 800
+    assert len(commits) < 800            # batches formed: fewer fsyncs than writes
+    store.close()
+    again = SQLiteBackend(str(tmp_path / "s.sqlite"))
+    assert len(again) == 800
+    again.close()
+
+
+def test_a_failing_member_rolls_back_only_its_own_work(tmp_path):
+    store = SQLiteBackend(str(tmp_path / "s.sqlite"))
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def writer(i):
+        barrier.wait()
+        try:
+            with store.transaction():
+                store[f"a{i}"] = b"1"
+                store[f"b{i}"] = b"2"
+                if i % 2:
+                    raise RuntimeError("odd writers fail")
+        except RuntimeError:
+            errors.append(i)
+
+    run_threads(8, writer)
+    assert sorted(errors) == [1, 3, 5, 7]
+    assert sorted(store) == sorted([f"a{i}" for i in (0, 2, 4, 6)] + [f"b{i}" for i in (0, 2, 4, 6)])
+    store.close()
+
+
+def test_a_failed_commit_fails_every_member_of_the_batch(tmp_path, monkeypatch):
+    store = SQLiteBackend(str(tmp_path / "s.sqlite"))
+    real = store._commit_batch
+    state = {"fail": True}
+
+    def commit():
+        if state["fail"]:
+            state["fail"] = False
+            store._writer().execute("ROLLBACK")
+            raise StorageFull("disk full (simulated)")
+        real()
+
+    monkeypatch.setattr(store, "_commit_batch", commit)
+    gate = threading.Event()
+    results = {}
+
+    def writer(i):
+        gate.wait()
+        try:
+            with store.transaction():
+                store[f"k{i}"] = b"x"
+            results[i] = "ok"
+        except StorageFull:
+            results[i] = "full"
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    gate.set()
+    for t in threads:
+        t.join(30)
+    failed = [i for i, r in results.items() if r == "full"]
+    assert failed, results
+    assert all(f"k{i}" not in store for i in failed)          # nothing half-written
+    assert all(f"k{i}" in store for i, r in results.items() if r == "ok")
+    store["after"] = b"works"                                # the store goes on
+    assert store["after"] == b"works"
+    store.close()
+
+
+def test_reads_outside_a_transaction_never_see_an_open_batch(tmp_path):
+    store = SQLiteBackend(str(tmp_path / "s.sqlite"))
+    inside, release = threading.Event(), threading.Event()
+
+    def writer():
+        with store.transaction():
+            store["pending"] = b"1"
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    inside.wait(10)
+    with pytest.raises(KeyError):
+        store["pending"]
+    release.set()
+    t.join(10)
+    assert store["pending"] == b"1"
+    store.close()
