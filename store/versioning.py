@@ -98,6 +98,14 @@ class Versioning(Layer[Doc, Any]):
         info = self.inner.get(INFO)
         return dict(info) if info else {"seq": 0, "docs": 0, "deleted": 0}
 
+    def _info_and_record(self, doc_id: str) -> tuple[dict, Doc | None]:
+        """``info()`` and ``record(doc_id)`` in one read of the store below."""
+        found = self.inner.get_many([INFO, DOC + doc_id, TOMB + doc_id])
+        info = found.get(INFO)
+        live = found.get(DOC + doc_id)
+        return (dict(info) if info else {"seq": 0, "docs": 0, "deleted": 0},
+                live if live is not None else found.get(TOMB + doc_id))
+
     def record(self, doc_id: str) -> Doc | None:
         """The current revision as stored (live or tombstone), or None."""
         found = self.inner.get_many([DOC + doc_id, TOMB + doc_id])
@@ -194,8 +202,7 @@ class Versioning(Layer[Doc, Any]):
         if key.startswith(LOCAL_PREFIX):
             return self._put_local(key, doc, body)
         with self.inner.transaction():
-            info = self.info()
-            current = self.record(key)
+            info, current = self._info_and_record(key)
             if doc.meta.new_edits:
                 winner, loser = self._edit(key, current, doc, body, info)
             else:

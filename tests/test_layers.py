@@ -258,7 +258,7 @@ def test_a_database_without_a_schema_gets_no_validation_layer():
 def test_defaults_apply_without_file_or_environment():
     settings = load_settings(env={})
     assert settings["storage_backend"] == "sqlite"
-    assert settings["compression_level"] == 6
+    assert settings["compression_level"] == 1
     assert "versioning" in settings["storage_stack"]
 
 
