@@ -25,9 +25,9 @@ RUN groupadd --gid 5984 settee \
  && chown settee:settee /data
 
 # Install the project (not editable, no virtualenv: the image is the environment),
-# with the LMDB backend, then drop the source.
+# with the LMDB and PostgreSQL backends, then drop the source.
 COPY . /tmp/settee-src
-RUN pip install '/tmp/settee-src[lmdb]' \
+RUN pip install '/tmp/settee-src[lmdb,postgresql]' \
  && rm -rf /tmp/settee-src \
  && settee --help >/dev/null
 

@@ -302,3 +302,31 @@ def test_two_nodes_starting_at_once_on_an_empty_schema_migrate_it_once(
     finally:
         for s in servers:
             s.stop()
+
+
+def test_settee_dump_from_sqlite_then_load_into_postgresql_keeps_revisions(postgres_dsn, tmp_path):
+    import os
+    sqlite = Catalog(load_settings(env={}, storage_data_dir=str(tmp_path / "sqlite")))
+    notes = sqlite.create("notes")
+    notes["a"] = {"n": 1}
+    doc = notes["a"]
+    doc["n"] = 2
+    notes["a"] = doc
+    notes["b"] = {"n": 3}
+    revs = {i: notes[i]["_rev"] for i in ("a", "b")}
+    sqlite.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETTEE_")}
+    cli = [sys.executable, "-m", "settee.server.cli"]
+    dump = subprocess.run(cli + ["dump", "notes"], capture_output=True, text=True, check=True,
+                          env={**env, "SETTEE_DATA_DIR": str(tmp_path / "sqlite")})
+    (tmp_path / "notes.jsonl").write_text(dump.stdout)
+    subprocess.run(cli + ["load", "notes", str(tmp_path / "notes.jsonl")], check=True,
+                   capture_output=True, env={**env, "SETTEE_DATA_DIR": str(tmp_path / "pg"),
+                                             **node_env(postgres_dsn)})
+    pg = Catalog(settings_for(postgres_dsn, tmp_path))
+    try:
+        moved = pg.get("notes")
+        assert {i: moved[i]["_rev"] for i in ("a", "b")} == revs and moved["a"]["n"] == 2
+        assert moved.info()["doc_count"] == 2
+    finally:
+        pg.close()
