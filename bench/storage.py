@@ -258,6 +258,7 @@ def summarize(runs: dict, failed: dict[str, str], skipped: dict[str, str], pages
         "statistic": "median",
         "storage_stack": list(settings["storage_stack"]),
         "sqlite_synchronous": settings["sqlite_synchronous"],
+        "compression_algorithm": settings["compression_algorithm"],
         "compression_level": settings["compression_level"],
         "zlib": getattr(compression, "ZLIB", "zlib"),
         "python": platform.python_version(),
@@ -318,7 +319,8 @@ def report(summary: dict) -> str:
         f"raw = bare backend, orjson bytes, one committed write per page; "
         f"stack = Database over [{', '.join(summary['storage_stack'])}]; "
         f"sqlite synchronous={summary['sqlite_synchronous']}; "
-        f"compression: {summary['zlib']}, level {summary['compression_level']}.",
+        f"compression: {summary['compression_algorithm']} at level {summary['compression_level']}"
+        f" (zlib through {summary['zlib']}).",
         f"÷ = stack / raw. 2008 = the design talk's figures (2008 hardware; lmdb stands "
         f"beside bsddb, which Python 3 no longer ships). memory is not durable.",
         f"Python {summary['python']} on {summary['platform']}; 1-minute load average "

@@ -39,7 +39,8 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "sqlite_synchronous": ("FULL", str, "FULL: fsync at every commit; NORMAL: not on commit"),
     "lmdb_map_size": (1 << 34, int, "largest LMDB file in bytes"),
     "postgres_dsn": ("", str, "PostgreSQL connection string for the postgresql backend"),
-    "compression_level": (1, int, "zlib level, 0-9 (1: fastest, about 10% larger than 6)"),
+    "compression_algorithm": ("lz4", str, "lz4 (fast) or zlib (smaller) for new writes"),
+    "compression_level": (1, int, "0-9: zlib's level; LZ4: 0-1 fast, 2-9 high compression"),
     "compression_min_size": (128, int, "values shorter than this are stored as is"),
     "encryption_key": ("", str, "AES-256 key, 64 hex digits or base64 (encryption layer)"),
     "versioning_revs_limit": (1000, int, "revisions remembered per document"),
@@ -72,6 +73,7 @@ ENV_ALIASES = {
 CHOICES = {
     "storage_backend": ("memory", "file", "dbm", "sqlite", "lmdb", "postgresql"),
     "sqlite_synchronous": ("OFF", "NORMAL", "FULL", "EXTRA"),
+    "compression_algorithm": ("lz4", "zlib"),
     "server_log_level": ("debug", "info", "warning", "error"),
 }
 RANGES = {

@@ -167,9 +167,10 @@ def _serialization(inner, settings, db):
 
 
 def _compression(inner, settings, db):
-    from .compression import ZlibCompression
-    return ZlibCompression(inner, level=settings["compression_level"],
-                           min_size=settings["compression_min_size"])
+    from .compression import Compression
+    return Compression(inner, algorithm=settings["compression_algorithm"],
+                       level=settings["compression_level"],
+                       min_size=settings["compression_min_size"])
 
 
 def _encryption(inner, settings, db):

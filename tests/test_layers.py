@@ -334,3 +334,19 @@ def test_a_bad_storage_stack_fails_when_the_catalog_starts(tmp_path):
     with pytest.raises(ConfigurationError) as info:
         Catalog(settings)
     assert info.value.key == "storage_stack"
+
+
+def test_lz4_and_zlib_values_read_back_whatever_the_current_setting():
+    from settee.store.compression import Compression
+    backend = MemoryBackend()
+    text = b"the quick brown fox jumps over the lazy dog " * 20
+    Compression(backend, "lz4")["a"] = text
+    Compression(backend, "zlib", 6)["b"] = text
+    assert backend["a"][:1] == b"L" and backend["b"][:1] == b"Z"
+    for reader in (Compression(backend, "lz4"), Compression(backend, "zlib", 9)):
+        assert reader["a"] == text and reader["b"] == text
+    backend["bad"] = b"L" + b"\xff" * 40
+    with pytest.raises(CorruptValue):
+        Compression(backend)["bad"]
+    with pytest.raises(ValueError):
+        Compression(backend, "brotli")
