@@ -96,6 +96,18 @@ class Store(MutableMapping[str, V], Generic[V]):
                 pass
         return found
 
+    def put_many(self, items) -> None:
+        """Write every ``(key, value)`` of ``items`` in one transaction."""
+        with self.transaction():
+            for key, value in items:
+                self[key] = value
+
+    def delete_many(self, keys) -> None:
+        """Delete those ``keys`` that exist, in one transaction."""
+        with self.transaction():
+            for key in keys:
+                self.pop(key, None)
+
     def close(self) -> None:
         pass
 
@@ -298,6 +310,12 @@ class CodecLayer(Layer[V, W]):
 
     def get_many(self, keys):
         return {k: self.decode(k, v) for k, v in self.inner.get_many(keys).items()}
+
+    def put_many(self, items) -> None:
+        self.inner.put_many((key, self.encode(key, value)) for key, value in items)
+
+    def delete_many(self, keys) -> None:
+        self.inner.delete_many(keys)
 
     def range(self, start=None, end=None, *, descending=False, inclusive_end=True,
               keys_only=False):

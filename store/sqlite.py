@@ -182,6 +182,15 @@ class SQLiteBackend(GroupCommit, Backend):
         with self.transaction(), self._errors:
             self._con().execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
 
+    def put_many(self, items) -> None:
+        rows = [(self.check_key(k), self.check_value(v)) for k, v in items]
+        with self.transaction(), self._errors:
+            self._con().executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", rows)
+
+    def delete_many(self, keys) -> None:
+        with self.transaction(), self._errors:
+            self._con().executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in keys])
+
     def __delitem__(self, key: str) -> None:
         with self.transaction(), self._errors:
             cur = self._con().execute("DELETE FROM kv WHERE key = ?", (key,))

@@ -152,6 +152,17 @@ class BackendContract:
             t.join()
         assert store["n"] == b"200"
 
+    def test_put_many_and_delete_many(self, store):
+        store.put_many([(f"m{i}", b"%d" % i) for i in range(300)])
+        assert len(store) == 300 and store["m299"] == b"299"
+        store.delete_many([f"m{i}" for i in range(0, 300, 2)] + ["never-there"])
+        assert sorted(store) == sorted(f"m{i}" for i in range(1, 300, 2))
+        with pytest.raises(RuntimeError):
+            with store.transaction():
+                store.put_many([("rolled", b"back")])
+                raise RuntimeError("abort")
+        assert "rolled" not in store
+
     def test_get_many(self, store):
         store["a"], store["b"] = b"1", b"2"
         assert store.get_many(["a", "b", "c"]) == {"a": b"1", "b": b"2"}

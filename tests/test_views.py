@@ -332,3 +332,33 @@ def test_index_encoding_orders_exactly_as_the_selector_collation():
         assert (encode(a) == encode(b)) == (ka == kb)
 
     same_order()
+
+
+def test_a_build_in_a_process_pool_equals_one_built_here(tmp_path, monkeypatch):
+    db = catalog(tmp_path).create("db")
+    rng = random.Random(2)
+    with db.transaction():
+        for i in range(1500):
+            db[f"d{i:05d}"] = {"n": rng.randrange(10), "tags": rng.sample("abcdef", 2)}
+    monkeypatch.setattr(build, "CHUNK", 200)
+    view = View(db, SUM_BY_TAG)
+    assert build.parallel_build(view, processes=2)
+    assert view.state()["seq"] == 1500 and "building" not in view.state()
+    check_against_scratch(db, view)
+
+
+def test_the_first_chunk_decides_whether_a_pool_pays(tmp_path, monkeypatch, caplog):
+    import logging
+    db = catalog(tmp_path).create("db")
+    with db.transaction():
+        for i in range(400):
+            db[f"d{i:04d}"] = {"n": 1, "tags": ["a"]}
+    monkeypatch.setattr(build, "CHUNK", 100)
+    slow = ViewSpec("t/slow", "import time\ndef fun(doc):\n    time.sleep(0.002)\n"
+                    "    yield doc['n'], 1\n", "_count", "design")
+    with caplog.at_level(logging.INFO, logger="settee.views"):
+        build.parallel_build(View(db, slow))
+        build.parallel_build(View(db, SUM_BY_TAG))
+    decisions = [r.getMessage() for r in caplog.records if "process(es)" in r.getMessage()]
+    assert decisions[0].endswith(f"{build.workers()} process(es)")
+    assert decisions[1].endswith("1 process(es)")

@@ -2,7 +2,10 @@
 
 The parent claims the build (a heartbeat in the view's state that other processes
 wait on), notes the database's sequence, clears the view's storage, then walks the
-document ids in order and hands chunks of ids to worker processes. Each worker opens
+document ids in order. It maps and writes the first chunk itself, timing both: when
+mapping costs more than writing, the rest goes to a pool of worker processes (one
+per core); otherwise one process is faster, since the single writer is the limit.
+Workers get chunks of ids. Each worker opens
 the database itself, reads its chunk's documents and returns the rows they emit; the
 parent writes them, one transaction per chunk, with progress (a callback, the log,
 and ``done``/``total`` in the state for ``_active_tasks``). At most two chunks per
@@ -68,17 +71,22 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
     state = {"seq": 0, "rows": 0, "version": 1,
              "building": {"token": token, "beat": time.time(), "done": 0, "total": total}}
     done = 0
-    processes = processes or workers()
+    chunks = _chunks(view)
+    first = None
+    if processes is None:
+        first, processes = _first_chunk_decides(view, chunks, state)
+        done = len(first) if first is not None else 0
     pool = None
     try:
+        if first is not None and progress is not None:
+            progress(len(first))
         if view.db.opener is not None and processes > 1:
             ctx = multiprocessing.get_context("forkserver")
             pool = ctx.Pool(processes, initializer=_init_worker,
                             initargs=(view.db.opener, view.spec))
-            results = _pooled(pool, _chunks(view), processes * 2)
+            results = _pooled(pool, chunks, processes * 2)
         else:
-            results = (([(i, view.map_doc(d)) for i, d in view.db.versions.get_many(ids).items()])
-                       for ids in _chunks(view))
+            results = (_map_here(view, ids) for ids in chunks)
         for mapped in results:
             with view.store.transaction():
                 view.write_rows(dict(mapped), state, fresh=True)
@@ -108,6 +116,32 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
     log.info("view %s: built %d docs in %.1fs (%.0f docs/s, %d processes)", view.spec.name,
              done, elapsed, done / elapsed if elapsed else 0, processes if pool else 1)
     return True
+
+
+def _map_here(view, ids: list[str]) -> list[tuple[str, list]]:
+    return [(i, view.map_doc(d)) for i, d in view.db.versions.get_many(ids).items()]
+
+
+def _first_chunk_decides(view, chunks, state) -> tuple[list | None, int]:
+    """Map and write the first chunk here, timing both: a pool pays only when mapping
+    costs more than writing (the one writer is otherwise the bottleneck, and worker
+    processes only add start-up, pickling and contention for the cores)."""
+    ids = next(chunks, None)
+    if ids is None:
+        return None, 1
+    started = time.perf_counter()
+    mapped = _map_here(view, ids)
+    mapping = time.perf_counter() - started
+    started = time.perf_counter()
+    with view.store.transaction():
+        view.write_rows(dict(mapped), state, fresh=True)
+        state["building"].update(beat=time.time(), done=len(mapped))
+        view.store[view.STATE] = state
+    writing = time.perf_counter() - started
+    processes = workers() if mapping > writing and view.db.opener is not None else 1
+    log.info("view %s: mapping %.1f ms, writing %.1f ms per %d docs: %d process(es)",
+             view.spec.name, mapping * 1000, writing * 1000, len(ids), processes)
+    return mapped, processes
 
 
 def _pooled(pool, chunks, window: int):

@@ -141,24 +141,31 @@ class View:
         store = self.store
         olds = {} if fresh else store.get_many([self.M + i for i in mapped])
         touched: dict[str, list] = {}
-        changed = False
+        puts: list = []
+        gone: list[str] = []
         for doc_id, new in mapped.items():
             old = olds.get(self.M + doc_id) or []
             if new == old:
                 continue
-            changed = True
             for n, (key, value) in enumerate(old):
-                store.pop(self.row_key(key, doc_id, n), None)
-                touched.setdefault(encode(key), [key, [], []])[2].append(value)
+                enc = encode(key)
+                gone.append(f"{self.I}{enc}{doc_id}{ROW_SEP}{n}")
+                touched.setdefault(enc, [key, [], []])[2].append(value)
             for n, (key, value) in enumerate(new):
-                store[self.row_key(key, doc_id, n)] = [key, doc_id, value]
-                touched.setdefault(encode(key), [key, [], []])[1].append([key, doc_id, value])
+                enc = encode(key)
+                puts.append((f"{self.I}{enc}{doc_id}{ROW_SEP}{n}", [key, doc_id, value]))
+                touched.setdefault(enc, [key, [], []])[1].append([key, doc_id, value])
             if new:
-                store[self.M + doc_id] = new
+                puts.append((self.M + doc_id, new))
             elif old:
-                store.pop(self.M + doc_id, None)
+                gone.append(self.M + doc_id)
             state["rows"] += len(new) - len(old)
-        if changed:
+        if gone:
+            store.delete_many(gone)
+        if puts:
+            store.put_many(puts)
+            state["version"] = state.get("version", 0) + 1
+        elif gone:
             state["version"] = state.get("version", 0) + 1
         if self.reducer is not None and touched:
             self.update_reductions(touched)
