@@ -24,6 +24,9 @@ limit_request_line = 8190      # URL size limit (bytes): longer is 414
 limit_request_fields = 100
 limit_request_field_size = 8190
 proc_name = "settee"
+# gunicorn's control socket lives in $HOME, shared by every gunicorn of the user: two
+# servers would take it from each other. Settee is managed by signals instead.
+control_socket_disable = True
 
 accesslog = _settings["server_access_log"] or None
 errorlog = "-"

@@ -183,7 +183,10 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None,
             raise ConfigurationError("SETTEE_CONFIG", f"cannot read {path}: {e.strerror}") from e
         except tomllib.TOMLDecodeError as e:
             raise ConfigurationError("SETTEE_CONFIG", f"{path} is not valid TOML: {e}") from e
-    for name, text in env.items():
+    # Short aliases first, so that a full name (SETTEE_SERVER_BIND) set beside its alias
+    # (SETTEE_BIND) wins whatever the order of the environment.
+    for name in sorted(env, key=lambda n: n not in ENV_ALIASES):
+        text = env[name]
         if name in ENV_ALIASES:
             values[ENV_ALIASES[name]] = text
         elif name.startswith("SETTEE_") and name != "SETTEE_CONFIG":

@@ -350,3 +350,9 @@ def test_lz4_and_zlib_values_read_back_whatever_the_current_setting():
         Compression(backend)["bad"]
     with pytest.raises(ValueError):
         Compression(backend, "brotli")
+
+
+def test_a_full_setting_name_wins_over_its_short_alias():
+    env = {"SETTEE_SERVER_BIND": "127.0.0.1:7000", "SETTEE_BIND": "127.0.0.1:6000"}
+    assert load_settings(env=env)["server_bind"] == "127.0.0.1:7000"
+    assert load_settings(env=dict(reversed(env.items())))["server_bind"] == "127.0.0.1:7000"
