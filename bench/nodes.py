@@ -105,7 +105,8 @@ def run_wrk_all(wrk: str, jobs: list[tuple[Path, object, int]], args, seconds: i
                 summaries.append(json.loads(line[len("@@BENCH@@"):]))
                 break
         else:
-            raise SystemExit(f"bench/nodes.py: wrk gave no summary:\n{out.decode()}\n{err.decode()}")
+            raise SystemExit(f"bench/nodes.py: wrk gave no summary:\n{out.decode()}\n"
+                             f"{err.decode()}")
     return summaries
 
 
@@ -241,7 +242,8 @@ def paragraph(report: dict) -> str:
     if get1 and get2 and put1 and put2:
         out.append(
             f"On this {cpus}-core machine two nodes over one PostgreSQL serve "
-            f"{get2['req_s'] / get1['req_s']:.2f}x the GETs and {put2['req_s'] / put1['req_s']:.2f}x "
+            f"{get2['req_s'] / get1['req_s']:.2f}x the GETs and "
+            f"{put2['req_s'] / put1['req_s']:.2f}x "
             f"the PUTs of one node: the machine is {get1['machine_busy_pct']:.0f}% busy with one "
             "node already, and the second node's workers, PostgreSQL and wrk all share the "
             "same cores, so a second node adds processes, not CPU. The limit here is CPU, not "

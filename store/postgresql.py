@@ -42,16 +42,18 @@ pooled connection: each statement sees the last commit.
 Failures: psycopg's errors become the store's in one place, :class:`translate_errors`
 (``StorageFull`` for SQLSTATE 53100, :class:`ConnectionLost` for a dead connection,
 ``BackendError`` otherwise, each keeping ``original``). A read outside a transaction
-that finds its connection dead is retried once on a fresh one. A transaction is
+that finds its connection dead is retried once on a fresh one, and so is the
+``BEGIN`` of a transaction (nothing was done yet); a transaction that has begun is
 never retried: its caller decides. When the connection dies during ``COMMIT``
 nobody can tell whether the commit happened, and :class:`CommitOutcomeUnknown` says
 exactly that.
 
 Changes across nodes: each process keeps one extra connection that ``LISTEN``\\ s on
-the installation's channels (:class:`_Listener`); :meth:`PostgreSQLBackend.wait_for_change`
-blocks until a commit to its database is announced, so a longpoll on one node wakes
-when another node commits. PostgreSQL serialises the commits of notifying
-transactions on one queue lock; writers of one database are serialised anyway.
+the installation's channels (:class:`~.pgnotify.Listener`);
+:meth:`PostgreSQLBackend.wait_for_change` blocks until a commit to its database is
+announced, so a longpoll on one node wakes when another node commits. PostgreSQL
+serialises the commits of notifying transactions on one queue lock; writers of one
+database are serialised anyway.
 
 Processes: connections never cross a ``fork``. The pool, the listener and the
 schema check are per process and per DSN (:func:`_acquire`), re-created in a child
@@ -64,7 +66,6 @@ import logging
 import os
 import re
 import threading
-import time
 import zlib
 
 import psycopg
@@ -72,6 +73,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from .base import Backend, ReentrantTransactions
 from .exceptions import BackendError, DatabaseNotFound, InvalidKey, StorageFull
+from .pgnotify import Listener
 
 log = logging.getLogger("settee.store.postgresql")
 
@@ -94,9 +96,6 @@ MIGRATION_LOCK = 0            # advisory lock (namespace, 0): database ids start
 POOL_MAX_SIZE = 20            # connections per process and DSN (server_threads + spares)
 POOL_TIMEOUT = 15.0           # seconds a request waits for a free connection
 CONNECT_TIMEOUT = 10          # seconds
-RECONNECT_DELAY = 0.5         # seconds between the listener's reconnection attempts
-UNLISTENED_POLL = 0.02        # seconds a waiter sleeps while no listener is connected
-STOP_CHECK = 0.1              # seconds between the listener's checks for close()
 _LOST_STATES = {"57P01", "57P02", "57P03"}       # admin/crash shutdown, cannot connect now
 
 
@@ -161,103 +160,6 @@ def _migrate(conn: psycopg.Connection, space: int) -> None:
                 conn.execute("INSERT INTO settee_migrations (version) VALUES (%s)", (version,))
 
 
-class _Listener:
-    """One connection per process and DSN that ``LISTEN``\\ s, in a daemon thread.
-
-    Counts the notifications per database id and on the catalog channel; ``epoch``
-    grows at every (re)connection, since notifications sent meanwhile were lost.
-    Started on first use.
-    """
-
-    def __init__(self, dsn: str, changes: str, catalog: str):
-        self.dsn, self.changes, self.catalog_channel = dsn, changes, catalog
-        self.cond = threading.Condition()
-        self.counts: dict[int, int] = {}
-        self.catalog = 0
-        self.epoch = 0
-        self.connected = False
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def ensure_started(self) -> None:
-        if self._thread is None:
-            with self.cond:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._run, daemon=True,
-                                                    name="settee-pg-listener")
-                    self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
-            except Exception as e:      # keep trying: waiters poll meanwhile
-                log.warning("LISTEN connection failed: %s", e)
-                self._stop.wait(RECONNECT_DELAY)
-                continue
-            try:
-                conn.execute(f"LISTEN {self.changes}")
-                conn.execute(f"LISTEN {self.catalog_channel}")
-                self._set_connected(True)
-                while not self._stop.is_set():
-                    for note in conn.notifies(timeout=STOP_CHECK):
-                        self._deliver(note.channel, note.payload)
-            except Exception as e:
-                if not self._stop.is_set():
-                    log.warning("LISTEN connection lost: %s", e)
-            finally:
-                self._set_connected(False)
-                conn.close()
-
-    def _set_connected(self, connected: bool) -> None:
-        with self.cond:
-            self.connected = connected
-            self.epoch += 1
-            self.cond.notify_all()
-
-    def _deliver(self, channel: str, payload: str) -> None:
-        with self.cond:
-            if channel == self.catalog_channel:
-                self.catalog += 1
-            else:
-                db_id = int(payload)
-                self.counts[db_id] = self.counts.get(db_id, 0) + 1
-            self.cond.notify_all()
-
-    def wait(self, db_id: int, mark, timeout: float):
-        """Block until database ``db_id``'s mark differs from ``mark`` or ``timeout`` passes.
-
-        Returns the current mark; ``mark=None`` returns it at once. While no listener is
-        connected it returns within :data:`UNLISTENED_POLL`, so callers poll instead.
-        """
-        self.ensure_started()
-        deadline = time.monotonic() + max(0.0, timeout)
-        with self.cond:
-            current = (self.epoch, self.counts.get(db_id, 0))
-            while mark is not None and current == mark:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                if not self.connected:
-                    self.cond.wait(min(remaining, UNLISTENED_POLL))
-                    return (self.epoch, self.counts.get(db_id, 0))
-                self.cond.wait(remaining)
-                current = (self.epoch, self.counts.get(db_id, 0))
-            return current
-
-    def catalog_version(self):
-        """A value that changes whenever a database may have been created or deleted;
-        None while no listener is connected (nothing may be cached then)."""
-        self.ensure_started()
-        with self.cond:
-            return (self.epoch, self.catalog) if self.connected else None
-
-    def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(5)
-
-
 class _Shared:
     """What every backend of one DSN shares in one process: pool, listener, namespace."""
 
@@ -283,7 +185,7 @@ class _Shared:
         self.pool = ConnectionPool(dsn, min_size=1, max_size=POOL_MAX_SIZE, open=True,
                                    timeout=POOL_TIMEOUT, name="settee",
                                    kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT})
-        self.listener = _Listener(dsn, self.changes_channel, self.catalog_channel)
+        self.listener = Listener(dsn, self.changes_channel, self.catalog_channel)
 
     def query(self, sql: str, params=(), *, many: bool = False, errors: translate_errors):
         """One autocommit statement; retried once on a fresh connection if the first died."""
@@ -327,6 +229,10 @@ def _release(shared: _Shared) -> None:
         if _SHARED.get(shared.dsn) is shared:
             del _SHARED[shared.dsn]
     shared.close()
+
+
+_UPSERT = ("INSERT INTO settee_kv (db, key, value) VALUES (%s, %s, %s) "
+           "ON CONFLICT (db, key) DO UPDATE SET value = EXCLUDED.value")
 
 
 def _storable(key: object) -> bool:
@@ -436,7 +342,8 @@ class PostgreSQLBackend(ReentrantTransactions, Backend):
     def _finish(shared: _Shared, conn: psycopg.Connection) -> None:
         """Roll back whatever is open on ``conn`` and give it back (a dead one is dropped)."""
         try:
-            if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            idle = psycopg.pq.TransactionStatus.IDLE
+            if not conn.closed and conn.info.transaction_status != idle:
                 conn.execute("ROLLBACK")
         except psycopg.Error:
             pass                        # a broken connection rolled back on the server
@@ -486,10 +393,25 @@ class PostgreSQLBackend(ReentrantTransactions, Backend):
     def __setitem__(self, key: str, value: bytes) -> None:
         key, value = self.check_key(key), self.check_value(value)
         with self.transaction():
-            self._query("INSERT INTO settee_kv (db, key, value) VALUES (%s, %s, %s) "
-                        "ON CONFLICT (db, key) DO UPDATE SET value = EXCLUDED.value "
-                        "RETURNING 1", (self.db_id, key, value))
+            self._query(_UPSERT + " RETURNING 1", (self.db_id, key, value))
             self._tx.dirty = True
+
+    def put_many(self, items) -> None:
+        """Write every ``(key, value)`` in one transaction, the statements pipelined."""
+        rows = [(self.db_id, self.check_key(k), self.check_value(v)) for k, v in items]
+        if rows:
+            with self.transaction(), self._errors:
+                self._tx.conn.cursor().executemany(_UPSERT, rows)
+                self._tx.dirty = True
+
+    def delete_many(self, keys) -> None:
+        """Delete those ``keys`` that exist, in one transaction and one statement."""
+        keys = [k for k in keys if _storable(k)]
+        if keys:
+            with self.transaction(), self._errors:
+                self._tx.conn.execute("DELETE FROM settee_kv WHERE db = %s AND key = ANY(%s)",
+                                      (self.db_id, keys))
+                self._tx.dirty = True
 
     def __delitem__(self, key: str) -> None:
         if not _storable(key):
@@ -626,7 +548,8 @@ class PostgreSQLLocations:
                                (name,)).fetchone()
             if row is None:
                 return False
-            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (shared.space, row[0] & 0x7FFFFFFF))
+            conn.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                         (shared.space, row[0] & 0x7FFFFFFF))
             conn.execute("DELETE FROM settee_databases WHERE id = %s", (row[0],))
             conn.execute("DELETE FROM settee_kv WHERE db = %s", (row[0],))
             conn.execute(f"NOTIFY {shared.catalog_channel}")

@@ -136,7 +136,8 @@ def test_the_backend_needs_a_dsn(tmp_path):
 
 
 def test_another_node_deleting_and_recreating_a_database_is_noticed(postgres_dsn, tmp_path):
-    one, two = Catalog(settings_for(postgres_dsn, tmp_path)), Catalog(settings_for(postgres_dsn, tmp_path))
+    one = Catalog(settings_for(postgres_dsn, tmp_path))
+    two = Catalog(settings_for(postgres_dsn, tmp_path))
     try:
         one.create("shared")["a"] = {"v": 1}
         stale = two.get("shared")
@@ -330,3 +331,13 @@ def test_settee_dump_from_sqlite_then_load_into_postgresql_keeps_revisions(postg
         assert moved.info()["doc_count"] == 2
     finally:
         pg.close()
+
+
+def test_put_many_and_delete_many_are_one_transaction_each(store):
+    store.put_many([(f"k{i:03d}", b"%d" % i) for i in range(300)] + [("k000", b"again")])
+    assert len(store) == 300 and store["k000"] == b"again" and store["k299"] == b"299"
+    with pytest.raises(InvalidKey):
+        store.put_many([("ok", b"1"), ("", b"2")])
+    assert "ok" not in store
+    store.delete_many([f"k{i:03d}" for i in range(0, 300, 2)] + ["missing", "a\x00"])
+    assert len(store) == 150 and "k000" not in store and store["k001"] == b"1"
