@@ -334,9 +334,7 @@ def clear_prefix(store, prefix: str, keep: str | None = None) -> int:
         keys = [k for k in islice(store.prefix(prefix, keys_only=True), 2001) if k != keep]
         if not keys:
             return dropped
-        with store.transaction():
-            for key in keys:
-                store.pop(key, None)
+        store.delete_many(keys)
         dropped += len(keys)
 
 
