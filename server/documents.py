@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import re
 from urllib.parse import quote
 
 from settee.store.document import Doc, Meta
@@ -69,10 +70,20 @@ def none_match(request, rev: str) -> bool:
     return False
 
 
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
 def location(request, db: str, docid: str) -> str:
+    """The new document's absolute URL, every id character percent-encoded (no header
+    can be split through an id). Built from the environ: werkzeug's ``host_url`` was a
+    tenth of a write's CPU."""
+    environ = request.environ
+    host = environ.get("HTTP_HOST", "")
+    if not _HOST.fullmatch(host):
+        host = f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
     prefix = docid.startswith(("_design/", "_local/"))
     tail = quote(docid, safe="/" if prefix else "")
-    return f"{request.host_url.rstrip('/')}/{quote(db, safe='')}/{tail}"
+    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}/{quote(db, safe='')}/{tail}"
 
 
 class DocumentEndpoints:

@@ -19,11 +19,17 @@ class Params:
     def __contains__(self, name: str) -> bool:
         return name in self.args
 
+    def _get(self, name: str):
+        # ``name in`` first: MultiDict.get raises and catches a KeyError for a missing
+        # name, a measurable cost on every request.
+        return self.args.get(name) if name in self.args else None
+
     def text(self, name: str, default: str | None = None) -> str | None:
-        return self.args.get(name, default)
+        value = self._get(name)
+        return default if value is None else value
 
     def bool(self, name: str, default: bool = False) -> bool:
-        value = self.args.get(name)
+        value = self._get(name)
         if value is None:
             return default
         if value.lower() in TRUE:
@@ -34,7 +40,7 @@ class Params:
 
     def int(self, name: str, default: int | None = None, *, minimum: int = 0,
             maximum: int = 2**53) -> int | None:
-        value = self.args.get(name)
+        value = self._get(name)
         if value is None:
             return default
         try:
@@ -46,7 +52,7 @@ class Params:
         return number
 
     def json(self, name: str, default: Any = None) -> Any:
-        value = self.args.get(name)
+        value = self._get(name)
         if value is None:
             return default
         try:
