@@ -2,8 +2,16 @@ import os
 import sys
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 sys.path.insert(0, os.path.dirname(__file__))
+
+# Property tests: no per-example deadline (a loaded machine is not a failure), and in
+# CI the same examples every run, so a red build is reproducible.
+settings.register_profile("settee", deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow],
+                          derandomize=bool(os.environ.get("CI")))
+settings.load_profile("settee")
 
 
 @pytest.fixture(scope="session")
