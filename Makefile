@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SHARED ?= ../shared
 
-.PHONY: install run test bench docker-test clean
+.PHONY: install run test bench bench-http bench-views bench-nodes docker-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,8 +25,19 @@ test: install
 	-$(PY) tests/pgserver.py --install
 	$(PY) -m pytest -q -p no:cacheprovider
 
+# Benchmarks print figures; none is part of the test suite (bench/README.md).
 bench: install
-	$(PY) bench/storage.py
+	$(PY) bench/storage.py --data $(SHARED)/bench/manpages-849.jsonl.gz
+
+bench-http: install
+	$(PY) bench/http_api.py --data $(SHARED)/bench/manpages-849.jsonl.gz
+
+bench-views: install
+	$(PY) bench/views.py --data $(SHARED)/bench/make_invoices.py
+
+bench-nodes: install
+	-$(PY) tests/pgserver.py --install
+	$(PY) bench/nodes.py
 
 docker-test:
 	$(SHARED)/tools/docker-smoke .

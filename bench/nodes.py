@@ -27,7 +27,7 @@ and p99 latency (the worst node's: wrk's percentiles cannot be merged), CPU time
 request of the Settee processes and of PostgreSQL's (from ``/proc``), and how busy
 the whole machine was. Then a paragraph on what limits scaling here and what the
 figures imply for more machines. wrk is installed with apt when missing (the helpers
-are bench/http.py's).
+are bench/http_api.py's).
 
 Run from the project root with the project's environment::
 
@@ -52,14 +52,14 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-# bench/http.py would shadow the standard library's http: keep bench/ off the path.
+# bench/http_api.py would shadow the standard library's http: keep bench/ off the path.
 sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != HERE]
 sys.path.insert(0, str(ROOT / "tests"))          # pgserver: the throwaway PostgreSQL
 
 
 def _load_http():
-    """bench/http.py's helpers (its name shadows the stdlib's ``http``: load it by path)."""
-    spec = importlib.util.spec_from_file_location("settee_bench_http", HERE / "http.py")
+    """bench/http_api.py's helpers (its name shadows the stdlib's ``http``: load it by path)."""
+    spec = importlib.util.spec_from_file_location("settee_bench_http", HERE / "http_api.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module            # dataclasses look their module up
     spec.loader.exec_module(module)

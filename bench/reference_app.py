@@ -1,12 +1,12 @@
 #!/usr/bin/env python
-"""The reference for ``bench/http.py``: the least a Python server on Settee's stack can do.
+"""The reference for ``bench/http_api.py``: the least a Python server on Settee's stack can do.
 
 A bare werkzeug WSGI application that reads one JSON value by key from SQLite and
 returns it with its ``ETag`` (``304`` when ``If-None-Match`` names it). It runs under
 the same gunicorn configuration as Settee (``config/gunicorn.conf.py``: the same
 workers, threads and worker class), so its requests per second are the ceiling any
 Python document server on this stack (gunicorn + werkzeug + sqlite3) can reach, and
-``bench/http.py`` reports Settee's figures as a fraction of it.
+``bench/http_api.py`` reports Settee's figures as a fraction of it.
 
 What it does per request is what Settee cannot avoid doing for ``GET /db/doc``: parse
 the request (werkzeug ``Request``), route on the path, one ``SELECT`` on a primary
@@ -18,8 +18,7 @@ revision records, decompression, JSON decoding and re-encoding, content negotiat
     REFERENCE_APP_DB=FILE.sqlite gunicorn -c config/gunicorn.conf.py \\
         --pythonpath DIR reference_app:application                      # serve it
 
-where DIR holds this file (or a link to it) and not ``bench/http.py``, which would
-shadow the standard library's ``http`` package.
+where DIR holds this file (or a link to it).
 
 ``GET /<key>`` answers the stored value; any other key is a JSON 404.
 """
@@ -29,10 +28,6 @@ import os
 import sqlite3
 import sys
 import threading
-
-if __name__ == "__main__":     # as a script: bench/ holds http.py, which shadows stdlib http
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 
 from werkzeug.wrappers import Request, Response
 

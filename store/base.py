@@ -29,7 +29,7 @@ import threading
 from collections.abc import Iterator, MutableMapping
 from typing import Any, Generic, TypeVar
 
-from .exceptions import InvalidKey, NotFound
+from .exceptions import InvalidKey
 
 V = TypeVar("V")
 W = TypeVar("W")

@@ -55,10 +55,10 @@ set), or ``--data``; nothing is copied into the project.
 
 Run from the project root with the project's environment::
 
-    .venv/bin/python bench/http.py                 # the table
-    .venv/bin/python bench/http.py --json          # the results as JSON
-    .venv/bin/python bench/http.py --duration 30 --scenarios get,put
-    .venv/bin/python bench/http.py --repeat 3      # on a busy machine
+    .venv/bin/python bench/http_api.py                 # the table
+    .venv/bin/python bench/http_api.py --json          # the results as JSON
+    .venv/bin/python bench/http_api.py --duration 30 --scenarios get,put
+    .venv/bin/python bench/http_api.py --repeat 3      # on a busy machine
 
 Progress goes to stderr, and only when it is a terminal.
 """
@@ -66,11 +66,6 @@ from __future__ import annotations
 
 import os
 import sys
-
-# This file is called http.py: drop its directory from the import path before
-# anything imports the standard library's http package (urllib.request does).
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
 
 import argparse  # noqa: E402
 import gzip  # noqa: E402
@@ -95,13 +90,13 @@ try:
     import settee.config
     from settee.config import load_settings
 except ImportError as e:     # pragma: no cover - the project is not installed
-    sys.exit(f"bench/http.py: {e}; install the project first (make install)")
+    sys.exit(f"bench/http_api.py: {e}; install the project first (make install)")
 
-ROOT = Path(_HERE).parent
+ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHARED") or ROOT.parent / "shared")
 DEFAULT_DATA = SHARED / "bench" / "manpages-849.jsonl.gz"
 GUNICORN_CONF = Path(settee.config.__file__).with_name("gunicorn.conf.py")
-REFERENCE_APP = Path(_HERE) / "reference_app.py"
+REFERENCE_APP = Path(__file__).resolve().parent / "reference_app.py"
 
 DB = "bench"
 BULK_DB = "manpages"
@@ -219,7 +214,7 @@ def ensure_wrk() -> str:
     if found:
         return found
     if os.geteuid() != 0:
-        sys.exit("bench/http.py: wrk is not installed; as root: apt-get install -y wrk")
+        sys.exit("bench/http_api.py: wrk is not installed; as root: apt-get install -y wrk")
     note("installing wrk with apt-get")
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE,
              "env": {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}}
@@ -228,7 +223,7 @@ def ensure_wrk() -> str:
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, **quiet)
     found = shutil.which("wrk")
     if not found:
-        sys.exit("bench/http.py: apt-get installed wrk, but it is not on PATH")
+        sys.exit("bench/http_api.py: apt-get installed wrk, but it is not on PATH")
     return found
 
 
@@ -296,7 +291,7 @@ class Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise SystemExit(f"bench/http.py: the {self.name} server exited "
+                raise SystemExit(f"bench/http_api.py: the {self.name} server exited "
                                  f"({self.proc.returncode}):\n{self.tail()}")
             try:
                 with urllib.request.urlopen(self.url + path, timeout=2):
@@ -304,7 +299,7 @@ class Server:
             except (urllib.error.URLError, OSError):
                 time.sleep(0.1)
         self.stop()
-        raise SystemExit(f"bench/http.py: the {self.name} server did not answer {path} "
+        raise SystemExit(f"bench/http_api.py: the {self.name} server did not answer {path} "
                          f"within {timeout:.0f} s:\n{self.tail()}")
 
     def tail(self, lines: int = 20) -> str:
@@ -343,7 +338,7 @@ def request(url: str, method: str = "GET", body=None, headers=None):
 def expect(answer, *statuses: int, what: str):
     status, _, body = answer
     if status not in statuses:
-        raise SystemExit(f"bench/http.py: {what}: HTTP {status}: {body[:300]!r}")
+        raise SystemExit(f"bench/http_api.py: {what}: HTTP {status}: {body[:300]!r}")
     return answer
 
 
@@ -366,7 +361,7 @@ def bulk_template(data: Path, out: Path) -> tuple[int, int]:
         page["_id"] = MARK + page["_id"]
     body = orjson.dumps({"docs": pages})
     if body.count(MARK.encode()) != len(pages):
-        raise SystemExit(f"bench/http.py: {data}: the marker occurs inside the pages")
+        raise SystemExit(f"bench/http_api.py: {data}: the marker occurs inside the pages")
     out.write_bytes(body)
     return len(pages), len(body)
 
@@ -414,7 +409,7 @@ def run_wrk(wrk: str, script: Path, server: Server, *, connections: int, threads
     for line in out.decode(errors="replace").splitlines():
         if line.startswith("@@BENCH@@"):
             return json.loads(line[len("@@BENCH@@"):])
-    raise SystemExit(f"bench/http.py: wrk gave no summary ({proc.returncode}):\n"
+    raise SystemExit(f"bench/http_api.py: wrk gave no summary ({proc.returncode}):\n"
                      f"{out.decode(errors='replace')}\n{err.decode(errors='replace')}")
 
 
@@ -612,7 +607,7 @@ def main(argv=None) -> int:
         servers.append(settee)
         body, etag = seed_settee(settee.url)
 
-        app_dir = tmp / "reference"            # not bench/: bench/http.py would shadow http
+        app_dir = tmp / "reference"
         app_dir.mkdir()
         (app_dir / "reference_app.py").symlink_to(REFERENCE_APP)
         ref_db = str(tmp / "reference.sqlite")
@@ -625,7 +620,7 @@ def main(argv=None) -> int:
         servers.append(reference)
         ref_status, ref_headers, ref_body = request(f"{reference.url}/{DOC_ID}")
         if (ref_status, ref_body, ref_headers["ETag"]) != (200, body, etag):
-            raise SystemExit("bench/http.py: the reference app does not answer Settee's bytes")
+            raise SystemExit("bench/http_api.py: the reference app does not answer Settee's bytes")
 
         # The scripts (a function of a tag unique to each run, so new ids stay new),
         # each request checked once by hand before wrk repeats it.
@@ -667,7 +662,7 @@ def main(argv=None) -> int:
             checks[name]()
         rows = orjson.loads(request(f"{settee.url}/{DB}/_all_docs?limit=100")[2])["rows"]
         if len(rows) != 100:
-            raise SystemExit(f"bench/http.py: _all_docs?limit=100 gave {len(rows)} rows")
+            raise SystemExit(f"bench/http_api.py: _all_docs?limit=100 gave {len(rows)} rows")
 
         # Rounds of every scenario in turn (the reference next to Settee's GET), so a
         # change in the machine's load touches all of them alike.
