@@ -151,8 +151,7 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
         self.max_body = settings["server_max_body"]
         self.max_document = settings["server_max_document"]
         self.max_depth = settings["server_max_json_depth"]
-        self._disk_checked = (0.0, True)
-        self._disk_lock = threading.Lock()
+        self._disk_checked = (0.0, 0)
 
     # -- WSGI ---------------------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -296,18 +295,21 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
         return self.catalog.get(name)
 
     def check_writable(self) -> None:
-        """507 before the disk is full: the free-space floor (checked at most once a second)."""
+        """507 before the disk is full: the free-space floor.
+
+        Far above the floor the check is cached for a second; within ``max_body`` of
+        it (a request can write that much) every write checks, so the floor cannot be
+        overshot by a second's worth of writes.
+        """
         floor = self.settings["storage_free_space_floor"]
         if not floor or self.catalog.in_memory:
             return
-        checked_at, ok = self._disk_checked
+        checked_at, free = self._disk_checked
         now = time.monotonic()
-        if now - checked_at > 1.0:
-            with self._disk_lock:
-                free = shutil.disk_usage(self.settings["storage_data_dir"]).free
-                ok = free >= floor
-                self._disk_checked = (now, ok)
-        if not ok:
+        if now - checked_at > 1.0 or free < floor + self.max_body + (64 << 20):
+            free = shutil.disk_usage(self.settings["storage_data_dir"]).free
+            self._disk_checked = (now, free)
+        if free < floor:
             raise HTTPError(507, "insufficient_storage",
                             f"Less than {floor} bytes free on the data volume; writes refused")
 
