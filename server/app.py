@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import threading
 import time
 import uuid
 from urllib.parse import unquote
@@ -44,7 +43,7 @@ from .views import ViewEndpoints
 
 log = logging.getLogger("settee.server")
 VERSION = "0.1.0"
-SLASH = "\x00"
+SLASH = "\x00"   # stands for an encoded "/" inside one path segment while routing
 DOCUMENT_METHODS = {"GET", "HEAD", "PUT", "DELETE", "COPY"}
 PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi"}
 SERVER_ADMIN_ENDPOINTS = {"all_dbs", "active_tasks", "metrics"}
@@ -52,7 +51,7 @@ DB_ADMIN_ENDPOINTS = {"compact", "index_drop"}
 DB_ADMIN_WRITES = {"security", "revs_limit", "design_doc", "index"}
 SERVER_ENDPOINTS = {"_all_dbs", "_uuids", "_up", "_active_tasks", "_session", "_utils",
                     "_node", "_config", "_replicate", "_scheduler", "_membership",
-                    "_cluster_setup", "_dbs_info", "_stats", "_metrics", "_openapi.json"}   # stands for an encoded "/" inside one path segment while routing
+                    "_cluster_setup", "_dbs_info", "_stats", "_metrics", "_openapi.json"}
 
 
 class SegmentConverter(BaseConverter):

@@ -1,0 +1,565 @@
+"""An OpenAPI 3.0 description of Settee's HTTP API, served at ``GET /_openapi.json``.
+
+Built from plain Python data: one table of reusable parameters, one of schemas, and
+one :func:`paths` table naming every route of ``server/app.py``'s ``endpoints()``
+with its query parameters (typed), request body and responses. Every error response
+is CouchDB's ``{"error": NAME, "reason": TEXT}`` (``#/components/schemas/Error``).
+
+Notes on the mapping:
+
+* Path templates use ``{db}``, ``{docid}``, ``{ddoc}``, ``{view}``, ``{name}``; a ``/``
+  inside a database name or document id is sent as ``%2F`` (one segment).
+* JSON-valued query parameters (``key``, ``keys``, ``startkey``, ...) are strings
+  holding JSON, as in CouchDB (``?startkey="a"``); their ``x-json`` marks them.
+* ``COPY`` is not an OpenAPI method: documents' ``COPY`` is described under the path's
+  ``x-copy`` extension.
+* Request bodies are JSON; ``application/yaml`` is accepted wherever JSON is, and
+  responses come as JSON (default), YAML or HTML by ``Accept``.
+"""
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+
+import orjson
+
+VERSION = "0.1.0"
+JSON = "application/json"
+
+
+# -- small builders ---------------------------------------------------------------------
+def ref(kind: str, name: str) -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def schema(name: str) -> dict:
+    return ref("schemas", name)
+
+
+def query(name: str, kind: str = "string", description: str = "", **extra) -> dict:
+    """A query parameter; ``kind`` "json" is a string holding a JSON value."""
+    if kind == "json":
+        spec = {"type": "string"}
+        extra.setdefault("x-json", True)
+        description = description or f"a JSON value, e.g. {name}=\"abc\""
+    elif kind == "boolean":
+        spec = {"type": "boolean"}
+    elif kind == "integer":
+        spec = {"type": "integer", "minimum": extra.pop("minimum", 0)}
+        if "maximum" in extra:
+            spec["maximum"] = extra.pop("maximum")
+    elif kind == "enum":
+        spec = {"type": "string", "enum": extra.pop("values")}
+    else:
+        spec = {"type": kind}
+    if "default" in extra:
+        spec["default"] = extra.pop("default")
+    param = {"name": name, "in": "query", "required": False, "schema": spec}
+    if description:
+        param["description"] = description
+    param.update(extra)
+    return param
+
+
+def header(name: str, description: str) -> dict:
+    return {"name": name, "in": "header", "required": False, "schema": {"type": "string"},
+            "description": description}
+
+
+def body(name: str, description: str = "", required: bool = True) -> dict:
+    content = {JSON: {"schema": schema(name)}, "application/yaml": {"schema": schema(name)}}
+    out = {"required": required, "content": content}
+    if description:
+        out["description"] = description
+    return out
+
+
+def ok(name: str, description: str = "OK", headers: dict | None = None) -> dict:
+    out = {"description": description, "content": {JSON: {"schema": schema(name)}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def errors(*statuses: int) -> dict:
+    """Error responses: always 400, 401, 403, 404?, 406, 500 plus ``statuses``."""
+    codes = {400, 401, 403, 406, 500, *statuses}
+    return {str(code): ref("responses", ERROR_RESPONSES[code][0]) for code in sorted(codes)}
+
+
+def operation(summary: str, tag: str, responses: dict, *, params=(), request=None,
+              errors_: tuple = (), op_id: str, description: str = "") -> dict:
+    out = {"summary": summary, "tags": [tag], "operationId": op_id,
+           "parameters": list(params), "responses": {**responses, **errors(*errors_)}}
+    if description:
+        out["description"] = description
+    if request is not None:
+        out["requestBody"] = request
+    return out
+
+
+# -- the error responses ---------------------------------------------------------------
+ERROR_RESPONSES = {
+    400: ("BadRequest", "Malformed request: bad JSON, a bad parameter, a bad id"),
+    401: ("Unauthorized", "Credentials missing or wrong (with WWW-Authenticate)"),
+    403: ("Forbidden", "Authenticated but not allowed"),
+    404: ("NotFound", "No such database, document, view or route"),
+    405: ("MethodNotAllowed", "The route does not take this method (with Allow)"),
+    406: ("NotAcceptable", "Nothing the Accept header allows"),
+    409: ("Conflict", "Document update conflict: the revision is not the current one"),
+    412: ("PreconditionFailed", "The database already exists"),
+    413: ("TooLarge", "Request body or document over the configured limit"),
+    415: ("UnsupportedMediaType", "A body in a media type Settee cannot read"),
+    500: ("ServerError", "A server fault, with a reason; the traceback is logged"),
+    503: ("Unavailable", "Storage not writable or below the free-space floor"),
+    507: ("InsufficientStorage", "A write refused: the disk is (nearly) full"),
+}
+
+
+# -- reusable parameters -----------------------------------------------------------------
+def _path_param(name: str, description: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+            "description": description}
+
+
+PARAMETERS = {
+    "db": _path_param("db", "Database name: ^[a-z][a-z0-9_$()+/-]*$ (a / sent as %2F), "
+                            "or _users / _replicator"),
+    "docid": _path_param("docid", "Document id (a / sent as %2F); ids starting with _ are "
+                                  "reserved"),
+    "ddoc": _path_param("ddoc", "Design document name, without the _design/ prefix"),
+    "view": _path_param("view", "View name"),
+    "name": _path_param("name", "Index name"),
+    "rev": query("rev", description="A revision, N-hash"),
+    "If-Match": header("If-Match", "The revision the write is based on (an ETag)"),
+    "If-None-Match": header("If-None-Match", "ETags already held: 304 when one matches"),
+}
+
+ALL_DOCS_QUERY = [
+    query("key", "json"), query("keys", "json", "a JSON array of document ids"),
+    query("startkey", "json"), query("start_key", "json"),
+    query("endkey", "json"), query("end_key", "json"),
+    query("descending", "boolean", default=False),
+    query("include_docs", "boolean", default=False),
+    query("conflicts", "boolean", default=False),
+    query("inclusive_end", "boolean", default=True),
+    query("update_seq", "boolean", default=False),
+    query("limit", "integer"), query("skip", "integer", default=0),
+]
+
+VIEW_QUERY = [
+    query("key", "json"), query("keys", "json", "a JSON array of keys"),
+    query("startkey", "json"), query("start_key", "json"),
+    query("endkey", "json"), query("end_key", "json"),
+    query("startkey_docid"), query("start_key_doc_id"),
+    query("endkey_docid"), query("end_key_doc_id"),
+    query("inclusive_end", "boolean", default=True),
+    query("descending", "boolean", default=False),
+    query("limit", "integer"), query("skip", "integer", default=0),
+    query("reduce", "boolean"), query("group", "boolean", default=False),
+    query("group_level", "integer"),
+    query("include_docs", "boolean", default=False),
+    query("conflicts", "boolean", default=False),
+    query("update", "enum", values=["true", "false", "lazy"], default="true"),
+    query("stale", "enum", values=["ok", "update_after"]),
+    query("update_seq", "boolean", default=False),
+    query("sorted", "boolean"), query("stable", "boolean"),
+    query("attachments", "boolean"), query("att_encoding_info", "boolean"),
+]
+
+CHANGES_QUERY = [
+    query("feed", "enum", values=["normal", "longpoll", "continuous", "eventsource"],
+          default="normal"),
+    query("since", description="a sequence number, 0 or now"),
+    query("limit", "integer"),
+    query("descending", "boolean", default=False),
+    query("include_docs", "boolean", default=False),
+    query("conflicts", "boolean", default=False),
+    query("style", "enum", values=["main_only", "all_docs"], default="main_only"),
+    query("timeout", "integer", "milliseconds a waiting feed waits", maximum=600_000,
+          default=60_000),
+    query("heartbeat", description="milliseconds between newlines of a waiting feed, or true"),
+    query("filter", description="_doc_ids, _selector, _view or _design"),
+    query("doc_ids", "json", "with filter=_doc_ids: a JSON array of ids"),
+    query("view", description="with filter=_view: ddoc/view"),
+]
+
+DOC_READ_QUERY = [
+    ref("parameters", "rev"),
+    query("revs", "boolean", default=False), query("revs_info", "boolean", default=False),
+    query("conflicts", "boolean", default=False), query("meta", "boolean", default=False),
+    query("local_seq", "boolean", default=False),
+    query("open_revs", description="all, or a JSON array of revisions"),
+    ref("parameters", "If-None-Match"),
+    header("If-Modified-Since", "An HTTP date: 304 when the document is not newer"),
+]
+
+DOC_WRITE_QUERY = [
+    ref("parameters", "rev"), ref("parameters", "If-Match"),
+    query("batch", "enum", values=["ok"]),
+    query("new_edits", "boolean", default=True),
+]
+
+DOC_DELETE_QUERY = [ref("parameters", "rev"), ref("parameters", "If-Match")]
+
+
+# -- schemas ------------------------------------------------------------------------------
+def _obj(properties: dict, required: tuple = (), additional=True) -> dict:
+    out = {"type": "object", "properties": properties}
+    if required:
+        out["required"] = list(required)
+    if additional is not True:
+        out["additionalProperties"] = additional
+    return out
+
+
+STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
+ANY = {}
+STRINGS = {"type": "array", "items": STR}
+NAMES_ROLES = _obj({"names": STRINGS, "roles": STRINGS})
+
+SCHEMAS = {
+    "Error": _obj({"error": STR, "reason": STR}, ("error", "reason")),
+    "Ok": _obj({"ok": BOOL}, ("ok",)),
+    "Welcome": _obj({"couchdb": STR, "version": STR, "settee": STR, "uuid": STR,
+                     "features": STRINGS, "vendor": _obj({"name": STR, "version": STR})},
+                    ("couchdb", "version")),
+    "Up": _obj({"status": STR, "seeds": {"type": "object"}, "free_bytes": INT}, ("status",)),
+    "UUIDs": _obj({"uuids": STRINGS}, ("uuids",)),
+    "Names": STRINGS,
+    "Tasks": {"type": "array", "items": {"type": "object"}},
+    "Metrics": {"type": "string", "description": "Prometheus text exposition format"},
+    "Session": _obj({"ok": BOOL, "userCtx": _obj({"name": {"type": "string", "nullable": True},
+                                                  "roles": STRINGS}),
+                     "info": {"type": "object"}}),
+    "Login": _obj({"name": STR, "password": STR}, ("name", "password")),
+    "LoginResult": _obj({"ok": BOOL, "name": STR, "roles": STRINGS}),
+    "DatabaseInfo": _obj({"db_name": STR, "doc_count": INT, "doc_del_count": INT,
+                          "update_seq": STR, "purge_seq": STR, "compact_running": BOOL,
+                          "sizes": _obj({"file": INT, "external": INT, "active": INT}),
+                          "disk_size": INT, "data_size": INT, "instance_start_time": STR},
+                         ("db_name", "doc_count", "update_seq")),
+    "Document": {"type": "object", "description": "Any JSON object; members starting with _ "
+                 "are CouchDB's special ones (_id, _rev, _deleted, _revisions, ...)",
+                 "properties": {"_id": STR, "_rev": STR, "_deleted": BOOL},
+                 "additionalProperties": True},
+    "DesignDocument": {"type": "object", "properties": {
+        "_id": STR, "_rev": STR, "language": {"type": "string", "enum": ["python", "query"]},
+        "views": {"type": "object", "additionalProperties": _obj(
+            {"map": {"description": "Python source defining fun(doc)"},
+             "reduce": {"type": "string", "description": "_sum, _count, _stats or Python"}},
+            ("map",))}}, "additionalProperties": True},
+    "DocResult": _obj({"ok": BOOL, "id": STR, "rev": STR}, ("ok", "id", "rev")),
+    "OpenRevs": {"type": "array", "items": _obj({"ok": schema("Document"), "missing": STR})},
+    "AllDocsRequest": _obj({"keys": {"type": "array", "items": ANY},
+                            "limit": {"type": "integer", "minimum": 0},
+                            "skip": {"type": "integer", "minimum": 0},
+                            "include_docs": BOOL}),
+    "Row": _obj({"id": STR, "key": ANY, "value": ANY, "doc": schema("Document"),
+                 "error": STR}),
+    "Rows": _obj({"total_rows": INT, "offset": INT, "update_seq": STR,
+                  "rows": {"type": "array", "items": schema("Row")}}, ("rows",)),
+    "BulkDocsRequest": _obj({"docs": {"type": "array", "items": schema("Document")},
+                             "new_edits": BOOL}, ("docs",)),
+    "BulkResult": {"type": "array", "items": _obj({"ok": BOOL, "id": {"type": "string",
+                                                                      "nullable": True},
+                                                   "rev": STR, "error": STR, "reason": STR})},
+    "BulkGetRequest": _obj({"docs": {"type": "array", "items": _obj({"id": STR, "rev": STR},
+                                                                     ("id",))}}, ("docs",)),
+    "BulkGetResult": _obj({"results": {"type": "array", "items": _obj({
+        "id": {"type": "string", "nullable": True},
+        "docs": {"type": "array", "items": _obj({"ok": schema("Document"),
+                                                 "error": {"type": "object"}})}})}}),
+    "RevsRequest": {"type": "object", "additionalProperties": STRINGS,
+                    "description": "document id -> revisions the client has"},
+    "RevsDiff": {"type": "object", "additionalProperties": _obj({"missing": STRINGS})},
+    "MissingRevs": _obj({"missing_revs": {"type": "object", "additionalProperties": STRINGS}}),
+    "ChangesRequest": _obj({"since": ANY, "doc_ids": STRINGS,
+                            "selector": {"type": "object"}}),
+    "Changes": _obj({"results": {"type": "array", "items": _obj({
+        "seq": STR, "id": STR, "deleted": BOOL, "doc": schema("Document"),
+        "changes": {"type": "array", "items": _obj({"rev": STR})}})},
+        "last_seq": STR, "pending": INT}),
+    "RevsLimit": {"type": "integer", "minimum": 1},
+    "Security": _obj({"admins": NAMES_ROLES, "members": NAMES_ROLES}),
+    "ViewRequest": {"type": "object", "description": "the view's query parameters as JSON "
+                    "members (key, keys, startkey, limit, reduce, group, ...)",
+                    "additionalProperties": True},
+    "FindRequest": _obj({"selector": {"type": "object"}, "fields": STRINGS,
+                         "sort": {"type": "array", "items": ANY},
+                         "limit": {"type": "integer", "minimum": 0},
+                         "skip": {"type": "integer", "minimum": 0}, "bookmark": STR,
+                         "use_index": ANY, "conflicts": BOOL, "update": BOOL,
+                         "stable": BOOL, "stale": STR, "r": INT, "execution_stats": BOOL,
+                         "allow_fallback": BOOL}, ("selector",), additional=False),
+    "FindResult": _obj({"docs": {"type": "array", "items": schema("Document")},
+                        "bookmark": STR, "warning": STR,
+                        "execution_stats": {"type": "object"}}, ("docs",)),
+    "Explain": _obj({"dbname": STR, "index": {"type": "object"}, "selector": ANY,
+                     "opts": {"type": "object"}, "limit": INT, "skip": INT,
+                     "fields": ANY, "mrargs": {"type": "object"}}),
+    "IndexRequest": _obj({"index": _obj({"fields": {"type": "array", "items": ANY,
+                                                    "minItems": 1}}, ("fields",)),
+                          "name": STR, "ddoc": STR,
+                          "type": {"type": "string", "enum": ["json"]}}, ("index",)),
+    "IndexResult": _obj({"result": {"type": "string", "enum": ["created", "exists"]},
+                         "id": STR, "name": STR}),
+    "Indexes": _obj({"total_rows": INT, "indexes": {"type": "array",
+                                                    "items": {"type": "object"}}}),
+    "FullCommit": _obj({"ok": BOOL, "instance_start_time": STR}),
+    "OpenAPI": {"type": "object", "description": "this document"},
+}
+
+
+# -- the paths ------------------------------------------------------------------------------
+P = PARAMETERS
+DB = ref("parameters", "db")
+ETAG = {"ETag": {"schema": STR, "description": "the revision, quoted"}}
+SAVED = {**ETAG, "Location": {"schema": STR, "description": "the document's URL, "
+                                                            "percent-encoded"}}
+
+
+def doc_path(kind: str, id_param: str, id_text: str) -> dict:
+    """GET/HEAD/PUT/DELETE (and COPY) of one document kind: plain, design or _local."""
+    tag = {"document": "documents", "design": "design documents",
+           "local": "local documents"}[kind]
+    doc_schema = "DesignDocument" if kind == "design" else "Document"
+    params = [DB, ref("parameters", id_param)]
+    get = operation(f"Read {id_text}", tag, {"200": ok(doc_schema, headers=ETAG),
+                                             "304": {"description": "Not modified"}},
+                    params=DOC_READ_QUERY, op_id=f"get_{kind}", errors_=(404,))
+    head = operation(f"Headers of {id_text}", tag, {"200": {"description": "OK",
+                                                            "headers": ETAG}},
+                     params=DOC_READ_QUERY, op_id=f"head_{kind}", errors_=(404,))
+    head["responses"] = {k: {"description": v.get("description", "error")}
+                         if "$ref" not in v else {"description": "error, no body"}
+                         for k, v in head["responses"].items()}
+    put = operation(f"Create or update {id_text}", tag,
+                    {"201": ok("DocResult", "Saved", SAVED),
+                     "202": ok("DocResult", "Accepted (batch=ok)", SAVED)},
+                    params=DOC_WRITE_QUERY, request=body(doc_schema), op_id=f"put_{kind}",
+                    errors_=(404, 409, 413, 415, 507))
+    delete = operation(f"Delete {id_text}", tag, {"200": ok("DocResult", "Deleted", SAVED)},
+                       params=DOC_DELETE_QUERY, op_id=f"delete_{kind}",
+                       errors_=(404, 409, 507))
+    item = {"parameters": params, "get": get, "head": head, "put": put, "delete": delete}
+    if kind != "local":
+        item["x-copy"] = operation(
+            f"Copy {id_text} (HTTP method COPY)", tag,
+            {"201": ok("DocResult", "Copied", SAVED)},
+            params=[ref("parameters", "rev"),
+                    {**header("Destination", "target id, optionally ?rev=REV"),
+                     "required": True}],
+            op_id=f"copy_{kind}", errors_=(404, 409, 507))
+    return item
+
+
+def rows_get_post(summary: str, tag: str, params: list, request: str, op: str,
+                  response: str = "Rows", errors_=(404,)) -> dict:
+    return {
+        "parameters": [DB],
+        "get": operation(summary, tag, {"200": ok(response)}, params=params,
+                         op_id=f"get_{op}", errors_=errors_),
+        "post": operation(summary + " (parameters in the body)", tag,
+                          {"200": ok(response)}, params=params, request=body(request),
+                          op_id=f"post_{op}", errors_=(*errors_, 413, 415)),
+    }
+
+
+def paths() -> dict:
+    server, dbs = "server", "databases"
+    out = {
+        "/": {"get": operation("Welcome", server, {"200": ok("Welcome")}, op_id="root")},
+        "/_all_dbs": {"get": operation(
+            "Names of all databases", server, {"200": ok("Names")}, op_id="all_dbs",
+            params=[query("descending", "boolean", default=False),
+                    query("startkey", "json"), query("start_key", "json"),
+                    query("endkey", "json"), query("end_key", "json"),
+                    query("limit", "integer"), query("skip", "integer", default=0)])},
+        "/_uuids": {"get": operation(
+            "Fresh UUIDs", server, {"200": ok("UUIDs")}, op_id="uuids",
+            params=[query("count", "integer", minimum=1, maximum=1000, default=1)])},
+        "/_up": {"get": operation("Health: storage writable, disk above the floor", server,
+                                  {"200": ok("Up")}, op_id="up", errors_=(503,))},
+        "/_active_tasks": {"get": operation("View index builds in progress", server,
+                                            {"200": ok("Tasks")}, op_id="active_tasks")},
+        "/_session": {
+            "get": operation("Who am I", "sessions", {"200": ok("Session")},
+                             op_id="get_session"),
+            "post": operation("Log in: sets the AuthSession cookie", "sessions",
+                              {"200": ok("LoginResult", headers={"Set-Cookie": {
+                                  "schema": STR}})},
+                              request={"required": True, "content": {
+                                  JSON: {"schema": schema("Login")},
+                                  "application/x-www-form-urlencoded": {
+                                      "schema": schema("Login")}}},
+                              op_id="post_session", errors_=(413, 415)),
+            "delete": operation("Log out", "sessions", {"200": ok("Ok")},
+                                op_id="delete_session"),
+        },
+        "/_node/_local/_prometheus": {"get": operation(
+            "Prometheus metrics", server, {"200": {"description": "OK", "content": {
+                "text/plain": {"schema": schema("Metrics")}}}}, op_id="prometheus")},
+        "/_metrics": {"get": operation(
+            "Prometheus metrics", server, {"200": {"description": "OK", "content": {
+                "text/plain": {"schema": schema("Metrics")}}}}, op_id="metrics")},
+        "/_openapi.json": {"get": operation("This description", server,
+                                            {"200": ok("OpenAPI")}, op_id="openapi")},
+        "/{db}": {
+            "parameters": [DB],
+            "get": operation("Database information", dbs, {"200": ok("DatabaseInfo")},
+                             op_id="get_database", errors_=(404,)),
+            "head": {"summary": "Whether the database exists", "tags": [dbs],
+                     "operationId": "head_database",
+                     "responses": {"200": {"description": "exists"},
+                                   "404": {"description": "missing"}}},
+            "put": operation("Create the database (server admins)", dbs,
+                             {"201": ok("Ok", "Created", {"Location": {"schema": STR}})},
+                             op_id="put_database", errors_=(412, 507)),
+            "delete": operation("Delete the database (server admins)", dbs,
+                                {"200": ok("Ok")}, op_id="delete_database",
+                                errors_=(404,)),
+            "post": operation("Create a document with a generated (or its own) _id",
+                              "documents", {"201": ok("DocResult", "Saved", SAVED)},
+                              request=body("Document"), op_id="post_document",
+                              errors_=(404, 409, 413, 415, 507)),
+        },
+        "/{db}/_all_docs": rows_get_post("All documents by id", "documents", ALL_DOCS_QUERY,
+                                         "AllDocsRequest", "all_docs"),
+        "/{db}/_design_docs": rows_get_post("Design documents by id", "design documents",
+                                            ALL_DOCS_QUERY, "AllDocsRequest", "design_docs"),
+        "/{db}/_bulk_docs": {"parameters": [DB], "post": operation(
+            "Write many documents", "bulk", {"201": ok("BulkResult")},
+            request=body("BulkDocsRequest"), op_id="bulk_docs",
+            errors_=(404, 413, 415, 507))},
+        "/{db}/_bulk_get": {"parameters": [DB], "post": operation(
+            "Read many documents (and revisions)", "bulk", {"200": ok("BulkGetResult")},
+            params=[query("revs", "boolean", default=False)],
+            request=body("BulkGetRequest"), op_id="bulk_get", errors_=(404, 413, 415))},
+        "/{db}/_revs_diff": {"parameters": [DB], "post": operation(
+            "Which of these revisions are missing", "bulk", {"200": ok("RevsDiff")},
+            request=body("RevsRequest"), op_id="revs_diff", errors_=(404, 413, 415))},
+        "/{db}/_missing_revs": {"parameters": [DB], "post": operation(
+            "Missing revisions (the older form of _revs_diff)", "bulk",
+            {"200": ok("MissingRevs")}, request=body("RevsRequest"), op_id="missing_revs",
+            errors_=(404, 413, 415))},
+        "/{db}/_changes": {
+            "parameters": [DB],
+            "get": operation("The changes feed", "changes", {"200": ok("Changes")},
+                             params=CHANGES_QUERY + [header("Last-Event-ID", "since, for "
+                                                                             "eventsource")],
+                             op_id="get_changes", errors_=(404,)),
+            "post": operation("The changes feed, filter arguments in the body", "changes",
+                              {"200": ok("Changes")}, params=CHANGES_QUERY,
+                              request=body("ChangesRequest", required=False),
+                              op_id="post_changes", errors_=(404, 413, 415)),
+        },
+        "/{db}/_compact": {"parameters": [DB], "post": operation(
+            "Compact the database (database admins)", dbs, {"202": ok("Ok", "Accepted")},
+            op_id="compact", errors_=(404,))},
+        "/{db}/_ensure_full_commit": {"parameters": [DB], "post": operation(
+            "A no-op: every acknowledged write is already durable", dbs,
+            {"201": ok("FullCommit")}, op_id="ensure_full_commit", errors_=(404,))},
+        "/{db}/_revs_limit": {
+            "parameters": [DB],
+            "get": operation("Revisions remembered per document", dbs,
+                             {"200": ok("RevsLimit")}, op_id="get_revs_limit",
+                             errors_=(404,)),
+            "put": operation("Set the revisions remembered per document", dbs,
+                             {"200": ok("Ok")}, request=body("RevsLimit"),
+                             op_id="put_revs_limit", errors_=(404, 413, 415)),
+        },
+        "/{db}/_security": {
+            "parameters": [DB],
+            "get": operation("The database's admins and members", "security",
+                             {"200": ok("Security")}, op_id="get_security", errors_=(404,)),
+            "put": operation("Set the database's admins and members (database admins)",
+                             "security", {"200": ok("Ok")}, request=body("Security"),
+                             op_id="put_security", errors_=(404, 413, 415)),
+        },
+        "/{db}/_design/{ddoc}/_view/{view}": {
+            **rows_get_post("Query a design document's view", "views", VIEW_QUERY,
+                            "ViewRequest", "design_view"),
+            "parameters": [DB, ref("parameters", "ddoc"), ref("parameters", "view")],
+        },
+        "/{db}/_view/{view}": {
+            **rows_get_post("Query a view defined in a Python module", "views", VIEW_QUERY,
+                            "ViewRequest", "module_view"),
+            "parameters": [DB, ref("parameters", "view")],
+        },
+        "/{db}/_find": {"parameters": [DB], "post": operation(
+            "Mango query", "mango", {"200": ok("FindResult")}, request=body("FindRequest"),
+            op_id="find", errors_=(404, 413, 415))},
+        "/{db}/_explain": {"parameters": [DB], "post": operation(
+            "How a Mango query would run", "mango", {"200": ok("Explain")},
+            request=body("FindRequest"), op_id="explain", errors_=(404, 413, 415))},
+        "/{db}/_index": {
+            "parameters": [DB],
+            "get": operation("Mango indexes", "mango", {"200": ok("Indexes")},
+                             op_id="get_index", errors_=(404,)),
+            "post": operation("Create a Mango JSON index", "mango",
+                              {"200": ok("IndexResult")}, request=body("IndexRequest"),
+                              op_id="post_index", errors_=(404, 409, 413, 415, 507)),
+        },
+        "/{db}/_index/{ddoc}/json/{name}": {
+            "parameters": [DB, ref("parameters", "ddoc"), ref("parameters", "name")],
+            "delete": operation("Drop a Mango index", "mango", {"200": ok("Ok")},
+                                op_id="drop_index", errors_=(404, 409)),
+        },
+        "/{db}/_index/_design/{ddoc}/json/{name}": {
+            "parameters": [DB, ref("parameters", "ddoc"), ref("parameters", "name")],
+            "delete": operation("Drop a Mango index (ddoc with its prefix)", "mango",
+                                {"200": ok("Ok")}, op_id="drop_index_design",
+                                errors_=(404, 409)),
+        },
+        "/{db}/_design/{ddoc}": doc_path("design", "ddoc", "a design document"),
+        "/{db}/_local/{docid}": doc_path("local", "docid", "a local (unreplicated) document"),
+        "/{db}/{docid}": doc_path("document", "docid", "a document"),
+    }
+    return out
+
+
+@lru_cache(maxsize=1)
+def _description() -> dict:
+    """The document, built once; a JSON round trip gives every shared piece its own copy
+    (so a YAML rendering has no anchors and aliases)."""
+    return orjson.loads(orjson.dumps(_build()))
+
+
+def _build() -> dict:
+    responses = {name: {"description": text,
+                        "content": {JSON: {"schema": schema("Error")}}}
+                 for name, text in ERROR_RESPONSES.values()}
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "Settee", "version": VERSION,
+                 "description": "CouchDB's HTTP API over Settee's document databases. "
+                                "Every error is {\"error\": NAME, \"reason\": TEXT}."},
+        "servers": [{"url": "/"}],
+        "tags": [{"name": t} for t in ("server", "sessions", "databases", "documents",
+                                       "design documents", "local documents", "bulk",
+                                       "changes", "security", "views", "mango")],
+        "paths": paths(),
+        "components": {
+            "schemas": SCHEMAS,
+            "parameters": PARAMETERS,
+            "responses": responses,
+            "securitySchemes": {
+                "basic": {"type": "http", "scheme": "basic"},
+                "cookie": {"type": "apiKey", "in": "cookie", "name": "AuthSession"},
+            },
+        },
+        "security": [{}, {"basic": []}, {"cookie": []}],
+    }
+
+
+def description() -> dict:
+    """The OpenAPI document (a fresh copy: callers may change it)."""
+    return copy.deepcopy(_description())
+
+
+class OpenAPIEndpoints:
+    """Mixed into the application: ``GET /_openapi.json`` (public)."""
+
+    def on_openapi(self, request):
+        return self.respond(request, _description())
