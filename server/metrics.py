@@ -85,11 +85,16 @@ def _replication_class():
 
 
 _seen = [0]
+_children: dict = {}          # (method, status) -> the labelled counter and histogram
 
 
 def observe(method: str, status: int, seconds: float) -> None:
-    REQUESTS.labels(method, str(status)).inc()
-    LATENCY.labels(method).observe(seconds)
+    pair = _children.get((method, status))
+    if pair is None:              # labels() costs more than the increment itself
+        pair = _children[(method, status)] = (REQUESTS.labels(method, str(status)),
+                                              LATENCY.labels(method))
+    pair[0].inc()
+    pair[1].observe(seconds)
     _seen[0] += 1
     if _seen[0] % 64 == 1:                  # every worker keeps its RSS gauge fresh
         RSS.set(rss_bytes())
