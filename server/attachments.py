@@ -95,7 +95,7 @@ class AttachmentEndpoints:
             current = None
             if rev is not None:
                 raise
-        if current is not None and docid.startswith("_design/"):
+        if docid.startswith("_design/"):        # creating one is a design write too
             self.auth.require_db_admin(request.user, database)
         body = {k: v for k, v in (current or {}).items() if k not in ("_id", "_rev")}
         attachments = dict(body.get("_attachments") or {})

@@ -247,8 +247,14 @@ class DocumentEndpoints:
         source = database[(docid, rev)] if rev else database[docid]
         body = {k: v for k, v in source.items() if k not in ("_id", "_rev", "_deleted")}
         target_rev = query[4:] if query.startswith("rev=") else None
+        # a copy is a write of the target: the same checks as a PUT of it (a design
+        # document runs code, so only admins may make one, even by copying)
+        self.check_design(request, database, target, body)
+        self.check_user_doc(request, database, target, body)
         doc = Doc(body, Meta(rev=target_rev))
         database[target] = doc
+        if target.startswith("_design/"):
+            self.design_saved(database, target)
         return self.saved(request, db, target, doc, 201)
 
     @staticmethod
