@@ -61,16 +61,50 @@ def depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
+class BodyLoader(yaml.SafeLoader):
+    """Safe YAML for request bodies: no aliases, and nesting bounded while parsing.
+
+    An alias (``*name``) can expand a few hundred bytes into a value of billions of
+    nodes ("billion laughs"), past every size limit; and PyYAML composes nested nodes
+    recursively, so a deep enough body would exhaust the stack before the depth check.
+    """
+
+    def __init__(self, stream, max_depth: int):
+        super().__init__(stream)
+        self.max_depth, self.depth = max_depth, 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted in request bodies",
+                self.peek_event().start_mark)
+        self.depth += 1
+        if self.depth > self.max_depth + 1:     # + 1: a scalar inside the deepest container
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {self.max_depth} levels",
+                self.peek_event().start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def parse_body(data: bytes, mimetype: str, max_depth: int) -> Any:
     """The request body as a JSON value; 400 when malformed, 415 when unreadable."""
     mimetype = (mimetype or "").lower()
     if mimetype in YAML_BODY_TYPES:
         try:
-            value = yaml.safe_load(data.decode("utf-8"))
+            loader = BodyLoader(data.decode("utf-8"), max_depth)
+            try:
+                value = loader.get_single_data()
+            finally:
+                loader.dispose()
         except UnicodeDecodeError as e:
             raise HTTPError(400, "bad_request", f"Request body is not valid UTF-8: {e}") from e
         except yaml.YAMLError as e:
             raise HTTPError(400, "bad_request", f"Invalid YAML: {e}") from e
+        except (ValueError, TypeError, OverflowError) as e:    # "!!int x", "!!float yes"
+            raise HTTPError(400, "bad_request", f"Invalid YAML value: {e}") from e
         value = _yaml_to_json(value)
     elif mimetype in JSON_BODY_TYPES or mimetype.endswith("+json"):
         if not data.strip():
