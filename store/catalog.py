@@ -17,6 +17,7 @@ A worker caches open databases and notices by the generation when another worker
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -100,6 +101,10 @@ class DirectoryLocations(Locations):
             return os.stat(storage_dir(self.settings, name)).st_ino
         except FileNotFoundError:
             return None
+        except OSError as e:            # a name too long for a file name was never created
+            if e.errno == errno.ENAMETOOLONG:
+                return None
+            raise
 
     def names(self) -> list[str]:
         return [unquote(entry) for entry in os.listdir(self.root)
@@ -110,6 +115,11 @@ class DirectoryLocations(Locations):
             os.mkdir(storage_dir(self.settings, name))
         except FileExistsError:
             return False
+        except OSError as e:            # percent-encoded, a legal name can outgrow NAME_MAX
+            if e.errno == errno.ENAMETOOLONG:
+                raise IllegalDatabaseName(f"Name: '{name}'. Too long as a file name once "
+                                          "encoded; use a shorter name.") from None
+            raise
         return True
 
     def drop(self, name: str) -> bool:
