@@ -81,6 +81,8 @@ def routing_path(environ) -> str:
     else:
         segments = environ.get("PATH_INFO", "/").encode("latin-1").decode(
             "utf-8", "strict").split("/")
+    if any(SLASH in s for s in segments):     # else a %00 would come out as a "/"
+        raise bad_request("The request path holds a NUL character (%00)")
     return "/".join(s.replace("/", SLASH) for s in segments)
 
 
@@ -328,6 +330,8 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
             names.reverse()
         start, end = p.first("startkey", "start_key"), p.first("endkey", "end_key")
         desc = p.bool("descending")
+        if not all(isinstance(key, (str, type(None))) for key in (start, end)):
+            raise bad_request("startkey and endkey of _all_dbs must be JSON strings")
         if start is not None:
             names = [n for n in names if (n <= start if desc else n >= start)]
         if end is not None:
