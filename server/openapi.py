@@ -130,6 +130,8 @@ PARAMETERS = {
     "ddoc": _path_param("ddoc", "Design document name, without the _design/ prefix"),
     "view": _path_param("view", "View name"),
     "name": _path_param("name", "Index name"),
+    "attachment": _path_param("name", "Attachment name (the rest of the path: it may "
+                                      "contain /)"),
     "rev": query("rev", description="A revision, N-hash"),
     "If-Match": header("If-Match", "The revision the write is based on (an ETag)"),
     "If-None-Match": header("If-None-Match", "ETags already held: 304 when one matches"),
@@ -354,6 +356,36 @@ def doc_path(kind: str, id_param: str, id_text: str) -> dict:
     return item
 
 
+def attachment_path(id_param: str, tag: str) -> dict:
+    """GET/HEAD/PUT/DELETE of one attachment of a document (or design document)."""
+    kind = "design_" if id_param == "ddoc" else ""
+    raw = {"description": "The attachment's bytes, in its own content type",
+           "headers": ETAG, "content": {"*/*": {"schema": {"type": "string",
+                                                           "format": "binary"}}}}
+    read = [ref("parameters", "rev"), ref("parameters", "If-None-Match")]
+    head = operation("Headers of an attachment", tag, {"200": {"description": "OK",
+                                                               "headers": ETAG}},
+                     params=read, op_id=f"head_{kind}attachment", errors_=(404,))
+    head["responses"] = {k: {"description": "no body"} for k in head["responses"]}
+    return {
+        "parameters": [DB, ref("parameters", id_param), ref("parameters", "attachment")],
+        "get": operation("Read an attachment", tag, {"200": raw, "304": {
+            "description": "Not modified"}}, params=read, op_id=f"get_{kind}attachment",
+            errors_=(404,)),
+        "head": head,
+        "put": operation("Add or replace an attachment (the body, any content type)", tag,
+                         {"201": ok("DocResult", "Saved", SAVED)},
+                         params=DOC_DELETE_QUERY,
+                         request={"required": True, "content": {"*/*": {"schema": {
+                             "type": "string", "format": "binary"}}}},
+                         op_id=f"put_{kind}attachment", errors_=(404, 409, 413, 507)),
+        "delete": operation("Remove an attachment", tag,
+                            {"200": ok("DocResult", "Deleted", SAVED)},
+                            params=DOC_DELETE_QUERY, op_id=f"delete_{kind}attachment",
+                            errors_=(404, 409, 507)),
+    }
+
+
 def rows_get_post(summary: str, tag: str, params: list, request: str, op: str,
                   response: str = "Rows", errors_=(404,)) -> dict:
     return {
@@ -515,6 +547,8 @@ def paths() -> dict:
         "/{db}/_design/{ddoc}": doc_path("design", "ddoc", "a design document"),
         "/{db}/_local/{docid}": doc_path("local", "docid", "a local (unreplicated) document"),
         "/{db}/{docid}": doc_path("document", "docid", "a document"),
+        "/{db}/{docid}/{name}": attachment_path("docid", "attachments"),
+        "/{db}/_design/{ddoc}/{name}": attachment_path("ddoc", "attachments"),
     }
     return out
 
@@ -536,9 +570,10 @@ def _build() -> dict:
                  "description": "CouchDB's HTTP API over Settee's document databases. "
                                 "Every error is {\"error\": NAME, \"reason\": TEXT}."},
         "servers": [{"url": "/"}],
-        "tags": [{"name": t} for t in ("server", "sessions", "databases", "documents",
-                                       "design documents", "local documents", "bulk",
-                                       "changes", "security", "views", "mango")],
+        "tags": [{"name": t} for t in (
+            "server", "sessions", "databases", "documents", "design documents",
+            "local documents", "attachments", "bulk", "changes", "security", "views",
+            "mango")],
         "paths": paths(),
         "components": {
             "schemas": SCHEMAS,
