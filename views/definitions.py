@@ -35,6 +35,7 @@ import inspect
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 from settee.store.exceptions import BadRequest, NotFound
 
@@ -56,7 +57,7 @@ class ViewSpec:
     reduce_source: str | None  # a built-in name, Python source, "module:function" or None
     origin: str                # "design" or "module"
 
-    @property
+    @cached_property
     def identity(self) -> str:
         text = f"{self.origin}\x00{self.map_source}\x00{self.reduce_source}"
         if self.origin == "module":
