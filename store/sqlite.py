@@ -214,11 +214,15 @@ class SQLiteBackend(GroupCommit, Backend):
 
     def range(self, start=None, end=None, *, descending=False, inclusive_end=True,
               keys_only=False):
-        """Keys in order, fetched in pages so a long scan never holds a big result."""
+        """Keys in order, fetched in pages so a long scan never holds a big result.
+
+        Pages start small and double (32 up to 1024 rows): a query that wants ten rows
+        (a view by key, ``limit=10``) reads a few dozen, not a thousand."""
         columns = "key" if keys_only else "key, value"
         order = "DESC" if descending else "ASC"
         con = self._con()
         lo, lo_incl, hi, hi_incl = start, True, end, inclusive_end
+        page = 32
         while True:
             where, args = [], []
             if lo is not None:
@@ -229,13 +233,14 @@ class SQLiteBackend(GroupCommit, Backend):
                 args.append(hi)
             sql = (f"SELECT {columns} FROM kv"
                    f"{' WHERE ' + ' AND '.join(where) if where else ''}"
-                   f" ORDER BY key {order} LIMIT 512")
+                   f" ORDER BY key {order} LIMIT {page}")
             with self._errors:
                 rows = con.execute(sql, args).fetchall()
             for row in rows:
                 yield row[0] if keys_only else (row[0], row[1])
-            if len(rows) < 512:
+            if len(rows) < page:
                 return
+            page = min(page * 2, 1024)
             last = rows[-1][0]
             if descending:
                 hi, hi_incl = last, False
