@@ -120,7 +120,6 @@ class SQLiteBackend(GroupCommit, Backend):
             # loads insert all over a large B-tree (the readers keep the default).
             self._writer_con.execute(f"PRAGMA cache_size=-{self.writer_cache_kib}")
             self._writer_pid = os.getpid()
-            self._all_connections.append((threading.current_thread(), self._writer_con))
         return self._writer_con
 
     def _open_batch(self) -> None:
@@ -265,20 +264,37 @@ class SQLiteBackend(GroupCommit, Backend):
                 self._con().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
-        """Close this thread's connection and those of finished threads.
+        """Close the write connection (between transactions), this thread's connection
+        and those of finished threads.
 
-        A connection another live thread may be using right now is only dropped: it
-        closes when that thread lets go of it (closing it under a running statement
-        would crash the sqlite3 module).
+        A read connection another live thread may be using right now is only dropped:
+        it closes when that thread lets go of it (closing it under a running statement
+        would crash the sqlite3 module). The write connection is closed holding the
+        gate, so no transaction of another thread is running on it.
         """
-        me = threading.current_thread()
-        for owner, con in self._all_connections:
-            if owner is not me and owner.is_alive():
-                continue
-            try:
-                con.close()
-            except sqlite3.Error:
-                pass
-        self._all_connections.clear()
-        self._local = threading.local()
-        self._lock.close()
+        self._check_fork()
+        inside = self.in_transaction()
+        gated = not inside and self._gate.acquire(timeout=60)
+        try:
+            if gated:
+                self.flush()
+                if getattr(self, "_writer_pid", None) == os.getpid():
+                    try:
+                        self._writer_con.close()
+                    except sqlite3.Error:
+                        pass
+                self._writer_pid = None
+            me = threading.current_thread()
+            for owner, con in self._all_connections:
+                if owner is not me and owner.is_alive():
+                    continue
+                try:
+                    con.close()
+                except sqlite3.Error:
+                    pass
+            self._all_connections.clear()
+            self._local = threading.local()
+            self._lock.close()
+        finally:
+            if gated:
+                self._gate.release()
