@@ -65,25 +65,24 @@ class GroupCommit:
             self._finish(batch)
 
     def _finish(self, batch: _Batch) -> None:
+        """Commit ``batch`` (one fsync for all its members) and wake its members."""
         try:
             self._commit_batch()
         except BaseException as e:
-            batch.error = e
-            try:
-                self._abort_batch()
-            except BaseException:
-                pass
-        self._batch = None
-        with self._done:
-            batch.done = True
-            self._done.notify_all()
+            self._fail(batch, e)
+            return
+        self._announce(batch)
 
     def _fail(self, batch: _Batch, error: BaseException) -> None:
+        """Roll ``batch`` back; every member will raise ``error``."""
         batch.error = error
         try:
             self._abort_batch()
         except BaseException:
             pass
+        self._announce(batch)
+
+    def _announce(self, batch: _Batch) -> None:
         self._batch = None
         with self._done:
             batch.done = True
