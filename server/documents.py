@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.utils
 import re
+from functools import lru_cache
 from urllib.parse import quote
 
 from settee.store.document import Doc, Meta
@@ -22,6 +23,12 @@ SPECIAL_FIELDS = {"_id", "_rev", "_deleted", "_revisions", "_attachments", "_con
 ENDPOINT_NAMES = {"_all_docs", "_design_docs", "_bulk_docs", "_bulk_get", "_revs_diff",
                   "_missing_revs", "_changes", "_compact", "_ensure_full_commit", "_revs_limit",
                   "_find", "_index", "_explain", "_security", "_view", "_purge"}
+
+
+@lru_cache(maxsize=4096)
+def http_date(seconds: int) -> str:
+    """``Last-Modified`` text for a timestamp (cached: many GETs, few distinct seconds)."""
+    return email.utils.formatdate(seconds, usegmt=True)
 
 
 def check_docid(docid: str) -> str:
@@ -119,10 +126,13 @@ class DocumentEndpoints:
         meta = doc.meta
         headers = {"ETag": etag(meta.rev), "Cache-Control": "must-revalidate"}
         if meta.timestamp:
-            headers["Last-Modified"] = email.utils.formatdate(meta.timestamp, usegmt=True)
+            headers["Last-Modified"] = http_date(int(meta.timestamp))
         if none_match(request, meta.rev) or self.not_modified_since(request, meta.timestamp):
             return self.not_modified(headers)
-        self.decorate(database, doc, p)
+        if request.args:                # revs, revs_info, conflicts, attachments, ...
+            self.decorate(database, doc, p)
+        else:
+            attachments.stubs(doc)
         if database.name == USERS_DB and not request.user.is_admin:
             for field in HASH_FIELDS:
                 doc.pop(field, None)
