@@ -33,12 +33,13 @@ class ViewEndpoints:
 
     def view_for(self, database, spec) -> View:
         cache = self._view_cache()
-        key = (database.name, id(database), spec.identity)
+        key = (database.name, spec.identity)
         view = cache.get(key)
-        if view is None:
+        if view is None or view.db is not database:   # a re-opened database: a new view
             with self._views_lock:
-                view = cache.get(key) or View(database, spec)
-                cache[key] = view
+                view = cache.get(key)
+                if view is None or view.db is not database:
+                    view = cache[key] = View(database, spec)
         return view
 
     def on_design_view(self, request, db, ddoc, view):

@@ -39,7 +39,7 @@ import struct
 import uuid
 
 from .base import Backend
-from .journal import Journaled, fsync_path
+from .journal import Journaled, fsync_path, write_all
 
 _KEY_LENGTH = struct.Struct(">I")
 SHORT, LONG = ".v", ".h"
@@ -118,10 +118,7 @@ class FileBackend(Journaled, Backend):
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             try:
-                view = memoryview(value)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
+                write_all(fd, value)
             finally:
                 os.close(fd)
             os.replace(temp, path)

@@ -133,15 +133,19 @@ def decode_journal(data: bytes) -> list[Operation] | None:
     return ops
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (short writes continued), then fsync it."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.fsync(fd)
+
+
 def write_journal(path: str, ops: list[Operation]) -> None:
     """Write ``ops`` to ``path`` durably (file and directory entry fsynced)."""
-    data = encode_journal(ops)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        write_all(fd, encode_journal(ops))
     finally:
         os.close(fd)
     fsync_path(os.path.dirname(path) or ".", directory=True)
