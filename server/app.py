@@ -39,6 +39,7 @@ from .mango import MangoEndpoints
 from .openapi import OpenAPIEndpoints
 from .metrics import MetricsEndpoints, observe
 from .params import Params
+from .reply import Reply
 from .views import ViewEndpoints
 
 log = logging.getLogger("settee.server")
@@ -165,7 +166,11 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
         else:
             started = time.perf_counter()
             response = self.dispatch(request)
-            response.headers.update(cors)
+            if cors:
+                if isinstance(response, Reply):
+                    response.add(cors)
+                else:
+                    response.headers.update(cors)
             observe(request.method, response.status_code, time.perf_counter() - started)
         return response(environ, start_response)
 
@@ -241,11 +246,11 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
     def kind(self, request: Request) -> str:
         return rep.choose(request.accept_mimetypes if "Accept" in request.headers else None)
 
-    def respond(self, request: Request, value, status: int = 200, headers=None) -> Response:
+    def respond(self, request: Request, value, status: int = 200, headers=None) -> Reply:
         kind = self.kind(request)
         body = rep.render(value, kind, title=f"Settee {request.path}")
-        return Response(body, status=status, headers=headers,
-                        content_type=kind + ("; charset=utf-8" if kind != rep.JSON else ""))
+        return Reply(body, status, headers,
+                     kind + ("; charset=utf-8" if kind != rep.JSON else ""))
 
     def stream(self, request: Request, listing: rep.Listing, headers=None) -> Response:
         kind = self.kind(request)

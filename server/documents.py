@@ -14,6 +14,7 @@ from . import attachments
 from .auth import HASH_FIELDS, USERS_DB
 from .errors import HTTPError, bad_request
 from .params import Params
+from .reply import Reply
 
 SPECIAL_FIELDS = {"_id", "_rev", "_deleted", "_revisions", "_attachments", "_conflicts",
                   "_deleted_conflicts", "_local_seq", "_revs_info"}
@@ -147,8 +148,7 @@ class DocumentEndpoints:
 
     @staticmethod
     def not_modified(headers):
-        from werkzeug.wrappers import Response
-        return Response(status=304, headers=headers)
+        return Reply(status=304, headers=headers)
 
     def decorate(self, database, doc: Doc, p: Params) -> Doc:
         """Add what ``revs``, ``revs_info``, ``conflicts``, ``local_seq`` ask for."""
