@@ -20,6 +20,11 @@ worker_class = "gthread"
 timeout = _settings["server_timeout"]
 graceful_timeout = 30          # SIGTERM: in-flight requests get this long to finish
 keepalive = 5
+# Each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads new
+# connections evenly over them. On one shared socket the worker that wakes first takes
+# every connection of a burst: with keep-alive clients one worker could serve them all
+# (bound by its GIL) while the other idled.
+reuse_port = True
 limit_request_line = 8190      # URL size limit (bytes): longer is 414
 limit_request_fields = 100
 limit_request_field_size = 8190
