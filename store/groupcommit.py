@@ -8,8 +8,13 @@ want to write at the same time share one backend transaction:
 * Each outermost ``transaction()`` runs alone (the process's *gate*), inside the
   shared transaction, as a ``SAVEPOINT``: if its block raises, only its own work is
   rolled back (``ROLLBACK TO``), never its neighbours'.
-* The thread that finishes while no other thread is waiting to write (or when the
-  batch is full) commits the shared transaction: one fsync for the whole batch.
+* The thread that finishes while no other thread is waiting to write commits the
+  shared transaction: one fsync for the whole batch. So does the one that finds the
+  batch full (``max_batch`` transactions, failed ones counted) or old
+  (``max_batch_seconds`` since it opened): under a steady stream of writers, and
+  above all of writers that fail fast (conflicts), there is always someone waiting,
+  and an unbounded batch kept its first members waiting, and the other processes
+  locked out, for whole seconds.
 * A thread that finished while others were waiting leaves the batch open for them
   and waits until the batch's commit is durable before ``transaction()`` returns, so
   an acknowledged write is still a durable write. If that commit fails (a full disk),
@@ -26,19 +31,23 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 
 class _Batch:
-    __slots__ = ("members", "done", "error")
+    __slots__ = ("members", "entries", "deadline", "done", "error")
 
-    def __init__(self):
-        self.members = 0
+    def __init__(self, deadline: float):
+        self.members = 0                  # transactions that will commit with it
+        self.entries = 0                  # transactions run in it, failed ones too
+        self.deadline = deadline          # commit by then, even with writers waiting
         self.done = False
         self.error: BaseException | None = None
 
 
 class GroupCommit:
-    max_batch = 128                   # members before a batch commits regardless
+    max_batch = 128                   # transactions before a batch commits regardless
+    max_batch_seconds = 0.004         # age at which a batch commits regardless
 
     def _init_group_commit(self) -> None:
         self._gc_pid = os.getpid()
@@ -116,7 +125,7 @@ class _GroupTransaction:
         try:
             if store._batch is None:
                 store._open_batch()
-                store._batch = _Batch()
+                store._batch = _Batch(time.monotonic() + store.max_batch_seconds)
             self.batch = store._batch
             store._savepoint("tx")
         except BaseException as e:
@@ -145,7 +154,9 @@ class _GroupTransaction:
                     store._rollback_to("tx")
             except BaseException as e:          # the shared transaction is broken
                 store._fail(batch, e)
-            if not batch.done and (store._waiting == 0 or batch.members >= store.max_batch):
+            batch.entries += 1
+            if not batch.done and (store._waiting == 0 or batch.entries >= store.max_batch
+                                   or time.monotonic() >= batch.deadline):
                 store._finish(batch)
         finally:
             store._gate.release()

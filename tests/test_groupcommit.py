@@ -118,3 +118,42 @@ def test_reads_outside_a_transaction_never_see_an_open_batch(tmp_path):
     t.join(10)
     assert store["pending"] == b"1"
     store.close()
+
+
+def test_writers_that_fail_fast_do_not_hold_a_batch_open(tmp_path):
+    """Conflicting writers fail at once and come straight back, so someone is always
+    waiting at the gate; the batch must still commit (it is bounded by age and by
+    transactions run), or the first member waits as long as the failures go on."""
+    store = SQLiteBackend(str(tmp_path / "s.sqlite"))
+    stop = threading.Event()
+    committed = threading.Event()
+    failures = []
+
+    def failer(i):
+        while not stop.is_set():
+            try:
+                with store.transaction():
+                    store[f"f{i}"] = b"x"
+                    raise RuntimeError("conflict")
+            except RuntimeError:
+                failures.append(i)
+
+    def writer():
+        with store.transaction():
+            store["good"] = b"1"
+        committed.set()
+
+    failers = [threading.Thread(target=failer, args=(i,)) for i in range(4)]
+    for t in failers:
+        t.start()
+    while len(failures) < 50:           # the failers are cycling through the gate
+        threading.Event().wait(0.001)
+    w = threading.Thread(target=writer)
+    w.start()
+    returned_while_failing = committed.wait(20)
+    stop.set()
+    for t in failers + [w]:
+        t.join(60)
+    assert returned_while_failing
+    assert store["good"] == b"1" and "f0" not in store
+    store.close()
