@@ -26,6 +26,7 @@ import errno
 import os
 import sqlite3
 import threading
+from functools import lru_cache
 
 from .base import Backend
 from .exceptions import BackendError, StorageFull
@@ -65,6 +66,15 @@ class translate_errors:
         return False
 
 
+#: Rows written (or deleted) by one statement in ``put_many``/``delete_many``.
+ROWS_PER_STATEMENT = 200
+
+
+@lru_cache(maxsize=ROWS_PER_STATEMENT)
+def _insert_sql(rows: int) -> str:
+    return "INSERT OR REPLACE INTO kv (key, value) VALUES " + ",".join(["(?, ?)"] * rows)
+
+
 class SQLiteBackend(GroupCommit, Backend):
     ordered = True
     synchronous_modes = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -90,7 +100,7 @@ class SQLiteBackend(GroupCommit, Backend):
     # -- connections ------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
-                              check_same_thread=False)
+                              check_same_thread=False, cached_statements=512)
         con.execute("PRAGMA journal_mode=WAL")
         con.execute(f"PRAGMA synchronous={self.synchronous}")
         return con
@@ -186,13 +196,30 @@ class SQLiteBackend(GroupCommit, Backend):
             self._con().execute("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", (key, value))
 
     def put_many(self, items) -> None:
-        rows = [(self.check_key(k), self.check_value(v)) for k, v in items]
+        """Every row first checked (and encoded, by the layers above), then written a
+        chunk of rows per statement: a document write is one ``INSERT``, not one per
+        key (each statement releases and re-takes the GIL inside the writers' turn)."""
+        rows = []
+        for k, v in items:
+            rows.append(self.check_key(k))
+            rows.append(self.check_value(v))
+        if not rows:
+            return
         with self.transaction(), self._errors:
-            self._con().executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", rows)
+            con = self._con()
+            for i in range(0, len(rows), 2 * ROWS_PER_STATEMENT):
+                chunk = rows[i:i + 2 * ROWS_PER_STATEMENT]
+                con.execute(_insert_sql(len(chunk) // 2), chunk)
 
     def delete_many(self, keys) -> None:
+        keys = list(keys)
+        if not keys:
+            return
         with self.transaction(), self._errors:
-            self._con().executemany("DELETE FROM kv WHERE key = ?", [(k,) for k in keys])
+            con = self._con()
+            for i in range(0, len(keys), ROWS_PER_STATEMENT):
+                chunk = keys[i:i + ROWS_PER_STATEMENT]
+                con.execute(f"DELETE FROM kv WHERE key IN ({','.join('?' * len(chunk))})", chunk)
 
     def __delitem__(self, key: str) -> None:
         with self.transaction(), self._errors:

@@ -311,40 +311,44 @@ class Versioning(Layer[Doc, Any]):
         return winner, loser
 
     def _commit_revision(self, key, current, winner, loser, info):
-        inner = self.inner
+        """Store ``winner`` (and the old bodies it keeps), its changes entry and the
+        counts: one ``delete_many`` and one ``put_many`` below, so a document write is
+        a couple of statements however many keys it touches."""
         limit = info.get("revs_limit") or self.revs_limit
-        dropped = []
+        gone = []
         if len(winner.meta.revisions) > limit:
-            dropped = [f"{OLD}{key}/{winner.meta.generation - gone}-{winner.meta.revisions[gone]}"
-                       for gone in range(limit, len(winner.meta.revisions))]
+            gone = [f"{OLD}{key}/{winner.meta.generation - n}-{winner.meta.revisions[n]}"
+                    for n in range(limit, len(winner.meta.revisions))]
             winner.meta.revisions = winner.meta.revisions[:limit]
         info["seq"] += 1
         winner.meta.seq = info["seq"]
         was_live = current is not None and not current.meta.deleted
-        # The new record first: if it cannot be stored (not JSON, too big), nothing is.
-        inner[(TOMB if winner.meta.deleted else DOC) + key] = winner
-        for gone in dropped:
-            inner.pop(gone, None)
+        puts = [((TOMB if winner.meta.deleted else DOC) + key, winner)]
         if current is not None:
-            inner.pop(seq_key(current.meta.seq), None)
+            gone.append(seq_key(current.meta.seq))
             if current is not winner:
-                inner[f"{OLD}{key}/{current.meta.rev}"] = current  # keep the old body
+                puts.append((f"{OLD}{key}/{current.meta.rev}", current))  # the old body
         if loser is not None and loser is not current:
-            inner[f"{OLD}{key}/{loser.meta.rev}"] = loser          # a losing leaf
-        inner[seq_key(winner.meta.seq)] = [key, winner.meta.rev, winner.meta.deleted]
+            puts.append((f"{OLD}{key}/{loser.meta.rev}", loser))          # a losing leaf
+        puts.append((seq_key(winner.meta.seq), [key, winner.meta.rev, winner.meta.deleted]))
         if winner.meta.deleted:
             if was_live:
-                del inner[DOC + key]
+                gone.append(DOC + key)
                 info["docs"] -= 1
             if current is None or was_live:
                 info["deleted"] += 1
         else:
             if current is not None and current.meta.deleted:
-                del inner[TOMB + key]
+                gone.append(TOMB + key)
                 info["deleted"] -= 1
             if not was_live:
                 info["docs"] += 1
-        inner[INFO] = info
+        puts.append((INFO, info))
+        # Deletions first: a dropped old body may be the one stored again here (a
+        # revs_limit of 1). Both run in the caller's transaction: all or nothing.
+        if gone:
+            self.inner.delete_many(gone)
+        self.inner.put_many(puts)
 
     # -- _local documents ---------------------------------------------------------
     def _local(self, key: str) -> Doc:
