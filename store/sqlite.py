@@ -5,7 +5,8 @@ without rowids, so a key lookup and a range scan are B-tree walks: O(log n) and
 O(log n + k). ``TEXT`` keys compare with ``memcmp`` on UTF-8, which is code-point
 order, the same order as Python's ``str`` comparison.
 
-Durability: WAL journal; ``synchronous=FULL`` by default, so a commit is fsynced
+Durability: WAL journal (checkpointed by a background thread, :mod:`.checkpoint`);
+``synchronous=FULL`` by default, so a commit is fsynced
 before ``transaction()`` returns (``NORMAL`` survives a process crash but may lose
 the last commits on a power cut; it is a setting, ``sqlite_synchronous``).
 
@@ -29,6 +30,7 @@ import threading
 from functools import lru_cache
 
 from .base import Backend
+from .checkpoint import Checkpointer
 from .exceptions import BackendError, StorageFull
 from .groupcommit import GroupCommit
 from .locking import FileLock
@@ -90,6 +92,7 @@ class SQLiteBackend(GroupCommit, Backend):
         self._local = threading.local()
         self._lock = FileLock(path + "-lock")
         self._init_group_commit()
+        self._checkpoints = Checkpointer(self._connect)
         self._all_connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._errors = translate_errors(path)
         with self._errors:
@@ -129,6 +132,9 @@ class SQLiteBackend(GroupCommit, Backend):
             # The one write connection gets a big page cache: index builds and bulk
             # loads insert all over a large B-tree (the readers keep the default).
             self._writer_con.execute(f"PRAGMA cache_size=-{self.writer_cache_kib}")
+            # Checkpoints run in the background (checkpoint.py); this is the backstop.
+            self._writer_con.execute(
+                f"PRAGMA wal_autocheckpoint={self._checkpoints.backstop_pages}")
             self._writer_pid = os.getpid()
         return self._writer_con
 
@@ -148,6 +154,7 @@ class SQLiteBackend(GroupCommit, Backend):
         finally:
             if not self._writer().in_transaction:
                 self._lock.release()
+        self._checkpoints.committed()
 
     def _abort_batch(self) -> None:
         try:
@@ -300,6 +307,7 @@ class SQLiteBackend(GroupCommit, Backend):
         gate, so no transaction of another thread is running on it.
         """
         self._check_fork()
+        self._checkpoints.stop()
         inside = self.in_transaction()
         gated = not inside and self._gate.acquire(timeout=60)
         try:

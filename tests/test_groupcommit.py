@@ -157,3 +157,25 @@ def test_writers_that_fail_fast_do_not_hold_a_batch_open(tmp_path):
     assert returned_while_failing
     assert store["good"] == b"1" and "f0" not in store
     store.close()
+
+
+def test_wal_checkpoints_run_in_the_background_and_stop_on_close(tmp_path):
+    """Writers never checkpoint the log themselves (a checkpoint inside a commit held
+    every writer up); a thread of the process does, on its own connection."""
+    import time
+
+    path = str(tmp_path / "s.sqlite")
+    store = SQLiteBackend(path)
+    for n in range(200):                     # 200 commits: several nudges
+        store[f"k{n}"] = b"v" * 500
+    deadline = time.monotonic() + 30
+    while True:                              # the writer leaves every page in the log
+        main_size = (tmp_path / "s.sqlite").stat().st_size
+        if main_size > 200 * 500 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert main_size > 200 * 500             # the pages reached the database file
+    assert any(t.name == "settee-checkpoint" for t in threading.enumerate())
+    store.close()
+    assert not any(t.name == "settee-checkpoint" and t.is_alive()
+                   for t in threading.enumerate())
