@@ -351,9 +351,9 @@ def test_the_first_chunk_decides_whether_a_pool_pays(tmp_path, monkeypatch, capl
     import logging
     db = catalog(tmp_path).create("db")
     with db.transaction():
-        for i in range(400):
+        for i in range(1200):
             db[f"d{i:04d}"] = {"n": 1, "tags": ["a"]}
-    monkeypatch.setattr(build, "CHUNK", 100)
+    monkeypatch.setattr(build, "CHUNK", 100)       # slow: ~2.4 s of mapping in all
     slow = ViewSpec("t/slow", "import time\ndef fun(doc):\n    time.sleep(0.002)\n"
                     "    yield doc['n'], 1\n", "_count", "design")
     with caplog.at_level(logging.INFO, logger="settee.views"):

@@ -3,10 +3,11 @@
 The parent claims the build (a heartbeat in the view's state that other processes
 wait on), notes the database's sequence, clears the view's storage, then walks the
 document ids in order. It maps and writes the first chunk itself, timing both: when
-mapping costs more than writing, the rest goes to a pool of worker processes (one
-per core); otherwise one process is faster, since the single writer is the limit.
-Workers get chunks of ids. Each worker opens
-the database itself, reads its chunk's documents and returns the rows they emit; the
+mapping costs more than writing and the whole build would take a while, the rest goes
+to a pool of worker processes (one per core); otherwise one process is faster, since
+the single writer is the limit. Workers get chunks of ids. Each worker opens the
+database itself, reads its chunk's documents, maps them and returns the rows ready to
+store (sorted, encoded for the backend, with each key's partial reduction); the
 parent writes them, one transaction per chunk, with progress (a callback, the log,
 and ``done``/``total`` in the state for ``_active_tasks``). At most two chunks per
 worker are in flight, so memory stays bounded whatever the database's size. At the
@@ -29,6 +30,7 @@ from itertools import islice
 log = logging.getLogger("settee.views")
 
 CHUNK = 1000
+POOL_WORTH_SECONDS = 2.0     # estimated one-process build time below which no pool starts
 _worker_view = None
 
 
@@ -41,9 +43,8 @@ def _init_worker(opener, spec) -> None:
     _worker_view = View(Catalog(settings).get(name), spec)
 
 
-def _map_chunk(ids: list[str]) -> list[tuple[str, list]]:
-    docs = _worker_view.db.versions.get_many(ids)
-    return [(doc_id, _worker_view.map_doc(docs[doc_id])) for doc_id in ids if doc_id in docs]
+def _map_chunk(ids: list[str]) -> tuple[list, dict, int]:
+    return _map_here(_worker_view, ids)
 
 
 def _chunks(view):
@@ -74,12 +75,12 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
     chunks = _chunks(view)
     first = None
     if processes is None:
-        first, processes = _first_chunk_decides(view, chunks, state)
-        done = len(first) if first is not None else 0
+        first, processes = _first_chunk_decides(view, chunks, state, total)
+        done = first or 0
     pool = None
     try:
-        if first is not None and progress is not None:
-            progress(len(first))
+        if first and progress is not None:
+            progress(first)
         if view.db.opener is not None and processes > 1:
             ctx = multiprocessing.get_context("forkserver")
             pool = ctx.Pool(processes, initializer=_init_worker,
@@ -87,14 +88,14 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
             results = _pooled(pool, chunks, processes * 2)
         else:
             results = (_map_here(view, ids) for ids in chunks)
-        for mapped in results:
+        for ids, chunk in results:
             with view.store.transaction():
-                view.write_rows(dict(mapped), state, fresh=True)
-                done += len(mapped)
+                view.write_fresh(chunk, state)
+                done += ids
                 state["building"].update(beat=time.time(), done=done)
                 view.store[view.STATE] = state
             if progress is not None:
-                progress(len(mapped))
+                progress(ids)
             if done and done % (CHUNK * 20) == 0:
                 log.info("view %s: built %d of %d docs", view.spec.name, done, total)
     except BaseException:
@@ -118,30 +119,38 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
     return True
 
 
-def _map_here(view, ids: list[str]) -> list[tuple[str, list]]:
-    return [(i, view.map_doc(d)) for i, d in view.db.versions.get_many(ids).items()]
+def _map_here(view, ids: list[str]) -> tuple[int, tuple[list, dict, int]]:
+    """Read, map and encode a chunk: ``(documents, fresh_chunk)``, ready to write."""
+    docs = view.db.versions.get_many(ids)
+    return len(docs), view.fresh_chunk([(i, view.map_doc(d)) for i, d in docs.items()])
 
 
-def _first_chunk_decides(view, chunks, state) -> tuple[list | None, int]:
+def _first_chunk_decides(view, chunks, state, total: int) -> tuple[int | None, int]:
     """Map and write the first chunk here, timing both: a pool pays only when mapping
-    costs more than writing (the one writer is otherwise the bottleneck, and worker
+    (reading, mapping, encoding the rows: what the workers do) costs more than writing
+    and the build is long (the one writer is otherwise the bottleneck, and worker
     processes only add start-up, pickling and contention for the cores)."""
     ids = next(chunks, None)
     if ids is None:
         return None, 1
     started = time.perf_counter()
-    mapped = _map_here(view, ids)
+    count, chunk = _map_here(view, ids)
     mapping = time.perf_counter() - started
     started = time.perf_counter()
     with view.store.transaction():
-        view.write_rows(dict(mapped), state, fresh=True)
-        state["building"].update(beat=time.time(), done=len(mapped))
+        view.write_fresh(chunk, state)
+        state["building"].update(beat=time.time(), done=count)
         view.store[view.STATE] = state
     writing = time.perf_counter() - started
-    processes = workers() if mapping > writing and view.db.opener is not None else 1
-    log.info("view %s: mapping %.1f ms, writing %.1f ms per %d docs: %d process(es)",
-             view.spec.name, mapping * 1000, writing * 1000, len(ids), processes)
-    return mapped, processes
+    # The rest, done here, would take about this long; a pool pays back its start-up
+    # (a fresh interpreter per worker, pickling every chunk back) only on a long build.
+    rest = max(0, total - count) / max(count, 1) * (mapping + writing)
+    processes = workers() if (mapping > writing and rest >= POOL_WORTH_SECONDS
+                              and view.db.opener is not None) else 1
+    log.info("view %s: mapping %.1f ms, writing %.1f ms per %d docs, ~%.1f s to go: "
+             "%d process(es)", view.spec.name, mapping * 1000, writing * 1000, len(ids),
+             rest, processes)
+    return count, processes
 
 
 def _pooled(pool, chunks, window: int):

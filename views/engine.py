@@ -163,12 +163,87 @@ class View:
         if gone:
             store.delete_many(gone)
         if puts:
+            puts.sort()             # in key order: the B-tree takes them page by page
             store.put_many(puts)
             state["version"] = state.get("version", 0) + 1
         elif gone:
             state["version"] = state.get("version", 0) + 1
         if self.reducer is not None and touched:
             self.update_reductions(touched)
+
+    # -- a build from scratch, a chunk of documents at a time (see build.py) ----------
+    def fresh_chunk(self, mapped: list[tuple[str, list]]) -> tuple[list, dict, int]:
+        """The writes for documents that have no rows yet: ``(puts, partials, rows)``.
+
+        ``puts`` in key order (the B-tree takes them page by page), already encoded
+        for the backend when the layers below only encode (so a pool worker does that
+        work, not the one writer); ``partials`` the reduction of each key over these
+        documents' rows; ``rows`` how many rows. Pure: no reads, no writes."""
+        puts: list = []
+        groups: dict[str, list] = {}
+        rows = 0
+        reducing = self.reducer is not None
+        encoded: dict[str, str] = {}             # string keys repeat: encode each once
+        for doc_id, new in mapped:
+            if not new:
+                continue
+            for n, (key, value) in enumerate(new):
+                if type(key) is str:
+                    enc = encoded.get(key)
+                    if enc is None:
+                        enc = encoded[key] = encode(key)
+                else:
+                    enc = encode(key)
+                puts.append((f"{self.I}{enc}{doc_id}{ROW_SEP}{n}", [key, doc_id, value]))
+                if reducing:
+                    group = groups.get(enc)
+                    if group is None:
+                        group = groups[enc] = [key, [], []]
+                    group[1].append([key, doc_id])
+                    group[2].append(value)
+            puts.append((self.M + doc_id, new))
+            rows += len(new)
+        puts.sort()
+        raw = self.store.encoder()
+        if raw is not None:
+            puts = [(k, raw(k, v)) for k, v in puts]
+        partials = {}
+        for enc, (key, keys, values) in groups.items():
+            try:
+                partials[enc] = [key, self.reducer.reduce(keys, values), len(values)]
+            except ReduceError as e:
+                partials[enc] = [key, None, len(values), e.reason]
+        return puts, partials, rows
+
+    def write_fresh(self, chunk: tuple[list, dict, int], state: dict) -> None:
+        """Write a :meth:`fresh_chunk` (in the caller's transaction); updates ``state``."""
+        puts, partials, rows = chunk
+        if puts:
+            if self.store.encoder() is not None:
+                self.store.bottom().put_many(puts)      # encoded by fresh_chunk
+            else:
+                self.store.put_many(puts)
+            state["version"] = state.get("version", 0) + 1
+        state["rows"] += rows
+        if not partials:
+            return
+        existing = self.store.get_many([self.G + enc for enc in partials])
+        updates = []
+        for enc, partial in partials.items():
+            current = existing.get(self.G + enc)
+            if current is None:
+                updates.append((self.G + enc, partial))
+                continue
+            key, count = partial[0], current[2] + partial[2]
+            try:
+                if len(current) < 4 and len(partial) < 4:
+                    reduction = self.reducer.rereduce([current[1], partial[1]])
+                else:                               # an error on one side: from the rows
+                    reduction = self.reduce_rows(self.key_rows(enc))
+                updates.append((self.G + enc, [key, reduction, count]))
+            except ReduceError as e:
+                updates.append((self.G + enc, [key, None, count, e.reason]))
+        self.store.put_many(updates)
 
     def update_reductions(self, touched: dict[str, list]) -> None:
         reducer, store = self.reducer, self.store

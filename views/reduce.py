@@ -67,6 +67,10 @@ class Sum(Reducer):
     name, invertible = "_sum", True
 
     def reduce(self, keys, values):
+        # Plain numbers (the common case) add up in C; bools and arrays take the
+        # element-wise path, which also names a value that is not a number.
+        if all(type(v) is int or type(v) is float for v in values):
+            return sum(values)
         total: Any = 0
         for value in values:
             total = _add(total, value)
