@@ -75,11 +75,14 @@ def build_child(data_dir: str, processes: int) -> None:
     from settee.store import Catalog
     from settee.views.build import parallel_build
     from settee.views.definitions import load_modules, module_view
-    from settee.views.engine import View
+    from settee.views.engine import View, drop_view
     load_modules(["settee.views.invoices"])
     db = Catalog(settings(data_dir)).get("invoices")
     view = View(db, module_view("invoices", "ar_by_accounting_code"))
     docs = db.versions.info()["docs"]
+    # A build from scratch: the rows of the previous run (1 process, then N) are
+    # dropped first, untimed, as a view never built before has none to clear.
+    drop_view(db.versions.inner, view.vid)
     started = time.perf_counter()
     parallel_build(view, processes=processes)
     view.update()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
+from itertools import islice
 from typing import Any, Generic, TypeVar
 
 from .exceptions import InvalidKey
@@ -35,6 +36,9 @@ V = TypeVar("V")
 W = TypeVar("W")
 
 #: What a key may not contain: NUL, or a lone surrogate (it has no UTF-8 encoding).
+DELETE_BATCH = 5000           # keys deleted per transaction by delete_range
+
+
 def _utf8_ok(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -119,6 +123,18 @@ class Store(MutableMapping[str, V], Generic[V]):
         with self.transaction():
             for key in keys:
                 self.pop(key, None)
+
+    def delete_range(self, start: str, end: str) -> int:
+        """Delete every key in ``[start, end)``, a batch per transaction (so a large
+        range never makes one huge transaction); returns how many."""
+        dropped = 0
+        while True:
+            keys = list(islice(self.range(start, end, inclusive_end=False, keys_only=True),
+                               DELETE_BATCH))
+            if not keys:
+                return dropped
+            self.delete_many(keys)
+            dropped += len(keys)
 
     def close(self) -> None:
         pass
@@ -343,6 +359,9 @@ class CodecLayer(Layer[V, W]):
 
     def delete_many(self, keys) -> None:
         self.inner.delete_many(keys)
+
+    def delete_range(self, start: str, end: str) -> int:
+        return self.inner.delete_range(start, end)      # keys pass through unchanged
 
     def range(self, start=None, end=None, *, descending=False, inclusive_end=True,
               keys_only=False):

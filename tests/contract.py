@@ -163,6 +163,15 @@ class BackendContract:
                 raise RuntimeError("abort")
         assert "rolled" not in store
 
+    def test_delete_range_deletes_that_half_open_range_only(self, store, monkeypatch):
+        from settee.store import base
+        monkeypatch.setattr(base, "DELETE_BATCH", 7)      # several batches (generic path)
+        store.put_many([(f"r{i:03d}", b"x") for i in range(60)] + [("q", b"1"), ("s", b"2")])
+        assert store.delete_range("r010", "r050") == 40
+        assert sorted(store) == ["q"] + [f"r{i:03d}" for i in range(10)] + \
+            [f"r{i:03d}" for i in range(50, 60)] + ["s"]
+        assert store.delete_range("r100", "r200") == 0
+
     def test_get_many(self, store):
         store["a"], store["b"] = b"1", b"2"
         assert store.get_many(["a", "b", "c"]) == {"a": b"1", "b": b"2"}

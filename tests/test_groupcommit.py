@@ -179,3 +179,12 @@ def test_wal_checkpoints_run_in_the_background_and_stop_on_close(tmp_path):
     store.close()
     assert not any(t.name == "settee-checkpoint" and t.is_alive()
                    for t in threading.enumerate())
+
+
+def test_sqlite_delete_range_works_in_batches(tmp_path):
+    from settee.store.base import DELETE_BATCH
+    store = SQLiteBackend(str(tmp_path / "s.sqlite"))
+    store.put_many([(f"k{i:06d}", b"v") for i in range(DELETE_BATCH * 2 + 10)] + [("z", b"1")])
+    assert store.delete_range("k", "l") == DELETE_BATCH * 2 + 10
+    assert list(store) == ["z"]
+    store.close()

@@ -404,13 +404,11 @@ class View:
 
 def clear_prefix(store, prefix: str, keep: str | None = None) -> int:
     """Delete every key under ``prefix`` but ``keep``, in batched transactions."""
-    dropped = 0
-    while True:
-        keys = [k for k in islice(store.prefix(prefix, keys_only=True), 2001) if k != keep]
-        if not keys:
-            return dropped
-        store.delete_many(keys)
-        dropped += len(keys)
+    end = prefix_end(prefix)
+    if keep is None:
+        return store.delete_range(prefix, end)
+    # no key lies between ``keep`` and ``keep + "\x01"``: keys hold no NUL
+    return store.delete_range(prefix, keep) + store.delete_range(keep + "\x01", end)
 
 
 def drop_view(store, vid: str) -> int:
