@@ -112,6 +112,10 @@ class Store(MutableMapping[str, V], Generic[V]):
         can then encode in other processes and hand the bytes to the backend."""
         return None
 
+    def bottom(self) -> Store:
+        """The backend at the bottom of the stack (a backend is its own)."""
+        return self
+
     def put_many(self, items) -> None:
         """Write every ``(key, value)`` of ``items`` in one transaction."""
         with self.transaction():
@@ -161,6 +165,11 @@ class Backend(Store[bytes]):
 
     def encoder(self) -> Callable[[str, Any], bytes]:
         return _stored_as_is
+
+    def put_checked(self, items) -> None:
+        """``put_many`` of pairs that already went through this class's ``check_key``
+        and ``check_value`` (in another process, say: a view build's workers)."""
+        self.put_many(items)
 
     def check_key(self, key: object) -> str:
         if not isinstance(key, str):

@@ -12,7 +12,9 @@ Here a thread of the process does that work on its own connection instead, in
 the log while it copies what is already committed. Writers only nudge it
 (:meth:`Checkpointer.committed`, every ``every`` commits). SQLite's own automatic
 checkpoint stays on with a much larger threshold (``backstop_pages``), as a bound on
-the log should the thread ever fall behind.
+the log should the thread ever fall behind. Like SQLite's own, it leaves a log under
+``min_wal_bytes`` alone: on a nearly full disk, copying the log into the main file
+would take the room the next commits need.
 """
 from __future__ import annotations
 
@@ -28,8 +30,13 @@ log = logging.getLogger("settee.store.sqlite")
 class Checkpointer:
     every = 32                 # commits between nudges
     backstop_pages = 16384     # the writer's own wal_autocheckpoint (64 MiB of 4 KiB pages)
+    min_wal_bytes = 4 << 20    # no checkpoint before the log file is this big (SQLite's
+    #                            own default: 1000 pages), so a small database's log
+    #                            grows, as it would, instead of its main file
+    idle_seconds = 60.0        # a thread with no nudge this long ends (restarts on one)
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]):
+    def __init__(self, path: str, connect: Callable[[], sqlite3.Connection]):
+        self._wal = path + "-wal"
         self._connect = connect
         self._pid = -1
         self._commits = 0
@@ -55,14 +62,19 @@ class Checkpointer:
         con = None
         try:
             con = self._connect()
+            wake = self._wake
             while True:
-                self._wake.wait()
-                self._wake.clear()
+                if not wake.wait(self.idle_seconds):
+                    self._pid = -1               # idle: the next nudge starts a thread
+                    return
+                wake.clear()
                 if self._stopping:
                     return
                 try:
+                    if os.path.getsize(self._wal) < self.min_wal_bytes:
+                        continue
                     con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as e:       # busy, or a full disk: try again later
+                except (OSError, sqlite3.Error) as e:   # busy, a full disk: next time
                     log.debug("background checkpoint: %s", e)
         except Exception:                        # the backstop keeps the log bounded
             log.exception("background checkpoints stopped")

@@ -92,7 +92,7 @@ class SQLiteBackend(GroupCommit, Backend):
         self._local = threading.local()
         self._lock = FileLock(path + "-lock")
         self._init_group_commit()
-        self._checkpoints = Checkpointer(self._connect)
+        self._checkpoints = Checkpointer(path, self._connect)
         self._all_connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._errors = translate_errors(path)
         with self._errors:
@@ -210,6 +210,13 @@ class SQLiteBackend(GroupCommit, Backend):
         for k, v in items:
             rows.append(self.check_key(k))
             rows.append(self.check_value(v))
+        self._insert(rows)
+
+    def put_checked(self, items) -> None:
+        self._insert([part for pair in items for part in pair])
+
+    def _insert(self, rows: list) -> None:
+        """``rows`` is ``[key, value, key, value, ...]``."""
         if not rows:
             return
         with self.transaction(), self._errors:

@@ -172,6 +172,16 @@ class BackendContract:
             [f"r{i:03d}" for i in range(50, 60)] + ["s"]
         assert store.delete_range("r100", "r200") == 0
 
+    def test_put_checked_writes_pairs_checked_elsewhere(self, store):
+        pairs = [(store.check_key(f"c{i}"), store.check_value(b"%d" % i)) for i in range(450)]
+        store.put_checked(pairs)
+        assert len(store) == 450 and store["c449"] == b"449"
+        with pytest.raises(RuntimeError):
+            with store.transaction():
+                store.put_checked([("rolled", b"back")])
+                raise RuntimeError("abort")
+        assert "rolled" not in store
+
     def test_get_many(self, store):
         store["a"], store["b"] = b"1", b"2"
         assert store.get_many(["a", "b", "c"]) == {"a": b"1", "b": b"2"}

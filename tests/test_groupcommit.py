@@ -159,11 +159,13 @@ def test_writers_that_fail_fast_do_not_hold_a_batch_open(tmp_path):
     store.close()
 
 
-def test_wal_checkpoints_run_in_the_background_and_stop_on_close(tmp_path):
+def test_wal_checkpoints_run_in_the_background_and_stop_on_close(tmp_path, monkeypatch):
     """Writers never checkpoint the log themselves (a checkpoint inside a commit held
     every writer up); a thread of the process does, on its own connection."""
     import time
 
+    from settee.store.checkpoint import Checkpointer
+    monkeypatch.setattr(Checkpointer, "min_wal_bytes", 0)   # this log stays small
     path = str(tmp_path / "s.sqlite")
     store = SQLiteBackend(path)
     for n in range(200):                     # 200 commits: several nudges
@@ -175,10 +177,10 @@ def test_wal_checkpoints_run_in_the_background_and_stop_on_close(tmp_path):
             break
         time.sleep(0.05)
     assert main_size > 200 * 500             # the pages reached the database file
-    assert any(t.name == "settee-checkpoint" for t in threading.enumerate())
+    thread = store._checkpoints._thread
+    assert thread is not None and thread.is_alive()
     store.close()
-    assert not any(t.name == "settee-checkpoint" and t.is_alive()
-                   for t in threading.enumerate())
+    assert not thread.is_alive()
 
 
 def test_sqlite_delete_range_works_in_batches(tmp_path):

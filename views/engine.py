@@ -205,8 +205,9 @@ class View:
             rows += len(new)
         puts.sort()
         raw = self.store.encoder()
-        if raw is not None:
-            puts = [(k, raw(k, v)) for k, v in puts]
+        if raw is not None:             # the one writer will only insert them
+            bottom = self.store.bottom()
+            puts = [(bottom.check_key(k), bottom.check_value(raw(k, v))) for k, v in puts]
         partials = {}
         for enc, (key, keys, values) in groups.items():
             try:
@@ -220,7 +221,7 @@ class View:
         puts, partials, rows = chunk
         if puts:
             if self.store.encoder() is not None:
-                self.store.bottom().put_many(puts)      # encoded by fresh_chunk
+                self.store.bottom().put_checked(puts)   # encoded and checked by fresh_chunk
             else:
                 self.store.put_many(puts)
             state["version"] = state.get("version", 0) + 1
