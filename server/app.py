@@ -26,6 +26,7 @@ from werkzeug.wrappers import Request, Response
 
 from settee.store import Catalog
 from settee.store.exceptions import DatabaseExists, StoreError
+from settee.store.uuids import new_id
 from settee.views.definitions import load_modules
 
 from . import representation as rep
@@ -348,7 +349,7 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
 
     def on_uuids(self, request):
         count = Params(request.args).int("count", 1, minimum=1, maximum=1000)
-        return self.respond(request, {"uuids": [uuid.uuid4().hex for _ in range(count)]},
+        return self.respond(request, {"uuids": [new_id() for _ in range(count)]},
                             headers={"Cache-Control": "must-revalidate, no-cache",
                                      "Pragma": "no-cache"})
 

@@ -16,13 +16,13 @@ revision (the mapping protocol cannot name one; :meth:`Database.delete` checks i
 """
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from .base import Layer, Store
 from .document import CURRENT, Doc, Document, Meta, as_doc
 from .exceptions import BadRequest
+from .uuids import new_id
 from .versioning import Change, Versioning
 
 
@@ -64,7 +64,7 @@ class Database(MutableMapping[str, Document]):
         doc = as_doc(dict(doc) if not isinstance(doc, Doc) else doc)
         doc_id = doc.get("_id")
         if doc_id is None:
-            doc_id = uuid.uuid4().hex
+            doc_id = new_id()
         if not isinstance(doc_id, str) or not doc_id:
             raise BadRequest("_id must be a non-empty string")
         doc.meta.new_edits = new_edits

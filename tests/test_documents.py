@@ -401,3 +401,31 @@ class TestPostgreSQLDefaultStack(DocumentContract):
 
     def extra_settings(self, tmp_path):
         return {"postgres_dsn": self.dsn}
+
+
+def test_new_ids_are_couchdbs_sequential_ids_and_differ_across_processes():
+    """CouchDB's default: a 26-digit random prefix, a 6-digit suffix rising by 1 to
+    0xffe; ids in order (new docs share B-tree pages), unique, and a forked process
+    draws a prefix of its own."""
+    import os
+
+    from settee.store.uuids import SequentialIds
+    ids = SequentialIds()
+    made = [ids.next() for _ in range(20000)]       # past one suffix overflow (~8k)
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in made)
+    assert len(set(made)) == len(made)
+    prefixes = sorted({i[:26] for i in made})
+    assert len(prefixes) >= 2                        # the suffix overflowed at least once
+    for a, b in zip(made, made[1:]):
+        if a[:26] == b[:26]:
+            assert 1 <= int(b[26:], 16) - int(a[26:], 16) <= 0xFFE
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                     # the child: one id, then out
+        os.write(write, ids.next().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read), os.close(write)
+    mine = ids.next()
+    assert child[:26] != mine[:26]
