@@ -202,6 +202,9 @@ class Catalog:
     def get(self, name: str) -> Database:
         """The open database ``name``; :class:`DatabaseNotFound` if it does not exist."""
         generation = self.locations.generation(name)
+        cached = self._open.get(name)       # the common case, without the lock
+        if cached is not None and generation is not None and cached[1] == generation:
+            return cached[0]
         with self._lock:
             cached = self._open.get(name)
             if generation is None:
