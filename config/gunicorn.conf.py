@@ -61,8 +61,31 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
 def on_starting(server):
+    _refuse_a_taken_address(server)
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir)
+
+
+def _refuse_a_taken_address(server):
+    """With ``reuse_port`` a second server of the same user could bind the same port
+    and silently take half its connections. Bind each TCP address once without
+    SO_REUSEPORT (which fails while anything listens there) and stop if it is taken."""
+    import socket
+    import sys
+    for address in server.cfg.address:
+        if not isinstance(address, tuple):
+            continue                               # a unix socket path
+        host, port = address[0], address[1]
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+        except OSError as e:
+            server.log.error("cannot listen on %s:%s: %s", host, port, e.strerror)
+            sys.exit(1)
+        finally:
+            probe.close()
 
 
 def child_exit(server, worker):

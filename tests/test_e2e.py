@@ -143,3 +143,20 @@ def test_logs_are_json_lines_and_metrics_add_up_across_workers(tmp_path):
     access = [e for e in entries if e.get("path") == "/"]
     assert len(access) >= 20 and access[0]["status"] == 200 and "ms" in access[0]
     assert any(e.get("logger") == "gunicorn.error" for e in entries)
+
+
+def test_a_second_server_cannot_take_a_port_in_use(tmp_path):
+    """Workers listen with SO_REUSEPORT, which would let a second server of the same
+    user bind the port and take half of the connections: it must refuse to start."""
+    import subprocess
+    import sys
+
+    from liveserver import CONF
+    with LiveServer(tmp_path / "first", workers=2) as first:
+        env = {**first.env, "SETTEE_DATA_DIR": str(tmp_path / "second")}
+        second = subprocess.run([sys.executable, "-m", "gunicorn", "-c", str(CONF)],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        assert "cannot listen on" in second.stdout + second.stderr
+        for _ in range(20):                      # and the first still answers every time
+            assert requests.get(first.url + "/_up", timeout=5).status_code == 200
