@@ -28,7 +28,8 @@ log = logging.getLogger("settee.store.sqlite")
 
 
 class Checkpointer:
-    every = 32                 # commits between nudges
+    every = 256                # commits between nudges: about SQLite's own cadence
+    #                            (1000 pages), each checkpoint an fsync of the main file
     backstop_pages = 16384     # the writer's own wal_autocheckpoint (64 MiB of 4 KiB pages)
     min_wal_bytes = 4 << 20    # no checkpoint before the log file is this big (SQLite's
     #                            own default: 1000 pages), so a small database's log

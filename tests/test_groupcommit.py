@@ -166,6 +166,7 @@ def test_wal_checkpoints_run_in_the_background_and_stop_on_close(tmp_path, monke
 
     from settee.store.checkpoint import Checkpointer
     monkeypatch.setattr(Checkpointer, "min_wal_bytes", 0)   # this log stays small
+    monkeypatch.setattr(Checkpointer, "every", 32)
     path = str(tmp_path / "s.sqlite")
     store = SQLiteBackend(path)
     for n in range(200):                     # 200 commits: several nudges
