@@ -57,7 +57,7 @@ class Reply:
         if status in _NO_BODY:
             body = b""
         else:
-            headers.append(("Content-Length", str(len(body))))
+            headers = [*headers, ("Content-Length", str(len(body)))]
             if environ.get("REQUEST_METHOD") == "HEAD":
                 body = b""
         start_response(STATUS_LINES.get(status) or f"{status} UNKNOWN", headers)

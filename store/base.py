@@ -24,7 +24,6 @@ layers, which change values but not keys, subclass :class:`CodecLayer` and imple
 """
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterator, MutableMapping
 from itertools import islice
@@ -35,11 +34,11 @@ from .exceptions import InvalidKey
 V = TypeVar("V")
 W = TypeVar("W")
 
-#: What a key may not contain: NUL, or a lone surrogate (it has no UTF-8 encoding).
 DELETE_BATCH = 5000           # keys deleted per transaction by delete_range
 
 
 def _utf8_ok(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 encoding (a lone surrogate has none)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

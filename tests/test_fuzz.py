@@ -476,7 +476,20 @@ def check(req: Req, status: int, content_type: str, body: bytes, where: str) -> 
 
 
 # -- in-process ---------------------------------------------------------------------------------
-class InProcess:
+class Client:
+    """What both clients share: ``send(req)`` is theirs, ``raw`` is built on it."""
+
+    def send(self, req: Req):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def raw(self, method, target, body=None, content_type="application/json"):
+        headers = {"Content-Type": content_type} if body is not None else {}
+        status, ctype, data = self.send(Req(method, target, headers=headers, body=body))
+        return status, (orjson.loads(data) if ctype.startswith("application/json") and data
+                        else data)
+
+
+class InProcess(Client):
     def __init__(self, tmp_path):
         self.app = make_app(tmp_path, server_max_body=MAX_BODY, server_max_document=MAX_DOCUMENT,
                             sqlite_synchronous="OFF", storage_free_space_floor=0)
@@ -494,18 +507,12 @@ class InProcess:
             response = self.app.request(req.target, **kw)
         return response.status_int, response.headers.get("Content-Type", ""), response.body
 
-    def raw(self, method, target, body=None, content_type="application/json"):
-        headers = {"Content-Type": content_type} if body is not None else {}
-        status, ctype, data = self.send(Req(method, target, headers=headers, body=body))
-        return status, (orjson.loads(data) if ctype.startswith("application/json") and data
-                        else data)
-
     def ensure_scratch(self):
         if not self.app.app.catalog.exists(SCRATCH):
             self.raw("PUT", "/" + SCRATCH)
 
 
-class Live:
+class Live(Client):
     """A real gunicorn, spoken to with http.client (which sends the target as given)."""
 
     def __init__(self, server):
@@ -550,12 +557,6 @@ class Live:
         if self.conn is not None:
             self.conn.close()
             self.conn = None
-
-    def raw(self, method, target, body=None, content_type="application/json"):
-        headers = {"Content-Type": content_type} if body is not None else {}
-        status, ctype, data = self.send(Req(method, target, headers=headers, body=body))
-        return status, (orjson.loads(data) if ctype.startswith("application/json") and data
-                        else data)
 
     def ensure_scratch(self):
         self.raw("PUT", "/" + SCRATCH)

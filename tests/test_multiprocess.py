@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from contextlib import contextmanager
 
 import pytest
 
@@ -44,13 +45,15 @@ def own_value(worker: int, i: int) -> bytes:
     return (f"{worker}:{i};" * 400).encode()
 
 
-def run_all(target, args_list):
-    """Run ``target(*args)`` in one spawned process per args; fail if any fails."""
-    ctx = multiprocessing.get_context("spawn")
+@contextmanager
+def running(ctx, target, args_list):
+    """One process per args running ``target(*args)``; on leaving the block they are
+    joined and must all have succeeded, and none is left behind."""
     procs = [ctx.Process(target=target, args=args) for args in args_list]
     for p in procs:
         p.start()
     try:
+        yield procs
         for p in procs:
             p.join(TIMEOUT)
         assert [p.exitcode for p in procs] == [0] * len(procs), "a worker failed (see stderr)"
@@ -60,6 +63,12 @@ def run_all(target, args_list):
                 p.kill()
                 p.join()
             p.close()
+
+
+def run_all(target, args_list):
+    """Run ``target(*args)`` in one spawned process per args; fail if any fails."""
+    with running(multiprocessing.get_context("spawn"), target, args_list):
+        pass
 
 
 # -- workers (module level, so spawned processes can import them) -----------------------
@@ -147,21 +156,9 @@ def test_processes_racing_on_one_revision_make_exactly_one_winner(backend, tmp_p
     ctx = multiprocessing.get_context("spawn")
     barrier, results = ctx.Barrier(WORKERS), ctx.Queue()
     try:
-        procs = [ctx.Process(target=race, args=(backend, str(tmp_path), w, rounds, barrier,
-                                                results)) for w in range(WORKERS)]
-        for p in procs:
-            p.start()
-        try:
+        args = [(backend, str(tmp_path), w, rounds, barrier, results) for w in range(WORKERS)]
+        with running(ctx, race, args) as procs:
             outcomes = dict(results.get(timeout=TIMEOUT) for _ in procs)
-            for p in procs:
-                p.join(TIMEOUT)
-            assert [p.exitcode for p in procs] == [0] * WORKERS
-        finally:
-            for p in procs:
-                if p.is_alive():
-                    p.kill()
-                    p.join()
-                p.close()
     finally:
         results.close()
         results.join_thread()

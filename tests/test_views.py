@@ -59,6 +59,16 @@ def scratch(db, spec):
     return rows, {e: (k, reducer.reduce([], vs)) for e, (k, vs) in groups.items()}
 
 
+def tagged_docs(tmp_path, count: int, seed: int):
+    """A database of ``count`` documents with a number and two of six tags."""
+    db = catalog(tmp_path).create("db")
+    rng = random.Random(seed)
+    with db.transaction():
+        for i in range(count):
+            db[f"d{i:05d}"] = {"n": rng.randrange(10), "tags": rng.sample("abcdef", 2)}
+    return db
+
+
 def check_against_scratch(db, view):
     view.update()
     rows, groups = scratch(db, view.spec)
@@ -164,11 +174,7 @@ def test_a_map_that_raises_skips_the_document(tmp_path, caplog):
 
 
 def test_parallel_build_equals_incremental_build(tmp_path, monkeypatch):
-    db = catalog(tmp_path).create("db")
-    rng = random.Random(1)
-    with db.transaction():
-        for i in range(2500):
-            db[f"d{i:05d}"] = {"n": rng.randrange(10), "tags": rng.sample("abcdef", 2)}
+    db = tagged_docs(tmp_path, 2500, seed=1)
     monkeypatch.setattr(engine, "PARALLEL_THRESHOLD", 1000)
     monkeypatch.setattr(build, "CHUNK", 300)
     done = []
@@ -335,11 +341,7 @@ def test_index_encoding_orders_exactly_as_the_selector_collation():
 
 
 def test_a_build_in_a_process_pool_equals_one_built_here(tmp_path, monkeypatch):
-    db = catalog(tmp_path).create("db")
-    rng = random.Random(2)
-    with db.transaction():
-        for i in range(1500):
-            db[f"d{i:05d}"] = {"n": rng.randrange(10), "tags": rng.sample("abcdef", 2)}
+    db = tagged_docs(tmp_path, 1500, seed=2)
     monkeypatch.setattr(build, "CHUNK", 200)
     view = View(db, SUM_BY_TAG)
     assert build.parallel_build(view, processes=2)

@@ -57,6 +57,8 @@ class View:
         self.vid = spec.identity
         self.mapper, self.reducer = spec.compile()
         self.store = database.versions.inner
+        # what the backend stores for a row, when the layers below only encode
+        self.raw = self.store.encoder()
         base = f"v/{self.vid}/"
         self.I, self.M, self.G, self.STATE = base + "i/", base + "m/", base + "g/", base + "state"
         self.base = base
@@ -136,10 +138,10 @@ class View:
         self.write_rows(mapped, state)
         state["seq"] = changes[-1].seq
 
-    def write_rows(self, mapped: dict[str, list], state: dict, fresh: bool = False) -> None:
+    def write_rows(self, mapped: dict[str, list], state: dict) -> None:
         """Replace the rows of each document in ``mapped`` with its new rows."""
         store = self.store
-        olds = {} if fresh else store.get_many([self.M + i for i in mapped])
+        olds = store.get_many([self.M + i for i in mapped])
         touched: dict[str, list] = {}
         puts: list = []
         gone: list[str] = []
@@ -204,7 +206,7 @@ class View:
             puts.append((self.M + doc_id, new))
             rows += len(new)
         puts.sort()
-        raw = self.store.encoder()
+        raw = self.raw
         if raw is not None:             # the one writer will only insert them
             bottom = self.store.bottom()
             puts = [(bottom.check_key(k), bottom.check_value(raw(k, v))) for k, v in puts]
@@ -220,7 +222,7 @@ class View:
         """Write a :meth:`fresh_chunk` (in the caller's transaction); updates ``state``."""
         puts, partials, rows = chunk
         if puts:
-            if self.store.encoder() is not None:
+            if self.raw is not None:
                 self.store.bottom().put_checked(puts)   # encoded and checked by fresh_chunk
             else:
                 self.store.put_many(puts)
