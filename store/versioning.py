@@ -33,8 +33,10 @@ from typing import Any, NamedTuple
 import orjson
 
 from .base import Layer, prefix_end
+from .combining import Combiner
 from .document import CURRENT, RESERVED_FIELDS, Doc, Meta, as_doc, rev_generation
 from .exceptions import BadRequest, Conflict, Deleted, NotFound
+from .pending import Pending
 
 DOC, TOMB, OLD, SEQ, LOCAL, INFO = "d/", "t/", "r/", "s/", "l/", "m/info"
 LOCAL_PREFIX = "_local/"
@@ -92,19 +94,12 @@ class Versioning(Layer[Doc, Any]):
         if revs_limit < 1:
             raise ValueError("revs_limit must be at least 1")
         super().__init__(inner, revs_limit=revs_limit)
+        self._combiner = Combiner(self._write_batch)
 
     # -- reading ----------------------------------------------------------------
     def info(self) -> dict[str, int]:
         info = self.inner.get(INFO)
         return dict(info) if info else {"seq": 0, "docs": 0, "deleted": 0}
-
-    def _info_and_record(self, doc_id: str) -> tuple[dict, Doc | None]:
-        """``info()`` and ``record(doc_id)`` in one read of the store below."""
-        found = self.inner.get_many([INFO, DOC + doc_id, TOMB + doc_id])
-        info = found.get(INFO)
-        live = found.get(DOC + doc_id)
-        return (dict(info) if info else {"seq": 0, "docs": 0, "deleted": 0},
-                live if live is not None else found.get(TOMB + doc_id))
 
     def record(self, doc_id: str) -> Doc | None:
         """The current revision as stored (live or tombstone), or None."""
@@ -186,7 +181,11 @@ class Versioning(Layer[Doc, Any]):
 
     def revs_diff(self, doc_id: str, revs: list[str]) -> list[str]:
         """Of ``revs``, those this database has never seen for ``doc_id``."""
-        current = self.record(doc_id)
+        return self.unseen(self.record(doc_id), revs)
+
+    @staticmethod
+    def unseen(current: Doc | None, revs: list[str]) -> list[str]:
+        """Of ``revs``, those not in the history of the stored record ``current``."""
         if current is None:
             return list(revs)
         known = {current.meta.rev, *current.meta.conflicts}
@@ -201,17 +200,16 @@ class Versioning(Layer[Doc, Any]):
         body = split_body(doc)
         if key.startswith(LOCAL_PREFIX):
             return self._put_local(key, doc, body)
-        with self.inner.transaction():
-            info, current = self._info_and_record(key)
-            if doc.meta.new_edits:
-                winner, loser = self._edit(key, current, doc, body, info)
-            else:
-                winner, loser = self._replicate(key, current, doc, body, info)
-            if winner is None:          # a replicated revision we already have
-                return
-            self._commit_revision(key, current, winner, loser, info)
-        written = loser if loser is not None and loser is not current else winner
-        doc.meta.id, doc.meta.rev, doc.meta.seq = key, written.meta.rev, winner.meta.seq
+        item = (key, doc, body)
+        if self.inner.in_transaction():      # the caller's transaction: write in it
+            outcome = self._write_batch(lambda: [item])[0]
+        else:                                # with whatever other threads write now
+            outcome = self._combiner.submit(item)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome is not None:              # None: a replicated revision we had
+            doc.meta.id = key
+            doc.meta.rev, doc.meta.seq = outcome
 
     def __delitem__(self, key: str) -> None:
         """Delete the current revision (the mapping protocol cannot name a revision)."""
@@ -221,7 +219,42 @@ class Versioning(Layer[Doc, Any]):
             return
         self[key] = Doc({}, Meta(rev=CURRENT, deleted=True))
 
-    def _edit(self, key, current, doc, body, info):
+    def _write_batch(self, take) -> list:
+        """Write the ``(key, doc, body)`` items ``take()`` returns in one transaction:
+        one read of what they need, one write of what they produce (combining.py).
+        An outcome per item: ``(rev, seq)``, None, or the error the item raises."""
+        with self.inner.transaction():
+            items = take()
+            pending = Pending(self.inner)
+            pending.prefetch([INFO, *(k for key, _, _ in items for k in (DOC + key, TOMB + key))])
+            outcomes = []
+            for key, doc, body in items:
+                pending.begin()
+                try:
+                    outcomes.append(self._write(pending, key, doc, body))
+                except (NotFound, Conflict, BadRequest) as e:
+                    pending.undo()
+                    outcomes.append(e)
+            pending.flush()
+        return outcomes
+
+    def _write(self, store, key, doc, body):
+        """One document write against ``store`` (the batch's pending writes)."""
+        info = store.get(INFO)
+        info = dict(info) if info else {"seq": 0, "docs": 0, "deleted": 0}
+        live = store.get(DOC + key)          # an empty body is falsy: compare with None
+        current = live if live is not None else store.get(TOMB + key)
+        if doc.meta.new_edits:
+            winner, loser = self._edit(store, key, current, doc, body)
+        else:
+            winner, loser = self._replicate(store, key, current, doc, body)
+        if winner is None:                   # a replicated revision we already have
+            return None
+        self._commit_revision(store, key, current, winner, loser, info)
+        written = loser if loser is not None and loser is not current else winner
+        return written.meta.rev, winner.meta.seq
+
+    def _edit(self, store, key, current, doc, body):
         """A normal edit: the named revision must be current (or a conflict leaf)."""
         meta, given = doc.meta, doc.meta.rev
         if current is None:
@@ -236,7 +269,7 @@ class Versioning(Layer[Doc, Any]):
                 raise Deleted(key, current.meta.rev)
             parent, history = current.meta.rev, current.meta.revisions
         elif given in current.meta.conflicts:
-            return self._edit_conflict_leaf(key, current, doc, body)
+            return self._edit_conflict_leaf(store, key, current, doc, body)
         else:
             raise Conflict(key, current.meta.rev, given)
         rev = new_revision(parent, body, meta.deleted)
@@ -244,30 +277,30 @@ class Versioning(Layer[Doc, Any]):
                              timestamp=meta.timestamp, deleted=meta.deleted,
                              conflicts=list(current.meta.conflicts) if current else []))
         if meta.deleted and new.meta.conflicts:
-            return self._promote_conflict(key, new)
+            return self._promote_conflict(store, key, new)
         return new, None
 
-    def _promote_conflict(self, key, tomb):
+    def _promote_conflict(self, store, key, tomb):
         """Deleting the winner of a conflicted doc makes the best losing leaf win."""
         best = max(tomb.meta.conflicts, key=lambda r: (rev_generation(r), r))
         rest = [c for c in tomb.meta.conflicts if c != best]
-        leaf = self.inner.pop(f"{OLD}{key}/{best}")
+        leaf = store.pop(f"{OLD}{key}/{best}")
         tomb.meta.conflicts = []
         return self._choose(tomb, leaf, rest)
 
-    def _edit_conflict_leaf(self, key, current, doc, body):
+    def _edit_conflict_leaf(self, store, key, current, doc, body):
         """Edit or delete a losing conflict branch (how conflicts are resolved)."""
         given = doc.meta.rev
-        old = self.inner.get(f"{OLD}{key}/{given}")
+        old = store.get(f"{OLD}{key}/{given}")
         history = old.meta.revisions if old is not None else [given.split("-", 1)[1]]
         rev = new_revision(given, body, doc.meta.deleted)
         leaf = Doc(body, Meta(rev=rev, revisions=[rev.split("-", 1)[1], *history],
                               timestamp=doc.meta.timestamp, deleted=doc.meta.deleted))
         conflicts = [c for c in current.meta.conflicts if c != given]
-        self.inner.pop(f"{OLD}{key}/{given}", None)
+        store.pop(f"{OLD}{key}/{given}", None)
         return self._choose(current, leaf, conflicts)
 
-    def _replicate(self, key, current, doc, body, info):
+    def _replicate(self, store, key, current, doc, body):
         """``new_edits=false``: store the revision as given, merging it into the tree."""
         meta = doc.meta
         if meta.rev in (None, CURRENT):
@@ -280,7 +313,7 @@ class Versioning(Layer[Doc, Any]):
                               deleted=meta.deleted))
         if current is None:
             return leaf, None
-        if meta.rev not in self.revs_diff(key, [meta.rev]):
+        if not self.unseen(current, [meta.rev]):
             return None, None
         cur = current.meta
         # Does the new revision extend the current one?
@@ -293,7 +326,7 @@ class Versioning(Layer[Doc, Any]):
             off = generation - rev_generation(c)
             if 0 < off < len(history) and history[off] == c.split("-", 1)[1]:
                 conflicts.remove(c)
-                self.inner.pop(f"{OLD}{key}/{c}", None)
+                store.pop(f"{OLD}{key}/{c}", None)
         return self._choose(current, leaf, conflicts)
 
     @staticmethod
@@ -310,10 +343,9 @@ class Versioning(Layer[Doc, Any]):
         winner.meta.conflicts = sorted(set(conflicts) - {winner.meta.rev}, reverse=True)
         return winner, loser
 
-    def _commit_revision(self, key, current, winner, loser, info):
+    def _commit_revision(self, store, key, current, winner, loser, info):
         """Store ``winner`` (and the old bodies it keeps), its changes entry and the
-        counts: one ``delete_many`` and one ``put_many`` below, so a document write is
-        a couple of statements however many keys it touches."""
+        counts in ``store``, the batch's pending writes (written below together)."""
         limit = info.get("revs_limit") or self.revs_limit
         gone = []
         if len(winner.meta.revisions) > limit:
@@ -345,10 +377,10 @@ class Versioning(Layer[Doc, Any]):
                 info["docs"] += 1
         puts.append((INFO, info))
         # Deletions first: a dropped old body may be the one stored again here (a
-        # revs_limit of 1). Both run in the caller's transaction: all or nothing.
+        # revs_limit of 1). Both go to the batch's pending writes: all or nothing.
         if gone:
-            self.inner.delete_many(gone)
-        self.inner.put_many(puts)
+            store.delete_many(gone)
+        store.put_many(puts)
 
     # -- _local documents ---------------------------------------------------------
     def _local(self, key: str) -> Doc:
