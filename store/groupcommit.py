@@ -6,8 +6,10 @@ and queues the rest behind each other's fsyncs. Here the threads of a process th
 want to write at the same time share one backend transaction:
 
 * Each outermost ``transaction()`` runs alone (the process's *gate*), inside the
-  shared transaction, as a ``SAVEPOINT``: if its block raises, only its own work is
-  rolled back (``ROLLBACK TO``), never its neighbours'.
+  shared transaction: the first of a batch in it directly (if its block raises, the
+  batch, which holds nothing else, is rolled back), each later one as a
+  ``SAVEPOINT``: if its block raises, only its own work is rolled back
+  (``ROLLBACK TO``), never its neighbours'.
 * The thread that finishes while no other thread is waiting to write commits the
   shared transaction: one fsync for the whole batch. So does the one that finds the
   batch full (``max_batch`` transactions, failed ones counted) or old
@@ -25,7 +27,10 @@ cross-process lock from its first member to its commit.
 
 A backend mixes this in and provides ``_writer()`` (the process's write connection),
 ``_open_batch()``/``_commit_batch()``/``_abort_batch()`` and
-``_savepoint(name)``/``_release(name)``/``_rollback_to(name)``.
+``_savepoint(name)``/``_release(name)``/``_rollback_to(name)``, and may provide
+``_sync_batch()``: the fsync that makes a commit durable, if ``_commit_batch`` leaves
+it out; it runs after the gate is released, so the process's next batch is written
+while the last one is being synced.
 """
 from __future__ import annotations
 
@@ -75,12 +80,32 @@ class GroupCommit:
 
     def _finish(self, batch: _Batch) -> None:
         """Commit ``batch`` (one fsync for all its members) and wake its members."""
+        if self._commit(batch):
+            self._make_durable(batch)
+
+    def _commit(self, batch: _Batch) -> bool:
+        """Commit ``batch`` (callers hold the gate); False if it failed (members told)."""
         try:
             self._commit_batch()
         except BaseException as e:
             self._fail(batch, e)
-            return
-        self._announce(batch)
+            return False
+        self._batch = None            # the next transaction opens a new batch
+        return True
+
+    def _make_durable(self, batch: _Batch) -> None:
+        """Wait until the committed ``batch`` is durable, then wake its members. Needs
+        no gate: the next batch may be running meanwhile."""
+        try:
+            self._sync_batch()
+        except BaseException as e:
+            batch.error = e
+        with self._done:
+            batch.done = True
+            self._done.notify_all()
+
+    def _sync_batch(self) -> None:
+        """Make the last commit durable, if ``_commit_batch`` did not (a hook)."""
 
     def _fail(self, batch: _Batch, error: BaseException) -> None:
         """Roll ``batch`` back; every member will raise ``error``."""
@@ -102,12 +127,13 @@ class _GroupTransaction:
     """The context manager ``GroupCommit.transaction()`` returns (no generator: it is
     entered several times per document write, once per layer)."""
 
-    __slots__ = ("store", "batch", "outer")
+    __slots__ = ("store", "batch", "outer", "savepoint")
 
     def __init__(self, store: GroupCommit):
         self.store = store
         self.batch: _Batch | None = None
         self.outer = False
+        self.savepoint = False
 
     def __enter__(self):
         store = self.store
@@ -123,11 +149,13 @@ class _GroupTransaction:
         with store._done:
             store._waiting -= 1
         try:
-            if store._batch is None:
+            if store._batch is None:           # first of its batch: no savepoint needed
                 store._open_batch()
                 store._batch = _Batch(time.monotonic() + store.max_batch_seconds)
+            else:
+                store._savepoint("tx")
+                self.savepoint = True
             self.batch = store._batch
-            store._savepoint("tx")
         except BaseException as e:
             if store._batch is not None:
                 store._fail(store._batch, e)
@@ -145,21 +173,29 @@ class _GroupTransaction:
             return False
         state.depth = 0
         batch = self.batch
+        committed = False
         try:
             try:
                 if exc_type is None:
-                    store._release("tx")
+                    if self.savepoint:
+                        store._release("tx")
                     batch.members += 1
-                else:
+                elif self.savepoint:
                     store._rollback_to("tx")
+                else:                           # alone in its batch: roll the batch back
+                    store._batch = None
+                    batch.done = True
+                    store._abort_batch()
             except BaseException as e:          # the shared transaction is broken
                 store._fail(batch, e)
             batch.entries += 1
             if not batch.done and (store._waiting == 0 or batch.entries >= store.max_batch
                                    or time.monotonic() >= batch.deadline):
-                store._finish(batch)
+                committed = store._commit(batch)
         finally:
             store._gate.release()
+        if committed:                           # outside the gate: the next batch runs
+            store._make_durable(batch)          # while this one's fsync does
         if exc_type is not None:
             return False                        # the block's own error propagates
         with store._done:

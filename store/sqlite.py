@@ -6,9 +6,18 @@ O(log n + k). ``TEXT`` keys compare with ``memcmp`` on UTF-8, which is code-poin
 order, the same order as Python's ``str`` comparison.
 
 Durability: WAL journal (checkpointed by a background thread, :mod:`.checkpoint`);
-``synchronous=FULL`` by default, so a commit is fsynced
-before ``transaction()`` returns (``NORMAL`` survives a process crash but may lose
-the last commits on a power cut; it is a setting, ``sqlite_synchronous``).
+``synchronous=FULL`` by default, so a commit is fsynced before ``transaction()``
+returns (``NORMAL`` survives a process crash but may lose the last commits on a power
+cut; it is a setting, ``sqlite_synchronous``). At ``FULL`` the backend makes that
+fsync itself: SQLite's ``FULL`` syncs the log inside ``COMMIT``, holding the writers'
+lock, so every other writer waited out each fsync. Here the connection commits at
+``NORMAL`` (the log written, not synced), the lock is released, and then the log is
+fsynced before the commit is acknowledged: the next batch, of this or another
+process, is written during the fsync. The log is append-only between checkpoints and
+a checkpoint syncs it first (and the database file after), so an fsync of the log
+after ``COMMIT`` makes that commit, and every earlier one, as durable as ``FULL``
+does; a reader may see a commit a moment before it is durable, never a writer its
+acknowledgement.
 
 Transactions across threads and processes: every thread reads on its own connection
 (re-opened after a fork); transactions run on the process's one write connection.
@@ -88,6 +97,8 @@ class SQLiteBackend(GroupCommit, Backend):
         if synchronous not in self.synchronous_modes:
             raise ValueError(f"synchronous must be one of {self.synchronous_modes}")
         self.synchronous = synchronous
+        self._sync_log = synchronous == "FULL"     # fsync the log after the lock (above)
+        self._log_path = path + "-wal"
         self.timeout = timeout
         self._local = threading.local()
         self._lock = FileLock(path + "-lock")
@@ -99,13 +110,15 @@ class SQLiteBackend(GroupCommit, Backend):
             con = self._con()
             con.execute("CREATE TABLE IF NOT EXISTS kv "
                         "(key TEXT PRIMARY KEY NOT NULL, value BLOB NOT NULL) WITHOUT ROWID")
+        if self._sync_log:
+            self._sync()
 
     # -- connections ------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                               check_same_thread=False, cached_statements=512)
         con.execute("PRAGMA journal_mode=WAL")
-        con.execute(f"PRAGMA synchronous={self.synchronous}")
+        con.execute(f"PRAGMA synchronous={'NORMAL' if self._sync_log else self.synchronous}")
         return con
 
     def _con(self) -> sqlite3.Connection:
@@ -155,6 +168,22 @@ class SQLiteBackend(GroupCommit, Backend):
             if not self._writer().in_transaction:
                 self._lock.release()
         self._checkpoints.committed()
+
+    def _sync_batch(self) -> None:
+        if self._sync_log:
+            self._sync()
+
+    def _sync(self) -> None:
+        """fsync the log: every commit so far is durable when this returns."""
+        with self._errors:
+            try:
+                fd = os.open(self._log_path, os.O_RDONLY)
+            except FileNotFoundError:
+                return          # no log: the last connection checkpointed it (synced) away
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def _abort_batch(self) -> None:
         try:

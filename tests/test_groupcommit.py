@@ -4,17 +4,10 @@ from __future__ import annotations
 import threading
 
 import pytest
+from threads import run_threads
 
 from settee.store.exceptions import StorageFull
 from settee.store.sqlite import SQLiteBackend
-
-
-def run_threads(count, target):
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
 
 
 def test_concurrent_writers_share_commits_and_lose_nothing(tmp_path, monkeypatch):
@@ -191,3 +184,85 @@ def test_sqlite_delete_range_works_in_batches(tmp_path):
     assert store.delete_range("k", "l") == DELETE_BATCH * 2 + 10
     assert list(store) == ["z"]
     store.close()
+
+
+def test_the_first_transaction_of_a_batch_fails_without_a_savepoint(tmp_path):
+    """Alone in its batch, a transaction runs without a savepoint: when it fails the
+    whole batch is rolled back and the writers' lock is free for another process."""
+    path = str(tmp_path / "s.sqlite")
+    store, other = SQLiteBackend(path), SQLiteBackend(path)
+    statements = []
+    store._writer().set_trace_callback(statements.append)
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            store["gone"] = b"1"
+            raise RuntimeError("fails")
+    assert not any("SAVEPOINT" in s for s in statements)
+    assert "gone" not in store
+    done = threading.Event()
+
+    def write_elsewhere():
+        other["there"] = b"2"                     # blocks if the lock were still held
+        done.set()
+
+    threading.Thread(target=write_elsewhere, daemon=True).start()
+    assert done.wait(10)
+    store["here"] = b"3"
+    assert sorted(store) == ["here", "there"]
+    store.close()
+    other.close()
+
+
+def test_the_log_is_fsynced_after_the_lock_is_released_and_before_returning(tmp_path, monkeypatch):
+    import fcntl
+    import os
+    store = SQLiteBackend(str(tmp_path / "s.sqlite"))
+    assert store._writer().execute("PRAGMA synchronous").fetchone()[0] == 1   # NORMAL
+    synced = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        probe = os.open(str(tmp_path / "s.sqlite-lock"), os.O_RDWR)
+        try:                                      # the writers' lock is free by now
+            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(probe, fcntl.LOCK_UN)
+        finally:
+            os.close(probe)
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr("settee.store.sqlite.os.fsync", fsync)
+    with store.transaction():
+        store["k"] = b"v"
+        assert not synced
+    assert synced == [str(tmp_path / "s.sqlite-wal")]
+    store.close()
+
+
+def test_a_failing_log_fsync_fails_the_write(tmp_path, monkeypatch):
+    import errno
+    store = SQLiteBackend(str(tmp_path / "s.sqlite"))
+
+    def fsync(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("settee.store.sqlite.os.fsync", fsync)
+    with pytest.raises(StorageFull):
+        store["k"] = b"v"
+    monkeypatch.undo()
+    store["k2"] = b"v"
+    assert store["k2"] == b"v"
+    store.close()
+
+
+def test_synchronous_settings_other_than_full_are_sqlites_own(tmp_path, monkeypatch):
+    import os
+    calls = []
+    monkeypatch.setattr("settee.store.sqlite.os.fsync", calls.append)
+    for mode, pragma in (("NORMAL", 1), ("OFF", 0), ("EXTRA", 3)):
+        store = SQLiteBackend(str(tmp_path / f"{mode}.sqlite"), synchronous=mode)
+        assert store._writer().execute("PRAGMA synchronous").fetchone()[0] == pragma
+        store["k"] = b"v"
+        store.close()
+    assert calls == []
+    assert os.path.exists(tmp_path / "OFF.sqlite")
