@@ -2,8 +2,8 @@
 """HTTP benchmark: Settee under gunicorn, driven by wrk, beside a bare reference app.
 
 Starts two servers on free loopback ports, each under the project's gunicorn
-configuration (``config/gunicorn.conf.py``: the same workers, threads and ``gthread``
-worker class, taken from Settee's settings), with the access log off:
+configuration (``config/gunicorn.conf.py``: the same workers, threads and worker
+class, taken from Settee's settings), with the access log off:
 
 settee
     ``settee serve`` on a fresh temporary data directory, with the default settings
@@ -71,6 +71,7 @@ import argparse  # noqa: E402
 import gzip  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
@@ -96,6 +97,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SHARED") or ROOT.parent / "shared")
 DEFAULT_DATA = SHARED / "bench" / "manpages-849.jsonl.gz"
 GUNICORN_CONF = Path(settee.config.__file__).with_name("gunicorn.conf.py")
+
+
+def worker_class() -> str:
+    """The worker class the gunicorn configuration names (for the report)."""
+    found = re.search(r'^worker_class = "([^"]+)"', GUNICORN_CONF.read_text(), re.M)
+    return found.group(1) if found else "?"
 REFERENCE_APP = Path(__file__).resolve().parent / "reference_app.py"
 
 DB = "bench"
@@ -734,7 +741,7 @@ def main(argv=None) -> int:
                     "python": platform.python_version(), "wrk": wrk_version,
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "settings": {"workers": settings["server_workers"],
-                     "threads": settings["server_threads"], "worker_class": "gthread",
+                     "threads": settings["server_threads"], "worker_class": worker_class(),
                      "backend": settings["storage_backend"],
                      "sqlite_synchronous": settings["sqlite_synchronous"],
                      "stack": settings["storage_stack"], "duration_s": seconds,

@@ -1,7 +1,9 @@
 """gunicorn settings for Settee, taken from Settee's own settings (``SETTEE_*``).
 
 Run as ``settee serve`` or ``gunicorn -c config/gunicorn.conf.py``. Threaded workers
-(``gthread``) so a long-polling ``_changes`` request holds a thread, not a process.
+(gunicorn's ``gthread``, which ``server/worker.py`` extends to keep a busy keep-alive
+connection on its thread) so a long-polling ``_changes`` request holds a thread, not
+a process.
 Logs are structured: one JSON object a line, for access and for errors.
 """
 import os
@@ -16,7 +18,7 @@ wsgi_app = "settee.server.wsgi:application"
 bind = [_settings["server_bind"]]
 workers = _settings["server_workers"]
 threads = _settings["server_threads"]
-worker_class = "gthread"
+worker_class = "settee.server.worker.Worker"
 timeout = _settings["server_timeout"]
 graceful_timeout = 30          # SIGTERM: in-flight requests get this long to finish
 keepalive = 5

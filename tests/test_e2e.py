@@ -160,3 +160,60 @@ def test_a_second_server_cannot_take_a_port_in_use(tmp_path):
         assert "cannot listen on" in second.stdout + second.stderr
         for _ in range(20):                      # and the first still answers every time
             assert requests.get(first.url + "/_up", timeout=5).status_code == 200
+
+
+def _exchange(sock_file, count: int = 1) -> list[tuple[int, bytes]]:
+    """Read ``count`` HTTP/1.1 responses (Content-Length bodies) from one connection."""
+    answers = []
+    for _ in range(count):
+        status = int(sock_file.readline().split()[1])
+        length = 0
+        while (line := sock_file.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            if name.lower() == "content-length":
+                length = int(value)
+        answers.append((status, sock_file.read(length)))
+    return answers
+
+
+def _get(path: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode()
+
+
+def test_keepalive_requests_on_the_thread_quiet_pauses_and_pipelining(tmp_path):
+    """The worker serves a kept-alive connection's next request on the same thread
+    when it comes at once, through the poller after a pause, and pipelined requests
+    in order."""
+    import socket
+    with LiveServer(tmp_path / "data", workers=1, threads=2) as live:
+        with socket.create_connection(("127.0.0.1", live.port), timeout=10) as sock, \
+                sock.makefile("rb") as f:
+            for _ in range(20):                          # back to back
+                sock.sendall(_get("/_up"))
+                assert _exchange(f)[0][0] == 200
+            time.sleep(0.2)                              # longer than the thread waits
+            sock.sendall(_get("/_uuids?count=1"))
+            assert b"uuids" in _exchange(f)[0][1]
+            sock.sendall(_get("/_up") + _get("/_all_dbs") + _get("/nope"))
+            assert [s for s, _ in _exchange(f, 3)] == [200, 200, 404]
+
+
+def test_a_waiting_thread_does_not_starve_another_connection(tmp_path):
+    """One thread, two connections taking turns: the thread that waits for one
+    connection's next request gives up and serves the other's."""
+    import socket
+    with LiveServer(tmp_path / "data", workers=1, threads=1) as live:
+        socks = [socket.create_connection(("127.0.0.1", live.port), timeout=10)
+                 for _ in range(2)]
+        files = [s.makefile("rb") for s in socks]
+        try:
+            start = time.monotonic()
+            for _ in range(50):
+                for sock, f in zip(socks, files):
+                    sock.sendall(_get("/_up"))
+                    assert _exchange(f)[0][0] == 200
+            assert time.monotonic() - start < 20
+        finally:
+            for sock, f in zip(socks, files):
+                f.close()
+                sock.close()
