@@ -245,7 +245,7 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
 
     # -- helpers shared by the endpoint mixins --------------------------------------
     def kind(self, request: Request) -> str:
-        return rep.choose(request.accept_mimetypes if "Accept" in request.headers else None)
+        return rep.choose(request.environ.get("HTTP_ACCEPT"))
 
     def respond(self, request: Request, value, status: int = 200, headers=None) -> Reply:
         kind = self.kind(request)

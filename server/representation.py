@@ -14,10 +14,13 @@ from __future__ import annotations
 import html
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
 import yaml
+from werkzeug.datastructures import MIMEAccept
+from werkzeug.http import parse_accept_header
 
 from settee.store.document import Doc
 
@@ -31,15 +34,26 @@ JSON_BODY_TYPES = {"", "application/json", "text/plain", "application/x-www-form
 YAML_BODY_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
 
 
-def choose(accept) -> str:
-    """The representation for a request's ``Accept`` header (a werkzeug MIMEAccept)."""
-    if not accept:
+def choose(header: str | None) -> str:
+    """The representation for a request's ``Accept`` header (its text, or None)."""
+    if header is None:
         return JSON
-    best = accept.best_match(OFFERS)
+    best = _best_offer(header)
     if best is None:
         raise HTTPError(406, "not_acceptable",
                         "Settee answers application/json, application/yaml or text/html")
-    return ALIASES.get(best, best)
+    return best
+
+
+@lru_cache(maxsize=512)
+def _best_offer(header: str) -> str | None:
+    """Parsing and matching with q-values is most of a small GET's own work; clients
+    send the same few headers again and again."""
+    accept = parse_accept_header(header, MIMEAccept)
+    if not accept:
+        return JSON
+    best = accept.best_match(OFFERS)
+    return None if best is None else ALIASES.get(best, best)
 
 
 # -- request bodies --------------------------------------------------------------

@@ -269,6 +269,19 @@ def test_nothing_acceptable_is_406(db):
     err(db.get("/db", headers={"Accept": "image/png"}, expect_errors=True), 406, "not_acceptable")
 
 
+def test_the_same_accept_headers_again_get_the_same_answers(db):
+    """Choices are remembered per header text: repeats, interleaved, must not mix."""
+    headers = {"application/yaml": "application/yaml", "image/png": None, "": "application/json",
+               "text/html": "text/html", "application/json;q=0,text/yaml": "application/yaml"}
+    for _ in range(3):
+        for accept, kind in headers.items():
+            r = db.get("/db", headers={"Accept": accept}, expect_errors=True)
+            if kind is None:
+                assert r.status_int == 406
+            else:
+                assert r.status_int == 200 and r.content_type == kind, accept
+
+
 # -- _all_docs ----------------------------------------------------------------------------------
 @pytest.fixture
 def abc(db):
