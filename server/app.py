@@ -47,6 +47,7 @@ log = logging.getLogger("settee.server")
 VERSION = "0.1.0"
 SLASH = "\x00"   # stands for an encoded "/" inside one path segment while routing
 DOCUMENT_METHODS = {"GET", "HEAD", "PUT", "DELETE", "COPY"}
+DATABASE_METHODS = {"GET", "HEAD", "PUT", "DELETE", "POST"}
 PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi"}
 SERVER_ADMIN_ENDPOINTS = {"all_dbs", "active_tasks", "metrics"}
 DB_ADMIN_ENDPOINTS = {"compact", "index_drop"}
@@ -233,13 +234,17 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
                                                  "internal server error (logged)"))
 
     def route(self, request: Request, path: str) -> tuple[str, dict]:
-        """The endpoint and its arguments. ``/{db}/{docid}``, most requests, is matched
-        here directly (the same answer the map gives, without its cost)."""
+        """The endpoint and its arguments. ``/{db}/{docid}`` and ``/{db}``, most
+        requests, are matched here directly (the same answers the map gives, without
+        its cost: a fifth of a POST's own work)."""
         parts = path.split("/")
         if (len(parts) == 3 and request.method in DOCUMENT_METHODS and parts[1] and parts[2]
                 and parts[1][0] != "_" and parts[2][0] != "_"):
             return "document", {"db": parts[1].replace(SLASH, "/"),
                                 "docid": parts[2].replace(SLASH, "/")}
+        if (len(parts) == 2 and request.method in DATABASE_METHODS and parts[1]
+                and parts[1][0] != "_"):
+            return "database", {"db": parts[1].replace(SLASH, "/")}
         adapter = self.url_map.bind_to_environ(request.environ)
         return adapter.match(path_info=path, method=request.method)
 

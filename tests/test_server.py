@@ -483,3 +483,30 @@ def test_prometheus_metrics(db):
     assert "settee_databases 1.0" in text and 'settee_disk_bytes{kind="free"}' in text
     assert "settee_process_resident_memory_bytes" in text
     assert db.get("/_metrics").status_int == 200
+
+
+def test_the_direct_routes_give_the_maps_answers(tmp_path):
+    """``/{db}`` and ``/{db}/{docid}`` are matched without the URL map: same answers."""
+    from werkzeug.exceptions import HTTPException
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from settee.server.app import routing_path
+    app = make_app(tmp_path).app
+    paths = ["/db", "/db%2Fsub", "/_all_dbs", "/_users", "/db/doc", "/db/doc%2Fx", "/db/_all_docs",
+             "/db/_design/x", "/db/_local/y", "/a-b_c$()+-", "/db/", "/", "/_up", "/db/doc/att"]
+    for path in paths:
+        for method in ("GET", "HEAD", "PUT", "DELETE", "POST", "COPY", "PATCH"):
+            environ = EnvironBuilder(path=path, method=method).get_environ()
+            environ["RAW_URI"] = path
+            request, routed = Request(environ), routing_path(environ)
+            adapter = app.url_map.bind_to_environ(environ)
+            try:
+                expected = adapter.match(path_info=routed, method=method)
+            except HTTPException as e:
+                expected = type(e)
+            try:
+                got = app.route(request, routed)
+            except HTTPException as e:
+                got = type(e)
+            assert got == expected, (method, path)
