@@ -14,8 +14,11 @@ that arrive meanwhile make the next batch, led by the first of them.
 ``run(take)`` is the batch: it calls ``take()`` once, when it is ready to work (after
 its turn to write has come, so the batch holds everything that arrived while it
 waited), and returns an outcome for each item taken: a result, or the exception that
-item raises. If ``run`` itself raises, nothing of the batch was written: each item is
-run again alone, so one item's failure is never its neighbours'.
+item raises. If ``run`` itself raises, nothing of the batch was written (its
+transaction rolled back), and each item is run again alone, so that a value one item
+brought is never its neighbours' failure; but an error of the storage (``shared``:
+a failed commit or fsync, a full disk) is every member's, and is not retried: after
+a failed fsync the batch is committed, and running it again would write it twice.
 """
 from __future__ import annotations
 
@@ -39,8 +42,10 @@ class _Slot:
 class Combiner:
     max_batch = 256
 
-    def __init__(self, run: Callable[[Callable[[], list]], list]):
+    def __init__(self, run: Callable[[Callable[[], list]], list],
+                 shared: tuple[type[BaseException], ...] = ()):
         self._run = run
+        self._shared = shared
         self._reset()
 
     def _reset(self) -> None:
@@ -99,8 +104,8 @@ class Combiner:
 
     def _alone(self, taken: list[_Slot], error: Exception) -> list:
         """The batch failed as a whole: run each item by itself for its own outcome."""
-        if len(taken) == 1:
-            return [error]
+        if len(taken) == 1 or isinstance(error, self._shared):
+            return [error] * len(taken)
         outcomes = []
         for slot in taken:
             try:

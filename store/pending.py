@@ -38,11 +38,6 @@ class Pending:
             self._known[key] = value
         return default if value is _ABSENT else value
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, Any]:
-        keys = list(keys)
-        self.prefetch(keys)
-        return {k: v for k in keys if (v := self._known[k]) is not _ABSENT}
-
     def pop(self, key: str, *default: Any) -> Any:
         value = self.get(key, _ABSENT)
         if value is _ABSENT:

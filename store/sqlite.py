@@ -182,6 +182,10 @@ class SQLiteBackend(GroupCommit, Backend):
                 return          # no log: the last connection checkpointed it (synced) away
             try:
                 os.fsync(fd)
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise                    # StorageFull, by translate_errors
+                raise BackendError(f"{self._log_path}: fsync failed: {e}", original=e) from e
             finally:
                 os.close(fd)
 

@@ -35,7 +35,7 @@ import orjson
 from .base import Layer, prefix_end
 from .combining import Combiner
 from .document import CURRENT, RESERVED_FIELDS, Doc, Meta, as_doc, rev_generation
-from .exceptions import BadRequest, Conflict, Deleted, NotFound
+from .exceptions import BackendError, BadRequest, Conflict, Deleted, NotFound
 from .pending import Pending
 
 DOC, TOMB, OLD, SEQ, LOCAL, INFO = "d/", "t/", "r/", "s/", "l/", "m/info"
@@ -94,11 +94,16 @@ class Versioning(Layer[Doc, Any]):
         if revs_limit < 1:
             raise ValueError("revs_limit must be at least 1")
         super().__init__(inner, revs_limit=revs_limit)
-        self._combiner = Combiner(self._write_batch)
+        self._combiner = Combiner(self._write_batch, shared=(BackendError,))
 
     # -- reading ----------------------------------------------------------------
     def info(self) -> dict[str, int]:
-        info = self.inner.get(INFO)
+        return self._counts(self.inner)
+
+    @staticmethod
+    def _counts(store) -> dict[str, int]:
+        """A copy of the database's counts as ``store`` has them (zeros when new)."""
+        info = store.get(INFO)
         return dict(info) if info else {"seq": 0, "docs": 0, "deleted": 0}
 
     def record(self, doc_id: str) -> Doc | None:
@@ -240,8 +245,7 @@ class Versioning(Layer[Doc, Any]):
 
     def _write(self, store, key, doc, body):
         """One document write against ``store`` (the batch's pending writes)."""
-        info = store.get(INFO)
-        info = dict(info) if info else {"seq": 0, "docs": 0, "deleted": 0}
+        info = self._counts(store)
         live = store.get(DOC + key)          # an empty body is falsy: compare with None
         current = live if live is not None else store.get(TOMB + key)
         if doc.meta.new_edits:

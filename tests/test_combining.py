@@ -8,7 +8,7 @@ from threads import run_threads
 
 from settee.store.combining import Combiner
 from settee.store.document import Doc, Meta
-from settee.store.exceptions import Conflict, NotFound
+from settee.store.exceptions import BackendError, Conflict, NotFound, StorageFull
 from settee.store.memory import MemoryBackend
 from settee.store.pending import Pending
 from settee.store.serialization import JSONSerializer
@@ -81,6 +81,31 @@ def test_a_batch_that_fails_as_a_whole_is_run_again_one_item_at_a_time():
     assert sorted(map(tuple, calls[1:]), key=len)[-1] == ("a", "bad", "c")  # tried together
 
 
+def test_a_storage_error_is_every_members_and_is_not_retried():
+    calls = []
+
+    def run(take):
+        items = take()
+        calls.append(items)
+        raise BackendError("the commit failed")
+
+    combiner = Combiner(run, shared=(BackendError,))
+    combiner._leading = True               # hold the batch back until three are queued
+    outcomes = {}
+    threads = [threading.Thread(target=lambda x=x: outcomes.update({x: combiner.submit(x)}))
+               for x in "abc"]
+    for t in threads:
+        t.start()
+    while len(combiner._queue) < 3:
+        pass
+    combiner._leading = False
+    combiner._queue[0].wake.release()      # the first queued thread leads
+    for t in threads:
+        t.join(10)
+    assert calls == [["a", "b", "c"]]               # one batch, not run again
+    assert all(isinstance(o, BackendError) for o in outcomes.values()) and len(outcomes) == 3
+
+
 def test_a_forked_child_starts_with_an_idle_combiner():
     combiner = Combiner(lambda take: take())
     combiner._leading = True           # as if a thread of the parent led at the fork
@@ -99,7 +124,7 @@ def test_pending_reads_see_writes_undo_forgets_an_item_and_flush_writes_once():
                                       real_delete(keys))
     pending = Pending(below)
     pending.prefetch(["a", "b", "c"])
-    assert pending.get_many(["a", "c"]) == {"a": b"1"}
+    assert pending.get("a") == b"1" and pending.get("c") is None
     pending.begin()
     pending.put_many([("c", b"3"), ("a", b"10")])
     assert pending.pop("b") == b"2" and pending.get("b") is None
@@ -193,3 +218,40 @@ def test_an_item_that_cannot_be_stored_fails_alone(versions):
     assert results[3] != "ok"
     assert all(results[i] == "ok" for i in range(8) if i != 3)
     assert sorted(versions) == [f"k{i}" for i in range(8) if i != 3]
+
+
+def test_writers_whose_batch_fsync_fails_are_told_so_not_given_a_conflict(versions, monkeypatch):
+    """A batch committed but not made durable: each member hears of the storage error
+    (507), none is run again to find its own write there and answer 409."""
+    import errno
+    import os
+    import time
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 1:                # the first batch: let the others queue behind
+            deadline = time.monotonic() + 10
+            while len(versions._combiner._queue) < 3 and time.monotonic() < deadline:
+                time.sleep(0.001)
+            return real_fsync(fd)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr("settee.store.sqlite.os.fsync", fsync)
+    results = {}
+
+    def writer(i):
+        if i:
+            time.sleep(0.05)               # after the first writer's batch began
+        try:
+            versions[f"k{i}"] = Doc({"n": i}, Meta())
+            results[i] = "ok"
+        except Exception as e:                                    # noqa: BLE001
+            results[i] = type(e).__name__
+
+    run_threads(4, writer)
+    assert results[0] == "ok"
+    assert [results[i] for i in (1, 2, 3)] == ["StorageFull"] * 3, results
+    assert sorted(versions) == ["k0", "k1", "k2", "k3"]   # committed, though not synced
