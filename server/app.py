@@ -159,7 +159,9 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
 
     # -- WSGI ---------------------------------------------------------------------
     def __call__(self, environ, start_response):
-        request = Request(environ)
+        # Not kept in the environ (werkzeug's default): request and environ would
+        # refer to each other, a cycle per request for the garbage collector.
+        request = Request(environ, populate_request=False)
         request.max_content_length = self.max_body
         cors = self.cors_headers(request)
         if cors and request.method == "OPTIONS" and \

@@ -211,7 +211,10 @@ class Versioning(Layer[Doc, Any]):
         else:                                # with whatever other threads write now
             outcome = self._combiner.submit(item)
         if isinstance(outcome, BaseException):
-            raise outcome
+            try:
+                raise outcome
+            finally:                         # this frame, in the error's traceback,
+                outcome = None               # would otherwise hold the error
         if outcome is not None:              # None: a replicated revision we had
             doc.meta.id = key
             doc.meta.rev, doc.meta.seq = outcome
@@ -239,7 +242,10 @@ class Versioning(Layer[Doc, Any]):
                     outcomes.append(self._write(pending, key, doc, body))
                 except (NotFound, Conflict, BadRequest) as e:
                     pending.undo()
-                    outcomes.append(e)
+                    # The item's answer, not a fault: without its traceback, whose
+                    # frames hold this list and so the error (a cycle per conflict
+                    # that only the garbage collector would free).
+                    outcomes.append(e.with_traceback(None))
             pending.flush()
         return outcomes
 
