@@ -99,6 +99,22 @@ def on_exit(server):
     shutil.rmtree(_metrics_dir, ignore_errors=True)
 
 
+def pre_fork(server, worker):
+    """Give the worker about to start a CPU of its own (``server_cpu_affinity``): one
+    that no live worker has, so a restarted worker takes its predecessor's."""
+    worker.cpu = None
+    if _settings["server_cpu_affinity"] == "auto" and hasattr(os, "sched_getaffinity"):
+        from settee.server.worker import choose_cpu
+        worker.cpu = choose_cpu(os.sched_getaffinity(0),
+                                (getattr(w, "cpu", None) for w in server.WORKERS.values()),
+                                server.num_workers)
+
+
+def post_fork(server, worker):
+    from settee.server.worker import pin
+    pin(getattr(worker, "cpu", None))
+
+
 def post_worker_init(worker):
     """Everything made before the first request (modules, the application) lives as
     long as the worker: frozen out of the collector's sight, so that a full collection

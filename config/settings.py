@@ -25,6 +25,8 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "server_workers": (2, int, "gunicorn worker processes"),
     "server_threads": (16, int, "threads per worker (each open longpoll or continuous feed holds one)"),
     "server_timeout": (60, int, "seconds before a silent worker is restarted"),
+    "server_cpu_affinity": ("auto", str, "auto: each worker on a CPU of its own when there "
+                            "are 2+ workers and no more than CPUs; off: where the kernel puts it"),
     "server_max_body": (64 * 1024 * 1024, int, "largest request body in bytes (413 above)"),
     "server_max_document": (8 * 1024 * 1024, int, "largest document in bytes (413 above)"),
     "server_max_json_depth": (64, int, "deepest JSON nesting accepted (400 above)"),
@@ -75,6 +77,7 @@ CHOICES = {
     "sqlite_synchronous": ("OFF", "NORMAL", "FULL", "EXTRA"),
     "compression_algorithm": ("lz4", "zlib"),
     "server_log_level": ("debug", "info", "warning", "error"),
+    "server_cpu_affinity": ("auto", "off"),
 }
 RANGES = {
     "server_workers": (1, 256), "server_threads": (1, 256), "server_timeout": (1, 86400),

@@ -1,6 +1,8 @@
 """End to end: a real gunicorn with two workers on loopback, a real HTTP client."""
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -217,3 +219,53 @@ def test_a_waiting_thread_does_not_starve_another_connection(tmp_path):
             for sock, f in zip(socks, files):
                 f.close()
                 sock.close()
+
+
+def test_choose_cpu_gives_each_worker_a_free_cpu_or_none():
+    from settee.server.worker import choose_cpu
+    assert choose_cpu({0, 1}, [], 2) == 0
+    assert choose_cpu({0, 1}, [0], 2) == 1
+    assert choose_cpu({0, 1}, [1, None], 2) == 0          # a restarted worker's CPU
+    assert choose_cpu({2, 3}, [2], 2) == 3                 # only the CPUs allowed
+    assert choose_cpu({0, 1}, [0, 1], 2) is None
+    assert choose_cpu({0, 1}, [], 3) is None               # more workers than CPUs
+    assert choose_cpu({0, 1, 2, 3}, [], 1) is None         # one worker competes with none
+
+
+def _worker_pids(master: int, count: int, timeout: float = 30) -> list[int]:
+    """The pids of ``master``'s ``count`` workers, once it has that many."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == master:
+                        pids.append(int(entry))
+            except (OSError, ValueError):
+                continue
+        if len(pids) == count or time.monotonic() > deadline:
+            return sorted(pids)
+        time.sleep(0.1)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to give each of two workers one")
+def test_each_worker_runs_on_a_cpu_of_its_own_and_a_restarted_one_takes_the_freed_one(tmp_path):
+    allowed = os.sched_getaffinity(0)
+    with LiveServer(tmp_path / "pinned", workers=2) as live:
+        pids = _worker_pids(live.proc.pid, 2)
+        cpus = {pid: os.sched_getaffinity(pid) for pid in pids}
+        assert all(len(c) == 1 and c <= allowed for c in cpus.values()), cpus
+        assert len(set.union(*cpus.values())) == 2, cpus
+        os.kill(pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while (new := [p for p in _worker_pids(live.proc.pid, 2) if p not in pids]) == [] \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert new, "the killed worker was not replaced"
+        assert os.sched_getaffinity(new[0]) == cpus[pids[0]]
+        assert requests.get(live.url + "/_up", timeout=5).status_code == 200
+    with LiveServer(tmp_path / "free", workers=2, SETTEE_SERVER_CPU_AFFINITY="off") as live:
+        assert [os.sched_getaffinity(p) for p in _worker_pids(live.proc.pid, 2)] \
+            == [allowed, allowed]

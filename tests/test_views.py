@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import random
 import subprocess
 import sys
@@ -182,6 +183,19 @@ def test_parallel_build_equals_incremental_build(tmp_path, monkeypatch):
     view.update(progress=done.append)
     assert sum(done) == 2500 and view.state()["seq"] == 2500
     check_against_scratch(db, view)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs two CPUs to tell a pinned process from a free one")
+def test_a_build_pool_process_runs_on_every_cpu_though_its_parent_was_pinned():
+    """Server workers run on a CPU each; the processes of a build's pool are started
+    from a worker and must not all share its one CPU."""
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from settee.views.build import _every_cpu; _every_cpu(); "
+            "print(sorted(os.sched_getaffinity(0)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert json.loads(out) == sorted(os.sched_getaffinity(0))
 
 
 def test_invoice_view_matches_the_expected_totals(tmp_path):

@@ -39,8 +39,20 @@ def _init_worker(opener, spec) -> None:
     from settee.store import Catalog
 
     from .engine import View
+    _every_cpu()
     settings, name = opener
     _worker_view = View(Catalog(settings).get(name), spec)
+
+
+def _every_cpu() -> None:
+    """A pool process may run on any CPU, wherever the process that started the pool
+    was pinned (a server worker runs on a CPU of its own: ``server_cpu_affinity``);
+    the kernel keeps it within the CPUs the machine allows this process."""
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+        except OSError as e:                # no CPU of that range allowed: stay put
+            log.debug("pool process keeps its CPUs: %s", e)
 
 
 def _map_chunk(ids: list[str]) -> tuple[list, dict, int]:
