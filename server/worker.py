@@ -20,11 +20,14 @@ served a fifth more requests (measured).
 """
 from __future__ import annotations
 
+import logging
 import os
 import select
 from collections.abc import Iterable
 
 from gunicorn.workers.gthread import ThreadWorker
+
+log = logging.getLogger("settee.server")
 
 
 def choose_cpu(allowed: Iterable[int], taken: Iterable[int | None], workers: int) -> int | None:
@@ -39,10 +42,18 @@ def choose_cpu(allowed: Iterable[int], taken: Iterable[int | None], workers: int
     return next((cpu for cpu in allowed if cpu not in busy), None)
 
 
-def pin(cpu: int | None) -> None:
-    """Run this process (and the threads it starts) on ``cpu`` only."""
-    if cpu is not None:
+def pin(cpu: int | None) -> bool:
+    """Run this process (and the threads it starts) on ``cpu`` only; False if the
+    system refused (the worker then runs wherever the kernel puts it)."""
+    if cpu is None:
+        return False
+    try:
         os.sched_setaffinity(0, {cpu})
+    except OSError as e:
+        log.warning("worker %d stays on CPUs %s: %s", os.getpid(),
+                    sorted(os.sched_getaffinity(0)), e)
+        return False
+    return True
 
 
 class Worker(ThreadWorker):

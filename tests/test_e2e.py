@@ -233,20 +233,30 @@ def test_choose_cpu_gives_each_worker_a_free_cpu_or_none():
 
 
 def _worker_pids(master: int, count: int, timeout: float = 30) -> list[int]:
-    """The pids of ``master``'s ``count`` workers, once it has that many."""
+    """The pids of ``master``'s ``count`` live workers, once it has that many."""
     deadline = time.monotonic() + timeout
     while True:
         pids = []
         for entry in os.listdir("/proc"):
             try:
                 with open(f"/proc/{entry}/stat") as f:
-                    if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == master:
-                        pids.append(int(entry))
+                    state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+                if entry.isdigit() and int(ppid) == master and state != "Z":
+                    pids.append(int(entry))
             except (OSError, ValueError):
                 continue
         if len(pids) == count or time.monotonic() > deadline:
             return sorted(pids)
-        time.sleep(0.1)
+        time.sleep(0.05)
+
+
+def _settled_affinity(pid: int, timeout: float = 10) -> set[int]:
+    """The CPUs of a worker once it has pinned itself (a worker just forked still has
+    its master's), or all of them if it has not done so within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while len(cpus := os.sched_getaffinity(pid)) > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return cpus
 
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
@@ -255,17 +265,26 @@ def test_each_worker_runs_on_a_cpu_of_its_own_and_a_restarted_one_takes_the_free
     allowed = os.sched_getaffinity(0)
     with LiveServer(tmp_path / "pinned", workers=2) as live:
         pids = _worker_pids(live.proc.pid, 2)
-        cpus = {pid: os.sched_getaffinity(pid) for pid in pids}
+        cpus = {pid: _settled_affinity(pid) for pid in pids}
         assert all(len(c) == 1 and c <= allowed for c in cpus.values()), cpus
         assert len(set.union(*cpus.values())) == 2, cpus
         os.kill(pids[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while (new := [p for p in _worker_pids(live.proc.pid, 2) if p not in pids]) == [] \
-                and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert new, "the killed worker was not replaced"
-        assert os.sched_getaffinity(new[0]) == cpus[pids[0]]
+        while len(new := [p for p in _worker_pids(live.proc.pid, 2, timeout=1)
+                          if p not in pids]) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(new) == 1, f"the killed worker was not replaced: {new}"
+        assert _settled_affinity(new[0]) == cpus[pids[0]], (cpus, new)
         assert requests.get(live.url + "/_up", timeout=5).status_code == 200
     with LiveServer(tmp_path / "free", workers=2, SETTEE_SERVER_CPU_AFFINITY="off") as live:
         assert [os.sched_getaffinity(p) for p in _worker_pids(live.proc.pid, 2)] \
             == [allowed, allowed]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity here")
+def test_a_cpu_the_system_refuses_leaves_the_worker_where_it_was():
+    from settee.server.worker import pin
+    before = os.sched_getaffinity(0)
+    assert pin(None) is False
+    assert pin(10**6) is False                    # no such CPU: refused, not raised
+    assert os.sched_getaffinity(0) == before
