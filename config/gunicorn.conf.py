@@ -104,14 +104,14 @@ def pre_fork(server, worker):
     that no live worker has, so a restarted worker takes its predecessor's."""
     worker.cpu = None
     if _settings["server_cpu_affinity"] == "auto" and hasattr(os, "sched_getaffinity"):
-        from settee.server.worker import choose_cpu
+        from settee.config.affinity import choose_cpu
         worker.cpu = choose_cpu(os.sched_getaffinity(0),
                                 (getattr(w, "cpu", None) for w in server.WORKERS.values()),
                                 server.num_workers)
 
 
 def post_fork(server, worker):
-    from settee.server.worker import pin
+    from settee.config.affinity import pin
     pin(getattr(worker, "cpu", None))
 
 

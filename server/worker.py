@@ -10,50 +10,12 @@ libraries, replication, benchmark tools), so here the thread waits a moment
 (``linger``) for it and serves it itself; a connection that stays quiet, or a pool
 with work queued for its threads, goes back to the poller as before. Everything
 else (timeouts, graceful stops, ``max_requests``, HTTP/2) is gthread's own.
-
-CPU affinity (``server_cpu_affinity``, :func:`choose_cpu`): a worker's threads take
-turns holding the interpreter lock, and a thread that holds it while another
-worker's thread takes its CPU from it stops its whole worker until it gets a CPU
-back. On a small machine that is most of what makes a worker wait: under a durable
-write load on 2 CPUs, one worker per CPU made a third fewer context switches and
-served a fifth more requests (measured).
 """
 from __future__ import annotations
 
-import logging
-import os
 import select
-from collections.abc import Iterable
 
 from gunicorn.workers.gthread import ThreadWorker
-
-log = logging.getLogger("settee.server")
-
-
-def choose_cpu(allowed: Iterable[int], taken: Iterable[int | None], workers: int) -> int | None:
-    """The CPU a new worker runs on: the first of ``allowed`` that no live worker
-    (``taken``) has; None (anywhere) when there are more ``workers`` than CPUs
-    allowed, as no CPU could be a worker's own, or just one worker, as no other
-    worker's threads compete with its own."""
-    allowed = sorted(allowed)
-    if not 1 < workers <= len(allowed):
-        return None
-    busy = set(taken)
-    return next((cpu for cpu in allowed if cpu not in busy), None)
-
-
-def pin(cpu: int | None) -> bool:
-    """Run this process (and the threads it starts) on ``cpu`` only; False if the
-    system refused (the worker then runs wherever the kernel puts it)."""
-    if cpu is None:
-        return False
-    try:
-        os.sched_setaffinity(0, {cpu})
-    except OSError as e:
-        log.warning("worker %d stays on CPUs %s: %s", os.getpid(),
-                    sorted(os.sched_getaffinity(0)), e)
-        return False
-    return True
 
 
 class Worker(ThreadWorker):

@@ -222,7 +222,7 @@ def test_a_waiting_thread_does_not_starve_another_connection(tmp_path):
 
 
 def test_choose_cpu_gives_each_worker_a_free_cpu_or_none():
-    from settee.server.worker import choose_cpu
+    from settee.config.affinity import choose_cpu
     assert choose_cpu({0, 1}, [], 2) == 0
     assert choose_cpu({0, 1}, [0], 2) == 1
     assert choose_cpu({0, 1}, [1, None], 2) == 0          # a restarted worker's CPU
@@ -283,7 +283,7 @@ def test_each_worker_runs_on_a_cpu_of_its_own_and_a_restarted_one_takes_the_free
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity here")
 def test_a_cpu_the_system_refuses_leaves_the_worker_where_it_was():
-    from settee.server.worker import pin
+    from settee.config.affinity import pin
     before = os.sched_getaffinity(0)
     assert pin(None) is False
     assert pin(10**6) is False                    # no such CPU: refused, not raised

@@ -187,12 +187,13 @@ def test_parallel_build_equals_incremental_build(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
                     reason="needs two CPUs to tell a pinned process from a free one")
-def test_a_build_pool_process_runs_on_every_cpu_though_its_parent_was_pinned():
+def test_a_build_pool_process_runs_on_the_cpus_its_parent_had_before_it_was_pinned():
     """Server workers run on a CPU each; the processes of a build's pool are started
-    from a worker and must not all share its one CPU."""
-    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from settee.views.build import _every_cpu; _every_cpu(); "
-            "print(sorted(os.sched_getaffinity(0)))")
+    from a worker and go back to the CPUs it had before (all of them here; under
+    ``taskset`` only those), not its one CPU."""
+    code = ("import os; from settee.config.affinity import pin, restore, unpinned; "
+            "pin(min(os.sched_getaffinity(0))); assert len(os.sched_getaffinity(0)) == 1; "
+            "restore(unpinned()); print(sorted(os.sched_getaffinity(0)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert json.loads(out) == sorted(os.sched_getaffinity(0))

@@ -27,6 +27,8 @@ import time
 from collections import deque
 from itertools import islice
 
+from settee.config.affinity import restore, unpinned
+
 log = logging.getLogger("settee.views")
 
 CHUNK = 1000
@@ -34,25 +36,14 @@ POOL_WORTH_SECONDS = 2.0     # estimated one-process build time below which no p
 _worker_view = None
 
 
-def _init_worker(opener, spec) -> None:
+def _init_worker(opener, spec, cpus) -> None:
     global _worker_view
     from settee.store import Catalog
 
     from .engine import View
-    _every_cpu()
+    restore(cpus)                # a pinned server worker's pool: the CPUs it had before
     settings, name = opener
     _worker_view = View(Catalog(settings).get(name), spec)
-
-
-def _every_cpu() -> None:
-    """A pool process may run on any CPU, wherever the process that started the pool
-    was pinned (a server worker runs on a CPU of its own: ``server_cpu_affinity``);
-    the kernel keeps it within the CPUs the machine allows this process."""
-    if hasattr(os, "sched_setaffinity"):
-        try:
-            os.sched_setaffinity(0, range(os.cpu_count() or 1))
-        except OSError as e:                # no CPU of that range allowed: stay put
-            log.debug("pool process keeps its CPUs: %s", e)
 
 
 def _map_chunk(ids: list[str]) -> tuple[list, dict, int]:
@@ -96,7 +87,7 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
         if view.db.opener is not None and processes > 1:
             ctx = multiprocessing.get_context("forkserver")
             pool = ctx.Pool(processes, initializer=_init_worker,
-                            initargs=(view.db.opener, view.spec))
+                            initargs=(view.db.opener, view.spec, unpinned()))
             results = _pooled(pool, chunks, processes * 2)
         else:
             results = (_map_here(view, ids) for ids in chunks)
