@@ -11,6 +11,7 @@ import shutil
 import tempfile
 
 from settee.config import load_settings
+from settee.server.balance import ConnectionTable
 
 _settings = load_settings()
 
@@ -22,11 +23,11 @@ worker_class = "settee.server.worker.Worker"
 timeout = _settings["server_timeout"]
 graceful_timeout = 30          # SIGTERM: in-flight requests get this long to finish
 keepalive = 5
-# Each worker listens on its own socket (SO_REUSEPORT) and the kernel spreads new
-# connections evenly over them. On one shared socket the worker that wakes first takes
-# every connection of a burst: with keep-alive clients one worker could serve them all
-# (bound by its GIL) while the other idled.
-reuse_port = True
+# The workers share one listening socket, and a new connection goes to the worker
+# holding the fewest (server/balance.py): with keep-alive clients, an uneven split
+# (the first worker to wake taking a whole burst, or SO_REUSEPORT's hash giving 11/5)
+# lasts as long as the connections do.
+reuse_port = False
 limit_request_line = 8190      # URL size limit (bytes): longer is 414
 limit_request_fields = 100
 limit_request_field_size = 8190
@@ -61,6 +62,10 @@ logconfig_dict = {
 _metrics_dir = os.path.join(tempfile.gettempdir(), f"settee-metrics-{os.getpid()}")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
+# Open connections per worker, shared by all of them: made here, in the master, so
+# every worker it forks has it.
+_connections = ConnectionTable()
+
 
 def on_starting(server):
     _refuse_a_taken_address(server)
@@ -69,9 +74,10 @@ def on_starting(server):
 
 
 def _refuse_a_taken_address(server):
-    """With ``reuse_port`` a second server of the same user could bind the same port
-    and silently take half its connections. Bind each TCP address once without
-    SO_REUSEPORT (which fails while anything listens there) and stop if it is taken."""
+    """Stop at once, with the reason, when an address is taken (gunicorn itself retries
+    for five seconds). Bind each TCP address once without SO_REUSEPORT, which fails
+    while anything listens there, so that a second server of the same user started
+    with ``reuse_port`` could not silently take half of the connections either."""
     import socket
     import sys
     for address in server.cfg.address:
@@ -91,6 +97,7 @@ def _refuse_a_taken_address(server):
 
 
 def child_exit(server, worker):
+    _connections.release(getattr(worker, "slot", None))
     from prometheus_client import multiprocess
     multiprocess.mark_process_dead(worker.pid)
 
@@ -100,8 +107,11 @@ def on_exit(server):
 
 
 def pre_fork(server, worker):
-    """Give the worker about to start a CPU of its own (``server_cpu_affinity``): one
-    that no live worker has, so a restarted worker takes its predecessor's."""
+    """Give the worker about to start a slot in the connection table, and a CPU of its
+    own (``server_cpu_affinity``): one that no live worker has, so a restarted worker
+    takes its predecessor's."""
+    worker.table = _connections
+    worker.slot = _connections.claim(getattr(w, "slot", None) for w in server.WORKERS.values())
     worker.cpu = None
     if _settings["server_cpu_affinity"] == "auto" and hasattr(os, "sched_getaffinity"):
         from settee.config.affinity import choose_cpu

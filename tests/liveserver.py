@@ -78,6 +78,23 @@ class LiveServer:
             self.proc = None
             self._log.close()
 
+    def worker_pids(self, count: int, timeout: float = 30) -> list[int]:
+        """The pids of the server's ``count`` live workers, once it has that many."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = []
+            for entry in os.listdir("/proc"):
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
+                    if entry.isdigit() and int(ppid) == self.proc.pid and state != "Z":
+                        pids.append(int(entry))
+                except (OSError, ValueError):
+                    continue
+            if len(pids) == count or time.monotonic() > deadline:
+                return sorted(pids)
+            time.sleep(0.05)
+
     def __enter__(self) -> LiveServer:
         return self.start()
 

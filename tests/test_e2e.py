@@ -148,8 +148,8 @@ def test_logs_are_json_lines_and_metrics_add_up_across_workers(tmp_path):
 
 
 def test_a_second_server_cannot_take_a_port_in_use(tmp_path):
-    """Workers listen with SO_REUSEPORT, which would let a second server of the same
-    user bind the port and take half of the connections: it must refuse to start."""
+    """A second server on a port in use refuses to start, saying why, and does not
+    disturb the first."""
     import subprocess
     import sys
 
@@ -232,24 +232,6 @@ def test_choose_cpu_gives_each_worker_a_free_cpu_or_none():
     assert choose_cpu({0, 1, 2, 3}, [], 1) is None         # one worker competes with none
 
 
-def _worker_pids(master: int, count: int, timeout: float = 30) -> list[int]:
-    """The pids of ``master``'s ``count`` live workers, once it has that many."""
-    deadline = time.monotonic() + timeout
-    while True:
-        pids = []
-        for entry in os.listdir("/proc"):
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    state, ppid = f.read().rsplit(")", 1)[1].split()[:2]
-                if entry.isdigit() and int(ppid) == master and state != "Z":
-                    pids.append(int(entry))
-            except (OSError, ValueError):
-                continue
-        if len(pids) == count or time.monotonic() > deadline:
-            return sorted(pids)
-        time.sleep(0.05)
-
-
 def _settled_affinity(pid: int, timeout: float = 10) -> set[int]:
     """The CPUs of a worker once it has pinned itself (a worker just forked still has
     its master's), or all of them if it has not done so within ``timeout``."""
@@ -264,20 +246,20 @@ def _settled_affinity(pid: int, timeout: float = 10) -> set[int]:
 def test_each_worker_runs_on_a_cpu_of_its_own_and_a_restarted_one_takes_the_freed_one(tmp_path):
     allowed = os.sched_getaffinity(0)
     with LiveServer(tmp_path / "pinned", workers=2) as live:
-        pids = _worker_pids(live.proc.pid, 2)
+        pids = live.worker_pids(2)
         cpus = {pid: _settled_affinity(pid) for pid in pids}
         assert all(len(c) == 1 and c <= allowed for c in cpus.values()), cpus
         assert len(set.union(*cpus.values())) == 2, cpus
         os.kill(pids[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while len(new := [p for p in _worker_pids(live.proc.pid, 2, timeout=1)
+        while len(new := [p for p in live.worker_pids(2, timeout=1)
                           if p not in pids]) != 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(new) == 1, f"the killed worker was not replaced: {new}"
         assert _settled_affinity(new[0]) == cpus[pids[0]], (cpus, new)
         assert requests.get(live.url + "/_up", timeout=5).status_code == 200
     with LiveServer(tmp_path / "free", workers=2, SETTEE_SERVER_CPU_AFFINITY="off") as live:
-        assert [os.sched_getaffinity(p) for p in _worker_pids(live.proc.pid, 2)] \
+        assert [os.sched_getaffinity(p) for p in live.worker_pids(2)] \
             == [allowed, allowed]
 
 
