@@ -38,6 +38,12 @@ import time
 from dataclasses import asdict, dataclass, field
 
 
+CHUNK = 20_000      # iterations of the fixed work: about 0.4 ms
+INTERVAL = 0.004    # seconds between pieces of work
+WINDOW = 0.05       # seconds a window spans
+SLOW = 2.0          # a window is slow above this many times the median
+
+
 @dataclass
 class Episode:
     start_s: float          # from the start of the run
@@ -108,8 +114,8 @@ def analyse(samples: dict[int, list[tuple[int, int]]], *, seconds: float, window
     return report
 
 
-def measure(seconds: float, *, chunk: int = 20_000, interval: float = 0.004,
-            window: float = 0.05, slow: float = 2.0, cpus: list[int] | None = None,
+def measure(seconds: float, *, chunk: int = CHUNK, interval: float = INTERVAL,
+            window: float = WINDOW, slow: float = SLOW, cpus: list[int] | None = None,
             progress: bool = False) -> Report:
     cpus = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
     with multiprocessing.get_context("fork").Pool(len(cpus)) as pool:
@@ -147,18 +153,20 @@ def show(report: Report) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="how long (10)")
-    parser.add_argument("--chunk", type=int, default=20_000,
-                        help="iterations of the fixed work (20000, about 0.4 ms)")
-    parser.add_argument("--interval", type=float, default=0.004,
-                        help="seconds between pieces of work (0.004)")
-    parser.add_argument("--window", type=float, default=0.05, help="window in seconds (0.05)")
-    parser.add_argument("--slow", type=float, default=2.0,
-                        help="a window is slow above this many times the median (2)")
+    parser.add_argument("--chunk", type=int, default=CHUNK,
+                        help=f"iterations of the fixed work ({CHUNK}, about 0.4 ms)")
+    parser.add_argument("--interval", type=float, default=INTERVAL,
+                        help=f"seconds between pieces of work ({INTERVAL:g})")
+    parser.add_argument("--window", type=float, default=WINDOW,
+                        help=f"window in seconds ({WINDOW:g})")
+    parser.add_argument("--slow", type=float, default=SLOW,
+                        help=f"a window is slow above this many times the median ({SLOW:g})")
     parser.add_argument("--json", action="store_true", help="the report as JSON")
     args = parser.parse_args(argv)
     if args.seconds <= 0 or args.chunk <= 0 or args.interval < 0 or args.window <= 0 \
             or args.slow <= 1:
-        parser.error("--seconds, --chunk and --window must be positive, --slow above 1")
+        parser.error("--seconds, --chunk and --window must be positive, --interval not "
+                     "negative, --slow above 1")
     report = measure(args.seconds, chunk=args.chunk, interval=args.interval,
                      window=args.window, slow=args.slow, progress=sys.stderr.isatty())
     if args.json:

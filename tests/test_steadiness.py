@@ -53,7 +53,8 @@ def test_a_real_run_probes_each_cpu_it_may_use():
     assert all(0 <= report.slow_share[cpu] <= 1 for cpu in cpus)
 
 
-@pytest.mark.parametrize("argv", [["--seconds", "0"], ["--slow", "1"], ["--window", "-1"]])
+@pytest.mark.parametrize("argv", [["--seconds", "0"], ["--slow", "1"], ["--window", "-1"],
+                                  ["--interval", "-1"]])
 def test_bad_arguments_are_refused(argv, capsys):
     with pytest.raises(SystemExit) as exit:
         steadiness.main(argv)
