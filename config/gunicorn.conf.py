@@ -21,6 +21,8 @@ workers = _settings["server_workers"]
 threads = _settings["server_threads"]
 worker_class = "settee.server.worker.Worker"
 timeout = _settings["server_timeout"]
+# Open connections per worker; past it a new one is answered 503 (server/worker.py).
+worker_connections = _settings["server_max_connections"]
 graceful_timeout = 30          # SIGTERM: in-flight requests get this long to finish
 keepalive = 5
 # The workers share one listening socket, and a new connection goes to the worker
@@ -69,6 +71,7 @@ _connections = ConnectionTable()
 
 def on_starting(server):
     _refuse_a_taken_address(server)
+    _raise_open_file_limit(server)
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir)
 
@@ -94,6 +97,23 @@ def _refuse_a_taken_address(server):
             sys.exit(1)
         finally:
             probe.close()
+
+
+def _raise_open_file_limit(server):
+    """Every connection is a file, and so is every open database's storage: take the
+    soft limit up to the hard one (often 1024 of 1048576), for the workers too."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            server.log.warning("cannot raise the open file limit from %s: %s", soft, e)
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft != resource.RLIM_INFINITY and soft < _settings["server_max_connections"] + 64:
+        server.log.warning("the open file limit (%s) is below server_max_connections (%s): "
+                           "connections past it will fail", soft,
+                           _settings["server_max_connections"])
 
 
 def child_exit(server, worker):
@@ -123,6 +143,8 @@ def pre_fork(server, worker):
 def post_fork(server, worker):
     from settee.config.affinity import pin
     pin(getattr(worker, "cpu", None))
+    worker.header_timeout = _settings["server_header_timeout"]
+    worker.io_timeout = _settings["server_io_timeout"]
 
 
 def post_worker_init(worker):

@@ -23,10 +23,17 @@ from settee.store.exceptions import ConfigurationError
 DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "server_bind": ("127.0.0.1:5984", str, "address:port gunicorn listens on"),
     "server_workers": (2, int, "gunicorn worker processes"),
-    "server_threads": (16, int, "threads per worker (each open longpoll or continuous feed holds one)"),
+    "server_threads": (16, int, "threads per worker, each serving one request at a time "
+                       "(waiting feeds and idle or slow connections hold none)"),
     "server_timeout": (60, int, "seconds before a silent worker is restarted"),
     "server_cpu_affinity": ("auto", str, "auto: each worker on a CPU of its own when there "
                             "are 2+ workers and no more than CPUs; off: where the kernel puts it"),
+    "server_max_connections": (2048, int, "open connections per worker; a new one past "
+                               "this is answered 503 and closed"),
+    "server_header_timeout": (20.0, float, "seconds a client has to send a request's "
+                              "headers (408 and closed after)"),
+    "server_io_timeout": (60.0, float, "seconds a request's body read or a response's "
+                          "write may stall before the connection is dropped"),
     "server_max_body": (64 * 1024 * 1024, int, "largest request body in bytes (413 above)"),
     "server_max_document": (8 * 1024 * 1024, int, "largest document in bytes (413 above)"),
     "server_max_json_depth": (64, int, "deepest JSON nesting accepted (400 above)"),
@@ -36,6 +43,8 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "storage_data_dir": ("./data", str, "directory holding one store per database"),
     "storage_stack": (["validation", "timestamps", "versioning", "serialization", "compression"],
                       list, "layers from top to bottom over the backend"),
+    "storage_max_dbs_open": (500, int, "databases a worker keeps open; the least "
+                             "recently used idle one is closed past this"),
     "storage_free_space_floor": (64 * 1024 * 1024, int,
                                  "refuse writes (507) when less disk is free, in bytes"),
     "sqlite_synchronous": ("FULL", str, "FULL: fsync at every commit; NORMAL: not on commit"),
@@ -86,6 +95,8 @@ RANGES = {
     "compression_min_size": (0, 1 << 30), "versioning_revs_limit": (1, 1_000_000),
     "storage_free_space_floor": (0, 1 << 50), "lmdb_map_size": (1 << 20, 1 << 50),
     "replication_interval": (0.001, 3600),
+    "server_max_connections": (16, 1 << 20), "server_header_timeout": (0.1, 3600),
+    "server_io_timeout": (0.1, 86400), "storage_max_dbs_open": (1, 1 << 20),
     "auth_session_timeout": (1, 10**8), "auth_pbkdf2_iterations": (1, 10**8),
 }
 

@@ -18,14 +18,17 @@ import os
 import shutil
 import time
 import uuid
+from contextvars import ContextVar
+from functools import partial
 from urllib.parse import unquote
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, Map, Rule
+from werkzeug.wsgi import ClosingIterator
 from werkzeug.wrappers import Request, Response
 
 from settee.store import Catalog
-from settee.store.exceptions import DatabaseExists, StoreError
+from settee.store.exceptions import DatabaseExists, DatabaseNotFound, StoreError
 from settee.store.uuids import new_id
 from settee.views.definitions import load_modules
 
@@ -40,6 +43,7 @@ from .mango import MangoEndpoints
 from .openapi import OpenAPIEndpoints
 from .metrics import MetricsEndpoints, observe
 from .params import Params
+from .parking import CLOSE
 from .reply import Reply
 from .views import ViewEndpoints
 
@@ -55,6 +59,35 @@ DB_ADMIN_WRITES = {"security", "revs_limit", "design_doc", "index"}
 SERVER_ENDPOINTS = {"_all_dbs", "_uuids", "_up", "_active_tasks", "_session", "_utils",
                     "_node", "_config", "_replicate", "_scheduler", "_membership",
                     "_cluster_setup", "_dbs_info", "_stats", "_metrics", "_openapi.json"}
+
+
+#: The databases the current request uses (:meth:`Settee.db`), released when its
+#: response is done. Per thread, as each request runs on one.
+LEASES: ContextVar[list | None] = ContextVar("settee_leases", default=None)
+
+
+def release(leases: list) -> None:
+    for database in leases:
+        database.release()
+    leases.clear()
+
+
+def databases_kept_open(settings) -> int:
+    """``storage_max_dbs_open``, lowered to what the open file limit allows. A SQLite
+    database holds three files (data, log, shared memory) for each connection: one
+    per thread that reads it, its writer and its checkpointer; and every client
+    connection is a file too (``server_max_connections``)."""
+    import resource
+    wanted = settings["storage_max_dbs_open"]
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    per_database = 3 * (settings["server_threads"] + 3)
+    allowed = max(8, (soft - settings["server_max_connections"] - 64) // per_database)
+    if allowed < wanted:
+        log.info("keeping %d databases open, not %d (storage_max_dbs_open): the open file "
+                 "limit is %d", allowed, wanted, soft)
+    return min(wanted, allowed)
 
 
 class SegmentConverter(BaseConverter):
@@ -142,7 +175,7 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
 
     def __init__(self, settings):
         self.settings = settings
-        self.catalog = Catalog(settings)
+        self.catalog = Catalog(settings, max_open=databases_kept_open(settings))
         self.auth = Authenticator(settings, self.catalog)
         if not self.auth.party and not self.catalog.exists(USERS_DB):
             try:                        # where users live; several workers may race here
@@ -169,13 +202,24 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
             response = self.preflight(request, cors)
         else:
             started = time.perf_counter()
-            response = self.dispatch(request)
+            leases: list = []
+            token = LEASES.set(leases)
+            try:
+                response = self.dispatch(request)
+            finally:
+                LEASES.reset(token)
             if cors:
                 if isinstance(response, Reply):
                     response.add(cors)
                 else:
                     response.headers.update(cors)
             observe(request.method, response.status_code, time.perf_counter() - started)
+            if leases:
+                if isinstance(response, Reply) or not response.is_streamed:
+                    release(leases)
+                else:                   # the databases stay in use until the stream ends
+                    return ClosingIterator(response(environ, start_response),
+                                           partial(release, leases))
         return response(environ, start_response)
 
     # -- CORS (for browser clients such as PouchDB) -------------------------------------
@@ -228,12 +272,23 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
         except NotFound:
             return self.error(request, HTTPError(404, "not_found", "missing"))
         except HTTPException as e:        # werkzeug's own: 413, 400 from form parsing, ...
+            if isinstance(e.__context__, TimeoutError):     # werkzeug's ClientDisconnected
+                return self.stalled(request)
             name = {413: "too_large"}.get(e.code, "bad_request")
             return self.error(request, HTTPError(e.code or 400, name, e.description or name))
+        except TimeoutError:
+            return self.stalled(request)
         except Exception:                 # a bug: say so in JSON, log the traceback
             log.exception("unhandled error on %s %s", request.method, request.path)
             return self.error(request, HTTPError(500, "unknown_error",
                                                  "internal server error (logged)"))
+
+    def stalled(self, request: Request) -> Response:
+        """The request's body stopped arriving (``server_io_timeout``): 408, and the
+        connection is closed (what is left of the body will not be read)."""
+        request.environ[CLOSE] = True
+        return self.error(request, HTTPError(408, "request_timeout",
+                                             "The request body stopped arriving"))
 
     def route(self, request: Request, path: str) -> tuple[str, dict]:
         """The endpoint and its arguments. ``/{db}/{docid}`` and ``/{db}``, most
@@ -306,7 +361,13 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
                             f"Document over {self.max_document} bytes")
 
     def db(self, name: str):
-        return self.catalog.get(name)
+        """The open database ``name``, leased until the request's response is done (the
+        catalog closes only databases nobody uses)."""
+        database = self.catalog.get(name)
+        leases = LEASES.get()
+        if leases is not None:
+            leases.append(database.lease())
+        return database
 
     def check_writable(self) -> None:
         """507 before the disk is full: the free-space floor.
@@ -416,6 +477,15 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
                 endpoint == "database" and method in ("PUT", "DELETE")):
             auth.require_admin(user)
             return
+        writes = method not in ("GET", "HEAD")
+        admin_only = endpoint in DB_ADMIN_ENDPOINTS or (writes and endpoint in DB_ADMIN_WRITES)
+        if user.name is None and db != USERS_DB:
+            # No _security names the anonymous user: the answer needs only whether the
+            # database exists, and its storage stays closed.
+            if not self.catalog.exists(db):
+                raise DatabaseNotFound(db)
+            raise auth.deny(user, "You are not a db or server admin." if admin_only
+                            else "You are not allowed to access this db.")
         database = self.db(db)
         if db == USERS_DB:
             docid = values.get("docid")
@@ -426,8 +496,7 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
                 return
             auth.require_admin(user)
             return
-        writes = method not in ("GET", "HEAD")
-        if endpoint in DB_ADMIN_ENDPOINTS or (writes and endpoint in DB_ADMIN_WRITES):
+        if admin_only:
             auth.require_db_admin(user, database)
         else:
             auth.require_member(user, database)

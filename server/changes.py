@@ -2,10 +2,12 @@
 ``continuous`` and ``eventsource``.
 
 A feed that waits learns of commits made by any worker process by polling the
-database's sequence number (one small read every ``POLL`` seconds; the read is
-a B-tree lookup on SQLite), or, when the backend offers ``wait_for_change(mark,
-timeout)`` (PostgreSQL: LISTEN/NOTIFY, so commits on other nodes too), by waiting on
-it and reading the sequence only when told of a commit. Either way it honours
+database's sequence number (one small read every 20 ms, ``parking.POLL``; the read is
+a B-tree lookup on SQLite). Under Settee's worker a waiting feed holds no thread: it
+yields a :class:`~.parking.Park` and the worker polls for all its feeds at once
+(:mod:`.parking`). Elsewhere it waits in place, and when the backend offers
+``wait_for_change(mark, timeout)`` (PostgreSQL: LISTEN/NOTIFY, so commits on other
+nodes too) it waits on that between reads of the sequence. Either way it honours
 ``timeout`` and ``heartbeat``, so no feed ever hangs a client: a longpoll answers at
 the first change or at the timeout, a continuous feed ends after ``timeout`` ms
 without changes (CouchDB's behaviour).
@@ -25,9 +27,9 @@ from settee.views.selector import compile_selector
 from . import attachments
 from .errors import HTTPError, bad_request
 from .params import Params
+from .parking import PARK, Park, wait_in_place
 from .representation import Listing
 
-POLL = 0.02                    # seconds between sequence checks while waiting
 DEFAULT_TIMEOUT_MS = 60_000
 MAX_TIMEOUT_MS = 600_000
 
@@ -87,24 +89,31 @@ class ChangesEndpoints:
             rows = (c for c in database.changes(after, descending=descending) if accept(c))
             return list(islice(rows, limit)) if limit is not None else rows
 
+        parking = bool(request.environ.get(PARK))
+
+        def current() -> int:
+            return database.versions.info()["seq"]
+
         def wait(after: int, deadline: float):
-            """Block until the sequence passes ``after`` or ``deadline``; yields heartbeats."""
+            """Until the sequence passes ``after`` or ``deadline``: yields heartbeats, and
+            where the server parks waiting responses (parking.py), a :class:`Park`.
+            Returns True when the server cut the wait short (it is stopping)."""
             next_beat = time.monotonic() + heartbeat if heartbeat else None
-            # A backend that is told of commits (PostgreSQL's LISTEN) is waited on; its
-            # mark is read before the sequence, so a commit in between is not missed.
-            watch = getattr(database.backend, "wait_for_change", None)
-            mark = watch(None, 0) if watch else None
-            while database.versions.info()["seq"] <= after:
+            waiter = self.change_waiter(database) if not parking else None
+            while current() <= after:
                 now = time.monotonic()
                 if now >= deadline:
                     return
                 if next_beat is not None and now >= next_beat:
                     yield b"\n"
                     next_beat = now + heartbeat
-                if watch is None:
-                    time.sleep(POLL)
+                park = Park(database, current, after, min(deadline, next_beat or deadline))
+                if parking:
+                    yield park
+                    if park.cut:            # the server is stopping: end as at the timeout
+                        return True
                 else:
-                    mark = watch(mark, min(deadline, next_beat or deadline) - now)
+                    wait_in_place(park, waiter)
 
         if feed == "normal" or descending:
             return self.normal_feed(request, database, batch, entry, since, descending)
@@ -115,6 +124,21 @@ class ChangesEndpoints:
                                         eventsource=feed == "eventsource"),
                         content_type="text/event-stream" if feed == "eventsource"
                         else "application/json", direct_passthrough=True)
+
+    @staticmethod
+    def change_waiter(database):
+        """``wait(timeout)`` on a backend that is told of commits (PostgreSQL's LISTEN),
+        else None. Its mark is read before the sequence is, so that a commit in
+        between is not missed."""
+        watch = getattr(database.backend, "wait_for_change", None)
+        if watch is None:
+            return None
+        mark = watch(None, 0)
+
+        def wait(timeout: float) -> None:
+            nonlocal mark
+            mark = watch(mark, timeout)
+        return wait
 
     @staticmethod
     def heartbeat(p: Params) -> float | None:
@@ -212,7 +236,7 @@ class ChangesEndpoints:
                     break
             if (limit is not None and sent >= limit) or time.monotonic() >= deadline:
                 break
-            for beat in wait(last, deadline):
-                yield beat
+            if (yield from wait(last, deadline)):      # cut short: the server stops
+                break
         if not eventsource:
             yield orjson.dumps({"last_seq": str(last), "pending": 0}) + b"\n"

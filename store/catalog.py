@@ -13,21 +13,30 @@ keeps the ``memory`` backend's databases in the process; the ``postgresql`` back
 keeps them as rows of a table (:class:`~.postgresql.PostgreSQLLocations`).
 
 A worker caches open databases and notices by the generation when another worker
-(or node) deleted or re-created one.
+(or node) deleted or re-created one. It keeps at most ``max_open`` of them open
+(``storage_max_dbs_open``, CouchDB's ``max_dbs_open``): past that, opening one closes
+the least recently used database that nothing is using (:meth:`Database.lease`: a
+request, a feed, a view build), so the files a worker holds stay bounded whatever
+databases its clients name. A database in use is never closed under its user; while
+every open database is in use, the catalog holds more than ``max_open`` for a while.
 """
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import shutil
 import threading
+import time
 import uuid
 from urllib.parse import unquote
 
 from .database import Database
 from .exceptions import BadRequest, DatabaseExists, DatabaseNotFound
 from .stack import LOCATIONS, backend_factory, build_stack, check_stack, storage_dir, storage_name
+
+log = logging.getLogger("settee.store")
 
 #: CouchDB's rule for database names.
 DB_NAME = re.compile(r"^[a-z][a-z0-9_$()+/-]*\Z")
@@ -168,8 +177,9 @@ class Catalog:
     """All databases of one installation: a data directory, a process (``memory``),
     or a PostgreSQL schema (``postgresql``)."""
 
-    def __init__(self, settings):
+    def __init__(self, settings, max_open: int | None = None):
         self.settings = settings
+        self.max_open = max_open or settings["storage_max_dbs_open"]
         self.factory = backend_factory(settings)
         check_stack(list(settings["storage_stack"]))   # fail at start, not at first open
         self.in_memory = settings["storage_backend"] == "memory"
@@ -204,6 +214,7 @@ class Catalog:
         generation = self.locations.generation(name)
         cached = self._open.get(name)       # the common case, without the lock
         if cached is not None and generation is not None and cached[1] == generation:
+            cached[0].last_used = time.monotonic()
             return cached[0]
         with self._lock:
             cached = self._open.get(name)
@@ -226,8 +237,29 @@ class Catalog:
             raise
         # How another process opens this database (a view build's process pool).
         db.opener = (self.settings, name) if self.locations.shared else None
+        db.last_used = time.monotonic()
         self._open[name] = (db, generation)
+        if len(self._open) > self.max_open:
+            self._close_idle(keep=name)
         return db
+
+    def _close_idle(self, keep: str) -> None:
+        """Close least recently used databases that nothing uses, down to ``max_open``."""
+        excess = len(self._open) - self.max_open
+        for name in sorted(self._open, key=lambda n: self._open[n][0].last_used):
+            if excess <= 0:
+                return
+            db = self._open[name][0]
+            if name == keep or db.in_use:
+                continue
+            self._forget(name)
+            excess -= 1
+        if excess > 0:
+            log.debug("%d databases open, %d over storage_max_dbs_open: all in use",
+                      len(self._open), excess)
+
+    def open_count(self) -> int:
+        return len(self._open)
 
     def _forget(self, name: str) -> None:
         db, _ = self._open.pop(name)

@@ -38,6 +38,21 @@ class Database(MutableMapping[str, Document]):
             raise TypeError("a Database needs a versioning layer in its stack")
         self.versions: Versioning = versions
         self.opener: tuple | None = None      # (settings, name): how other processes open it
+        self.last_used = 0.0                  # time.monotonic() of the last lookup (catalog)
+        self._leases: list[None] = []         # one entry per user (append, pop: atomic)
+
+    # -- who uses it (the catalog closes only databases nobody uses) -----------------
+    def lease(self) -> Database:
+        """Mark the database in use until :meth:`release`; returns it."""
+        self._leases.append(None)
+        return self
+
+    def release(self) -> None:
+        self._leases.pop()
+
+    @property
+    def in_use(self) -> bool:
+        return bool(self._leases)
 
     # -- the mapping ------------------------------------------------------------
     def __getitem__(self, key) -> Doc:
