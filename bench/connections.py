@@ -210,13 +210,16 @@ class Probe:
 
 # -- scenarios ---------------------------------------------------------------------------
 def wrk_rate(wrk: str, script: Path, server, args, label: str) -> dict:
+    ticks = h.tree_ticks(server.pid)
     summary = h.run_wrk(wrk, script, server, connections=args.connections,
                         threads=args.wrk_threads, seconds=args.duration, timeout=5,
                         label=label, bar_pos="")
     seconds = summary["duration_us"] / 1e6
     errors = sum(summary[k] for k in ("connect", "read", "write", "status", "timeout"))
+    cpu = h.cpu_seconds(ticks, h.tree_ticks(server.pid))
     return {"req_s": summary["requests"] / seconds if seconds else 0.0,
-            "p99_ms": summary["p99_us"] / 1000, "errors": errors}
+            "p99_ms": summary["p99_us"] / 1000, "errors": errors,
+            "cpu_us": 1e6 * cpu / summary["requests"] if summary["requests"] else None}
 
 
 def scripts(tmp: Path) -> dict[str, Path]:
@@ -232,7 +235,8 @@ def scripts(tmp: Path) -> dict[str, Path]:
 
 def alternate(wrk, lua, trees, args, tmp) -> dict:
     """GET and PUT without load, the trees in turn, ``--rounds`` times."""
-    runs: dict[str, dict[str, list[float]]] = {t.name: {"get": [], "put": []} for t in trees}
+    runs: dict[str, dict[str, list[float]]] = {
+        t.name: {"get": [], "put": [], "get_cpu": [], "put_cpu": []} for t in trees}
     for r in range(args.rounds):
         order = trees if r % 2 == 0 else trees[::-1]
         for tree in order:
@@ -243,6 +247,7 @@ def alternate(wrk, lua, trees, args, tmp) -> dict:
                     h.note(f"round {r + 1}/{args.rounds}: {tree.name} {scenario}")
                     rate = wrk_rate(wrk, lua[scenario], server, args, f"{tree.name} {scenario}")
                     runs[tree.name][scenario].append(rate["req_s"])
+                    runs[tree.name][scenario + "_cpu"].append(rate["cpu_us"] or 0.0)
             finally:
                 server.stop()
     return runs
@@ -286,6 +291,15 @@ def report_pairs(runs: dict, trees: list[Tree]) -> list[str]:
             f"| {', '.join(f'{v:,.0f}' for v in theirs)} "
             f"| {', '.join(f'{r:.2f}' for r in ratios)} "
             f"| {statistics.median(ratios):.2f} | {min(ratios):.2f}-{max(ratios):.2f} |")
+    lines += ["", "Server CPU per request (µs, all processes; lower is better):", "",
+              "| scenario | this tree | baseline | ratio per pair | median |", "|---|---|---|---|--:|"]
+    for scenario in ("get", "put"):
+        ours, theirs = runs[current][scenario + "_cpu"], runs[base][scenario + "_cpu"]
+        ratios = [a / b for a, b in zip(ours, theirs) if b]
+        lines.append(f"| {scenario.upper()} | {', '.join(f'{v:.0f}' for v in ours)} "
+                     f"| {', '.join(f'{v:.0f}' for v in theirs)} "
+                     f"| {', '.join(f'{r:.2f}' for r in ratios)} "
+                     f"| {statistics.median(ratios):.2f} |")
     return lines
 
 

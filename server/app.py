@@ -61,6 +61,10 @@ SERVER_ENDPOINTS = {"_all_dbs", "_uuids", "_up", "_active_tasks", "_session", "_
                     "_cluster_setup", "_dbs_info", "_stats", "_metrics", "_openapi.json"}
 
 
+#: What reading a request body raises when it stalls (the server's socket time limit:
+#: a Python socket timeout, or the kernel's SO_RCVTIMEO as Settee's worker sets it).
+STALLED = (TimeoutError, BlockingIOError)
+
 #: The databases the current request uses (:meth:`Settee.db`), released when its
 #: response is done. Per thread, as each request runs on one.
 LEASES: ContextVar[list | None] = ContextVar("settee_leases", default=None)
@@ -272,11 +276,11 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
         except NotFound:
             return self.error(request, HTTPError(404, "not_found", "missing"))
         except HTTPException as e:        # werkzeug's own: 413, 400 from form parsing, ...
-            if isinstance(e.__context__, TimeoutError):     # werkzeug's ClientDisconnected
+            if isinstance(e.__context__, STALLED):          # werkzeug's ClientDisconnected
                 return self.stalled(request)
             name = {413: "too_large"}.get(e.code, "bad_request")
             return self.error(request, HTTPError(e.code or 400, name, e.description or name))
-        except TimeoutError:
+        except STALLED:
             return self.stalled(request)
         except Exception:                 # a bug: say so in JSON, log the traceback
             log.exception("unhandled error on %s %s", request.method, request.path)

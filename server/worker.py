@@ -17,8 +17,8 @@ once, so here a thread is only ever given work that is ready:
   sequence once per database every 20 ms for all parked feeds, notices a client that
   hangs up, and resumes the response on a pool thread when it is due.
 * **Stalled transfers time out**: a pool thread's socket reads and writes give up
-  after ``io_timeout`` seconds without progress (a body that stops arriving, a client
-  that stops reading), and the connection is dropped.
+  after ``io_timeout`` seconds without progress (a body that stops arriving: 408; a
+  client that stops reading), and the connection is dropped.
 * **A connection cap with a clear answer**: past ``max_connections`` open connections
   a new one is answered ``503`` and closed at once, instead of waiting unanswered in
   the listen queue.
@@ -43,6 +43,7 @@ import errno
 import select
 import selectors
 import socket
+import struct
 import sys
 import time
 from datetime import datetime
@@ -86,28 +87,17 @@ HEAD_TOO_LARGE = canned("431 Request Header Fields Too Large", "bad_request",
                         f"Request headers over {MAX_HEAD} bytes")
 
 
-class TimedSocket(socket.socket):
-    """A client socket whose blocking mode has a time limit: what gthread sets as
-    "blocking" for a pool thread becomes "blocking for at most ``io_timeout``"."""
-
-    __slots__ = ("io_timeout",)
-
-    @classmethod
-    def adopt(cls, sock: socket.socket, io_timeout: float | None) -> TimedSocket:
-        timed = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
-        timed.io_timeout = io_timeout
-        return timed
-
-    def setblocking(self, flag: bool) -> None:
-        self.settimeout(self.io_timeout if flag else 0.0)
-
-    def sendall(self, data, flags: int = 0) -> None:
-        """The time limit is per ``send`` (progress), not for the whole of ``data``
-        as ``socket.sendall``'s is: a large response to a slow reader is fine, a
-        reader that stops is not."""
-        view = memoryview(data).cast("B")
-        while view:
-            view = view[self.send(view, flags):]
+def time_limited(sock: socket.socket, seconds: float | None) -> socket.socket:
+    """``sock``, its blocking reads and writes giving up after ``seconds`` without
+    progress (the kernel's ``SO_RCVTIMEO``/``SO_SNDTIMEO``: a stalled call fails with
+    ``EAGAIN``, a ``BlockingIOError``). Unlike a Python socket timeout, this costs no
+    ``poll`` before each call, and a large write to a slow reader is fine: the limit
+    is on each wait for progress, not on the whole of it."""
+    if seconds:
+        limit = struct.pack("ll", int(seconds), int(seconds % 1 * 1_000_000))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+    return sock
 
 
 class Conn(TConn):
@@ -191,7 +181,7 @@ class Worker(ThreadWorker):
             sock.setblocking(True)
             self.enqueue_req(TConn(self.cfg, sock, addr, listener.getsockname()))
             return
-        conn = Conn(self.cfg, TimedSocket.adopt(sock, self.io_timeout), addr,
+        conn = Conn(self.cfg, time_limited(sock, self.io_timeout), addr,
                     listener.getsockname())
         self._await_head(conn)
 
@@ -322,11 +312,13 @@ class Worker(ThreadWorker):
 
     def _next_request_soon(self, conn) -> bool:
         """Whether the next request's whole head on ``conn`` is already here, or comes
-        within ``linger`` while no other work waits for a thread. A partial head goes
-        to the event loop, which reads the rest without holding a thread."""
+        within ``linger`` while no other work waits for a thread. What arrived is read
+        into the parser's buffer (one ``recv``, the parser makes none for the head); a
+        partial head goes to the event loop, which reads the rest without holding a
+        thread (:meth:`finish_request`)."""
         buffered = conn.parser.unreader.buf.getvalue()
         if buffered:
-            return head_complete(buffered)         # else finish_request hands it over
+            return head_complete(buffered)
         queue = getattr(self.tpool, "_work_queue", None)
         wait = 0 if queue is not None and queue.qsize() else self.linger
         try:
@@ -334,9 +326,13 @@ class Worker(ThreadWorker):
             poll.register(conn.sock.fileno(), select.POLLIN)
             if not poll.poll(wait * 1000):
                 return False
-            return head_complete(conn.sock.recv(MAX_HEAD, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+            data = conn.sock.recv(MAX_HEAD, socket.MSG_DONTWAIT)
         except (OSError, ValueError):       # closed meanwhile: the event loop decides
             return False
+        if not data:
+            return False
+        conn.parser.unreader.unread(data)
+        return head_complete(data)
 
     def handle_request(self, req, conn):
         """gthread's ``handle_request``, with the response served by :meth:`_serve`,
@@ -403,10 +399,8 @@ class Worker(ThreadWorker):
         try:
             p.conn.sock.setblocking(True)
             keepalive = self._serve(p)
-        except TimeoutError:
-            return False
         except OSError as e:
-            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN):
+            if e.errno not in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EAGAIN):
                 self.log.exception("Socket error resuming a response.")
             return False
         except Exception:
