@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SHARED ?= ../shared
 
-.PHONY: install run test bench bench-http bench-views bench-nodes docker-test clean
+.PHONY: install run test bench bench-http bench-views bench-nodes bench-connections docker-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-views: install
 bench-nodes: install
 	-$(PY) tests/pgserver.py --install
 	$(PY) bench/nodes.py
+
+# Slow clients and waiting feeds beside a GET load (bench/README.md).
+bench-connections: install
+	$(PY) bench/connections.py
 
 docker-test:
 	$(SHARED)/tools/docker-smoke .
