@@ -39,7 +39,8 @@ def log(text: str) -> None:
 
 def settings(data_dir: str):
     from settee.config import load_settings
-    return load_settings(env={}, storage_data_dir=data_dir, server_access_log="")
+    return load_settings(env={}, storage_data_dir=data_dir, server_access_log="",
+                         examples=["invoices"])
 
 
 def load(data_dir: str, count: int, make_invoices: Path) -> float:
@@ -76,7 +77,7 @@ def build_child(data_dir: str, processes: int) -> None:
     from settee.views.build import parallel_build
     from settee.views.definitions import load_modules, module_view
     from settee.views.engine import View, drop_view
-    load_modules(["settee.views.invoices"])
+    load_modules(["settee.examples.invoices"])
     db = Catalog(settings(data_dir)).get("invoices")
     view = View(db, module_view("invoices", "ar_by_accounting_code"))
     docs = db.versions.info()["docs"]

@@ -55,10 +55,11 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "compression_min_size": (128, int, "values shorter than this are stored as is"),
     "encryption_key": ("", str, "AES-256 key, 64 hex digits or base64 (encryption layer)"),
     "versioning_revs_limit": (1000, int, "revisions remembered per document"),
-    "validation_schemas": ({"invoices": "settee.store.schemas:InvoiceSchema"}, dict,
-                           "database name = module:Schema (FormEncode)"),
-    "views_modules": (["settee.views.invoices"], list,
+    "validation_schemas": ({}, dict, "database name = module:Schema (FormEncode)"),
+    "views_modules": ([], list,
                       "Python modules whose registered views are served at /{db}/_view/{name}"),
+    "examples": ([], list, "demos to enable (settee.examples): invoices, the design talk's "
+                 "Invoice schema and accounts-receivable view on the invoices database"),
     "replication_target": ("", str, "backup store, as backend:path (e.g. sqlite:/backup)"),
     "replication_interval": (0.5, float, "seconds between outbox drains"),
     "auth_admin_user": ("", str, "server admin name"),
@@ -98,6 +99,13 @@ RANGES = {
     "server_max_connections": (16, 1 << 20), "server_header_timeout": (0.1, 3600),
     "server_io_timeout": (0.1, 86400), "storage_max_dbs_open": (1, 1 << 20),
     "auth_session_timeout": (1, 10**8), "auth_pbkdf2_iterations": (1, 10**8),
+}
+
+
+#: ``examples`` name -> (validation_schemas, views_modules) it adds.
+EXAMPLES = {
+    "invoices": ({"invoices": "settee.examples.invoices:InvoiceSchema"},
+                 ["settee.examples.invoices"]),
 }
 
 
@@ -212,5 +220,20 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None,
         if key not in DEFAULTS:
             raise ConfigurationError(key, "unknown setting")
         values[key] = value
-    return Settings({key: _check(key, _convert(key, values[key], DEFAULTS[key][1]))
-                     for key in DEFAULTS})
+    settings = Settings({key: _check(key, _convert(key, values[key], DEFAULTS[key][1]))
+                         for key in DEFAULTS})
+    return _with_examples(settings)
+
+
+def _with_examples(settings: Settings) -> Settings:
+    """The demos ``examples`` names, added to the schemas and view modules (the
+    settings' own entries win)."""
+    for name in settings["examples"]:
+        if name not in EXAMPLES:
+            raise ConfigurationError("examples", f"{name!r} is not one of "
+                                                 f"{', '.join(EXAMPLES)}")
+        schemas, modules = EXAMPLES[name]
+        settings["validation_schemas"] = {**schemas, **settings["validation_schemas"]}
+        settings["views_modules"] = [*settings["views_modules"],
+                                     *(m for m in modules if m not in settings["views_modules"])]
+    return settings

@@ -141,7 +141,7 @@ def index(settings, name: str) -> int:
     from settee.views.engine import View
     definitions.load_modules(settings["views_modules"])
     db = Catalog(settings).get(name)
-    specs = [spec for (dbname, _), spec in definitions.MODULE_VIEWS.items() if dbname == name]
+    specs = definitions.module_views(name, settings["views_modules"])
     for _, doc in db.docs("_design/", "_design/\uffff"):
         specs.extend(definitions.design_views(doc).values())
     for spec in specs:

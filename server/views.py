@@ -48,7 +48,8 @@ class ViewEndpoints:
 
     def on_module_view(self, request, db, view):
         database = self.db(db)
-        return self.query_view(request, database, definitions.module_view(db, view))
+        return self.query_view(request, database, definitions.module_view(
+            db, view, self.settings["views_modules"]))
 
     # -- queries ----------------------------------------------------------------------
     def query_view(self, request, database, spec):

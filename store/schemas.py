@@ -1,11 +1,6 @@
-"""FormEncode schemas for the design talk's Invoice, checked by the validation layer.
-
-::
-
-    {"payments": [{"type": "VISA", "amount": 14.00}],
-     "lineItems": [{"description": "Dive into Python", "amount": 17.00,
-                    "allocation": {"code1": {"amount": 5.00, "paid": 5.00},
-                                   "code2": {"amount": 12.00, "paid": 9.00}}}]}
+"""Building blocks for FormEncode document schemas, checked by the validation layer
+(``validation_schemas``; the design talk's Invoice, in ``settee.examples.invoices``,
+is built from them).
 
 FormEncode was made for HTML forms, where every value arrives as text and is
 converted: its ``Number`` accepts ``"17"`` and ``True``, its ``UnicodeString``
@@ -16,8 +11,8 @@ FormEncode leaves for documents: a mapping of arbitrary keys (accounting codes) 
 values that all pass one validator.
 
 Every field named in a schema is required. Fields a schema does not name are allowed
-and kept (``type``, ``customer``, ``date`` on real invoices; new fields as the
-application grows), since the validation layer stores the document as written.
+and kept (new fields as the application grows), since the validation layer stores the
+document as written.
 """
 from __future__ import annotations
 
@@ -127,35 +122,4 @@ class DocumentSchema(Strict, Schema):
         return super()._convert_to_python(value, state)
 
 
-class PaymentSchema(DocumentSchema):
-    type = JSONString(min=1)        # VISA, CHECK, ...
-    amount = JSONNumber()
-
-
-class AllocatedAmountSchema(DocumentSchema):
-    """What one accounting code is owed for a line item, and how much of it is paid."""
-
-    amount = JSONNumber()
-    paid = JSONNumber()
-
-
-class AllocationSchema(DictOf):
-    """Accounting code -> ``{amount, paid}``."""
-
-    validator = AllocatedAmountSchema
-
-
-class LineItemSchema(DocumentSchema):
-    description = JSONString()
-    amount = JSONNumber()
-    allocation = AllocationSchema()
-
-
-class InvoiceSchema(DocumentSchema):
-    payments = JSONList(PaymentSchema)
-    lineItems = JSONList(LineItemSchema)
-
-
-__all__ = ["InvoiceSchema", "LineItemSchema", "AllocationSchema", "AllocatedAmountSchema",
-           "PaymentSchema", "DocumentSchema", "DictOf", "JSONList", "JSONNumber", "JSONString",
-           "Strict"]
+__all__ = ["DocumentSchema", "DictOf", "JSONList", "JSONNumber", "JSONString", "Strict"]

@@ -80,7 +80,7 @@ def is_exempt(key: str, doc: Doc) -> bool:
 class Validation(DocumentLayer[Doc]):
     """Refuse writes whose body does not pass ``schema.to_python``.
 
-    ``schema`` is a FormEncode validator, class or instance (``InvoiceSchema``), or
+    ``schema`` is a FormEncode validator, class or instance (the invoice demo's ``InvoiceSchema``), or
     anything with a ``to_python(value)`` that raises ``formencode.Invalid``.
     """
 

@@ -48,6 +48,7 @@ class DocumentContract:
     def catalog(self, tmp_path):
         settings = load_settings(env={}, storage_data_dir=str(tmp_path / "data"),
                                  storage_backend=self.backend, storage_stack=self.stack,
+                                 examples=["invoices"],     # validation: the talk's schema
                                  **self.extra_settings(tmp_path))
         catalog = Catalog(settings)
         yield catalog

@@ -81,7 +81,7 @@ def server_env(tmp_path) -> dict:
     """Environment for a LiveServer: its scratch files (metrics) under ``tmp_path``."""
     scratch = tmp_path / "scratch"
     scratch.mkdir(exist_ok=True)
-    return {"TMPDIR": str(scratch)}
+    return {"TMPDIR": str(scratch), "SETTEE_EXAMPLES": "invoices"}   # the talk's view
 
 
 # -- documents ------------------------------------------------------------------------------

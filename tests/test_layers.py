@@ -16,7 +16,7 @@ from settee.store.exceptions import (BadRequest, ConfigurationError, CorruptValu
                                      DecryptionError, ValidationFailed)
 from settee.store.memory import MemoryBackend
 from settee.store.serialization import JSONSerializer
-from settee.store.schemas import InvoiceSchema
+from settee.examples.invoices import InvoiceSchema
 from settee.store.stack import check_stack
 from settee.store.validation import Validation, formencode, validation_layer
 
@@ -251,7 +251,17 @@ def test_a_bad_schema_path_fails_naming_the_setting(path):
 def test_a_database_without_a_schema_gets_no_validation_layer():
     settings = load_settings(env={})
     assert validation_layer({}, settings, "other") is None
-    assert isinstance(validation_layer({}, settings, "invoices"), Validation)
+    assert validation_layer({}, settings, "invoices") is None      # the demo is off
+    demo = load_settings(env={"SETTEE_EXAMPLES": "invoices"})
+    assert validation_layer({}, demo, "other") is None
+    assert isinstance(validation_layer({}, demo, "invoices"), Validation)
+    assert "settee.examples.invoices" in demo["views_modules"]
+
+
+def test_an_unknown_example_fails_at_start_naming_the_setting():
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(env={"SETTEE_EXAMPLES": "nonesuch"})
+    assert info.value.key == "examples"
 
 
 # -- settings ------------------------------------------------------------------------

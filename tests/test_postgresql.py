@@ -166,7 +166,8 @@ def test_another_node_deleting_and_recreating_a_database_is_noticed(postgres_dsn
 
 # -- several server nodes ------------------------------------------------------------------
 def node_env(dsn: str) -> dict[str, str]:
-    return {"SETTEE_STORAGE_BACKEND": "postgresql", "SETTEE_POSTGRES_DSN": dsn}
+    return {"SETTEE_STORAGE_BACKEND": "postgresql", "SETTEE_POSTGRES_DSN": dsn,
+            "SETTEE_EXAMPLES": "invoices"}
 
 
 @pytest.fixture(scope="module")

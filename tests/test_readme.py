@@ -66,7 +66,7 @@ def test_the_readme_has_examples_for_every_endpoint_family():
 
 
 def test_readme_examples_run_as_shown(tmp_path):
-    with LiveServer(tmp_path / "data", workers=2) as server:
+    with LiveServer(tmp_path / "data", workers=2, SETTEE_EXAMPLES="invoices") as server:
         for command, expected in examples():
             run = command.replace(ADDRESS, server.url)
             out = subprocess.run(["bash", "-c", run], capture_output=True, text=True,

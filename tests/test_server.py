@@ -502,7 +502,14 @@ def test_revs_limit(db):
         400, "bad_request")
 
 
-def test_invoices_are_validated_naming_every_bad_field(app):
+def test_an_invoices_database_is_a_plain_database_by_default(app):
+    app.put("/invoices", status=201)
+    put(app, "/invoices/x", {"anything": "goes"}, status=201)
+    app.get("/invoices/_view/ar_by_accounting_code", status=404)
+
+
+def test_the_invoice_demo_validates_naming_every_bad_field(tmp_path):
+    app = make_app(tmp_path, examples=["invoices"])
     app.put("/invoices")
     bad = {"payments": [{"type": "VISA", "amount": "lots"}],
            "lineItems": [{"description": "x", "amount": "many", "allocation": {}}]}

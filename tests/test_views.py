@@ -206,7 +206,7 @@ def test_invoice_view_matches_the_expected_totals(tmp_path):
         generate, capture_output=True, text=True, check=True).stdout.splitlines()]
     expected = json.loads(subprocess.run(generate + ["--expect"], capture_output=True,
                                          text=True, check=True).stdout)
-    app = make_app(tmp_path)
+    app = make_app(tmp_path, examples=["invoices"])
     app.put("/invoices")
     app.post("/invoices/_bulk_docs", orjson.dumps({"docs": docs}), content_type="application/json")
     rows = app.get("/invoices/_view/ar_by_accounting_code?group=true").json["rows"]

@@ -192,8 +192,20 @@ def load_modules(names: list[str]) -> None:
         importlib.import_module(name)
 
 
-def module_view(db: str, name: str) -> ViewSpec:
-    try:
-        return MODULE_VIEWS[(db, name)]
-    except KeyError:
-        raise NotFound(f"_view/{name}", "missing_named_view") from None
+def served(spec: ViewSpec, modules: list[str] | None) -> bool:
+    """Whether ``spec`` comes from one of ``modules`` (None: any registered view). The
+    registry is the process's; a server serves the views of its own settings only."""
+    return modules is None or spec.map_source.partition(":")[0] in modules
+
+
+def module_view(db: str, name: str, modules: list[str] | None = None) -> ViewSpec:
+    spec = MODULE_VIEWS.get((db, name))
+    if spec is None or not served(spec, modules):
+        raise NotFound(f"_view/{name}", "missing_named_view")
+    return spec
+
+
+def module_views(db: str, modules: list[str] | None = None) -> list[ViewSpec]:
+    """The module views of database ``db`` (from ``modules`` only, if given)."""
+    return [spec for (name, _), spec in MODULE_VIEWS.items()
+            if name == db and served(spec, modules)]
