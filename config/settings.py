@@ -21,7 +21,8 @@ from settee.store.exceptions import ConfigurationError
 #: key -> (default, type, help). ``list`` values are comma-separated in the environment,
 #: ``dict`` values are ``name=value`` pairs separated by commas.
 DEFAULTS: dict[str, tuple[Any, type, str]] = {
-    "server_bind": ("127.0.0.1:5984", str, "address:port gunicorn listens on"),
+    "server_bind": ("127.0.0.1:5984", str, "address:port gunicorn listens on (port 0: "
+                    "any free port, named in the log's \"Listening at\" line)"),
     "server_workers": (2, int, "gunicorn worker processes"),
     "server_threads": (16, int, "threads per worker, each serving one request at a time "
                        "(waiting feeds and idle or slow connections hold none)"),
@@ -172,7 +173,7 @@ def _check(key: str, value: Any) -> Any:
             raise ConfigurationError(key, f"{value!r} is outside {low}..{high}")
     if key == "server_bind":
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
             raise ConfigurationError(key, f"expected host:port, got {value!r}")
     return value
 

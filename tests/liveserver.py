@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -15,10 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "config" / "gunicorn.conf.py"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+LISTENING = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+)")
 
 
 class LiveServer:
@@ -26,18 +24,21 @@ class LiveServer:
 
     def __init__(self, data_dir, workers: int = 2, threads: int = 16, **env):
         self.data_dir = str(data_dir)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "SETTEE_BIND": f"127.0.0.1:{self.port}",
+        self.port = 0                   # the server binds any free port and logs which
+        self.url = ""
+        self.env = {**os.environ, "SETTEE_BIND": "127.0.0.1:0",
                     "SETTEE_WORKERS": str(workers), "SETTEE_THREADS": str(threads),
                     "SETTEE_DATA_DIR": self.data_dir, "SETTEE_SERVER_ACCESS_LOG": "",
                     **{k: str(v) for k, v in env.items()}}
         self.proc: subprocess.Popen | None = None
-        self.log = Path(self.data_dir).parent / f"gunicorn-{self.port}.log"
+        self.log = Path(self.data_dir).parent / f"gunicorn-{uuid.uuid4().hex[:12]}.log"
 
     def start(self, timeout: float = 30) -> LiveServer:
+        """Start gunicorn on a port it chooses (no port is probed and released first,
+        which another process could take meanwhile) and wait for it to answer."""
         os.makedirs(self.data_dir, exist_ok=True)
         self._log = open(self.log, "ab")
+        offset = self._log.tell()
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(CONF)],
                                      env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -47,12 +48,21 @@ class LiveServer:
                 self.proc = None
                 self._log.close()
                 raise RuntimeError(f"gunicorn exited: {self.log.read_text()[-2000:]}")
-            try:
-                if requests.get(self.url + "/_up", timeout=5).status_code == 200:
-                    return self
-            except requests.RequestException:     # not listening yet, or busy booting
-                pass
-            time.sleep(0.1)
+            if not self.port:
+                with open(self.log, "rb") as f:
+                    f.seek(offset)
+                    found = LISTENING.search(f.read())
+                if found:
+                    self.port = int(found.group(1))
+                    self.url = f"http://127.0.0.1:{self.port}"
+                    self.env["SETTEE_BIND"] = f"127.0.0.1:{self.port}"   # a restart: same port
+            if self.port:
+                try:
+                    if requests.get(self.url + "/_up", timeout=5).status_code == 200:
+                        return self
+                except requests.RequestException:     # busy booting
+                    pass
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError("gunicorn did not answer /_up in time")
 

@@ -164,9 +164,11 @@ def test_a_feed_whose_client_hangs_up_is_closed(one_thread):
 def test_connections_past_the_cap_are_answered_503(tmp_path):
     with LiveServer(tmp_path / "data", workers=1, threads=2,
                     SETTEE_SERVER_MAX_CONNECTIONS="16") as server:
+        pid = server.worker_pids(1)[0]
+        before = open_fds(pid)
         idle = [connect(server) for _ in range(16)]
         try:
-            time.sleep(0.3)
+            assert until(lambda: open_fds(pid) >= before + 16)     # all 16 accepted
             with connect(server) as sock:
                 sock.sendall(b"GET /_up HTTP/1.1\r\nHost: x\r\n\r\n")
                 answer = read_all(sock, timeout=5)
@@ -175,8 +177,13 @@ def test_connections_past_the_cap_are_answered_503(tmp_path):
         finally:
             for s in idle:
                 s.close()
-        # once they are gone, new connections are served again
-        assert until(lambda: requests.get(server.url + "/_up", timeout=5).status_code == 200)
+
+        def served():                   # once they are gone, new connections are served
+            try:
+                return requests.get(server.url + "/_up", timeout=5).status_code == 200
+            except requests.RequestException:
+                return False
+        assert until(served)
 
 
 def test_a_stopping_server_ends_its_waiting_feeds_at_once(tmp_path):
