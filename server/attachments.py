@@ -8,6 +8,13 @@ stubs for the attachments it keeps, and the data is carried over from the curren
 revision (a stub of an attachment the document does not have is 412
 ``missing_stub``). ``PUT /{db}/{doc}/{name}?rev=`` stores a body of any content type,
 ``GET`` answers the bytes with their content type, ``DELETE`` removes one.
+
+Names starting with ``_`` are refused (400, as CouchDB), and so are empty ones.
+``_local`` documents take no attachments (400, by either route, as CouchDB answers
+the standalone one). A document's size counts its attachments: its JSON without the
+attachment data plus each attachment's decoded length must stay within
+``server_max_document`` (413 ``document_too_large``), so that many attachments, each
+under the limit, cannot make a document far over it.
 """
 from __future__ import annotations
 
@@ -20,11 +27,41 @@ from werkzeug.wrappers import Response
 from settee.store.document import Doc, Meta
 from settee.store.exceptions import NotFound
 
+from . import documents          # (which imports this module: names are used at call time)
 from .errors import HTTPError, bad_request
+from .representation import dump_json
+
+LOCAL_REFUSED = "_local documents do not accept attachments."
 
 
 def digest_of(data: bytes) -> str:
     return "md5-" + base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def check_name(name) -> None:
+    if not isinstance(name, str) or not name:
+        raise bad_request("Attachment name must be a non-empty string")
+    if name.startswith("_"):
+        raise bad_request(f"Attachment name '{name}' starts with prohibited character '_'")
+
+
+def check_holder(docid: str | None, body: dict) -> None:
+    """``_local`` documents are not replicated or versioned: they keep no attachments."""
+    if body.get("_attachments") and isinstance(docid, str) and docid.startswith("_local/"):
+        raise bad_request(LOCAL_REFUSED)
+
+
+def document_size(doc: dict) -> int:
+    """What ``doc`` counts toward the document size limit: its JSON with attachments
+    as stubs (names and content types count too) plus each attachment's decoded
+    length (base64 in the request is not charged its third more)."""
+    atts = doc.get("_attachments")
+    if not isinstance(atts, dict) or not atts:
+        return len(dump_json(doc))
+    stubbed = {name: {k: v for k, v in att.items() if k != "data"}
+               if isinstance(att, dict) else att for name, att in atts.items()}
+    lengths = sum(att.get("length", 0) for att in atts.values() if isinstance(att, dict))
+    return len(dump_json({**doc, "_attachments": stubbed})) + lengths
 
 
 def prepare(body: dict, current: dict | None, revpos: int) -> None:
@@ -36,7 +73,8 @@ def prepare(body: dict, current: dict | None, revpos: int) -> None:
         raise bad_request("_attachments must be an object")
     kept = (current or {}).get("_attachments") or {}
     for name, att in attachments.items():
-        if not isinstance(att, dict) or not name:
+        check_name(name)
+        if not isinstance(att, dict):
             raise bad_request(f"attachment {name!r} must be an object")
         if att.get("stub"):
             old = kept.get(name)
@@ -75,6 +113,9 @@ class AttachmentEndpoints:
         return self.attachment(request, db, "_design/" + ddoc, name)
 
     def attachment(self, request, db, docid, name):
+        if docid == "_local" or docid.startswith("_local/"):
+            raise bad_request(LOCAL_REFUSED)       # /db/_local/x/att routes here as "_local"
+        documents.check_docid(docid)
         database = self.db(db)
         rev = request.args.get("rev")
         if request.method in ("GET", "HEAD"):
@@ -95,8 +136,6 @@ class AttachmentEndpoints:
             current = None
             if rev is not None:
                 raise
-        if docid.startswith("_design/"):        # creating one is a design write too
-            self.auth.require_db_admin(request.user, database)
         body = {k: v for k, v in (current or {}).items() if k not in ("_id", "_rev")}
         attachments = dict(body.get("_attachments") or {})
         if request.method == "DELETE":
@@ -104,15 +143,22 @@ class AttachmentEndpoints:
                 raise NotFound(f"{docid}/{name}", "Document is missing attachment")
             del attachments[name]
         else:
+            check_name(name)
             data = request.get_data()
-            if len(data) > self.max_document:
-                raise HTTPError(413, "document_too_large", "Attachment too large")
+            if len(data) > self.max_document:       # could never fit: no need to build it
+                raise HTTPError(413, "document_too_large",
+                                f"Attachment over the document size limit ({self.max_document} "
+                                "bytes)")
             generation = int(current["_rev"].split("-")[0]) + 1 if current else 1
             attachments[name] = {"content_type": request.mimetype or "application/octet-stream",
                                  "data": base64.b64encode(data).decode(),
                                  "digest": digest_of(data), "length": len(data),
                                  "revpos": generation}
         body["_attachments"] = attachments
+        # the new revision is a write of the whole document: a design document's
+        # checks (who may write it, its code) and the size limit with every attachment
+        self.check_design(request, database, docid, body)
+        self.check_document_size(body)
         doc = Doc(body, Meta(rev=rev))
         database[docid] = doc
         return self.saved(request, db, docid, doc, 201 if request.method == "PUT" else 200)

@@ -8,7 +8,7 @@ from settee.store.document import Doc, Meta
 from settee.store.exceptions import BadRequest, Deleted, NotFound, StoreError
 
 from . import attachments
-from .documents import SPECIAL_FIELDS, DocumentEndpoints, check_docid
+from .documents import check_docid, check_fields
 from .errors import HTTPError, bad_request, from_store
 from .params import Params
 from .representation import Listing
@@ -122,21 +122,16 @@ class BulkEndpoints:
             raise bad_request("`new_edits` parameter must be a boolean.")
         for item in docs:
             if isinstance(item, dict) and isinstance(item.get("_id"), str):
-                self.check_design(request, database, item["_id"], item)
+                if item["_id"].startswith("_design/"):      # members: the whole batch is 403
+                    self.auth.require_db_admin(request.user, database)
                 self.check_user_doc(request, database, item["_id"], item)
         results = []
         check_sizes = len(request.get_data(cache=True)) > self.max_document
         for start in range(0, len(docs), BULK_CHUNK):
             with database.transaction():
                 for item in docs[start:start + BULK_CHUNK]:
-                    if check_sizes and isinstance(item, dict):
-                        try:
-                            self.check_document_size(item)
-                        except HTTPError as e:
-                            results.append({"id": item.get("_id"), "error": e.error,
-                                            "reason": e.reason})
-                            continue
-                    results.append(self.bulk_write(database, item, new_edits))
+                    results.append(self.bulk_write(request, database, item, new_edits,
+                                                   check_sizes))
         for item in docs:
             if isinstance(item, dict) and str(item.get("_id", "")).startswith("_design/"):
                 self.design_saved(database, item["_id"])
@@ -144,24 +139,24 @@ class BulkEndpoints:
             results = [r for r in results if "error" in r]
         return self.respond(request, results, 201)
 
-    @staticmethod
-    def bulk_write(database, item, new_edits: bool) -> dict:
+    def bulk_write(self, request, database, item, new_edits: bool, check_size: bool) -> dict:
+        """One item of a batch: its own answer, an error (as CouchDB) rather than the
+        batch's. The same checks as a PUT of it: id, fields, design document (who may
+        write it, whether it compiles), attachments, and size with its attachments
+        (``check_size``: always for one with attachments, else when the batch's body
+        alone is over the limit)."""
         if not isinstance(item, dict):
             return {"id": None, "error": "bad_request", "reason": "Document must be a JSON object"}
         doc_id = item.get("_id")
         try:
-            for name in item:
-                if name.startswith("_") and name not in SPECIAL_FIELDS:
-                    raise HTTPError(400, "doc_validation", f"Bad special document member: {name}")
+            check_fields(item)
             if doc_id is not None:
-                if not isinstance(doc_id, str):
-                    raise bad_request("Document id must be a string")
                 check_docid(doc_id)
+                self.check_design(request, database, doc_id, item)
             doc = Doc(item, Meta(new_edits=new_edits))
-            if new_edits and isinstance(doc_id, str):
-                DocumentEndpoints.prepare_attachments(database, doc_id, doc)
-            elif "_attachments" in doc:
-                attachments.prepare(doc, None, 1)
+            self.prepare_attachments(database, doc_id, doc, new_edits=new_edits)
+            if check_size and "_attachments" not in doc:
+                self.check_document_size(doc)
             database.save(doc, new_edits=new_edits)
             return {"ok": True, "id": doc.meta.id, "rev": doc.meta.rev}
         except HTTPError as e:

@@ -32,15 +32,26 @@ def http_date(seconds: int) -> str:
     return email.utils.formatdate(seconds, usegmt=True)
 
 
-def check_docid(docid: str) -> str:
+def illegal_docid(reason: str) -> HTTPError:
+    return HTTPError(400, "illegal_docid", reason)
+
+
+def check_docid(docid) -> str:
+    """The one rule for a document id, wherever one comes from (the URL, a body's
+    ``_id``, COPY's ``Destination``, a ``_bulk_docs`` item): 400 ``illegal_docid`` as
+    CouchDB answers. Only ``_design/`` and ``_local/`` ids may start with ``_``: any
+    other such id (``_all_docs``) names an endpoint, and a document under it could
+    never be read or deleted again."""
+    if not isinstance(docid, str):
+        raise illegal_docid("Document id must be a string")
     if not docid:
-        raise bad_request("Document id must not be empty")
-    if docid in ENDPOINT_NAMES:
-        raise HTTPError(405, "method_not_allowed", f"{docid} does not take this method")
+        raise illegal_docid("Document id must not be empty")
+    if docid in ("_design/", "_local/"):
+        raise illegal_docid(f"Illegal document id `{docid}`")
     if docid.startswith("_") and not docid.startswith(("_design/", "_local/")):
-        raise bad_request("Only reserved document ids may start with underscore.")
+        raise illegal_docid("Only reserved document ids may start with underscore.")
     if len(docid) > 4000:
-        raise bad_request("Document id is too long")
+        raise illegal_docid("Document id is too long")
     return docid
 
 
@@ -98,6 +109,8 @@ class DocumentEndpoints:
     """Mixed into the application class; uses its ``respond``/``body``/``db`` helpers."""
 
     def on_document(self, request, db, docid):
+        if docid in ENDPOINT_NAMES:
+            raise HTTPError(405, "method_not_allowed", f"{docid} does not take this method")
         return self.document(request, db, check_docid(docid))
 
     def on_design_doc(self, request, db, ddoc):
@@ -211,7 +224,7 @@ class DocumentEndpoints:
         doc.pop("_id", None)
         self.check_design(request, database, docid, doc)
         self.check_user_doc(request, database, docid, doc)
-        self.prepare_attachments(database, docid, doc)
+        self.prepare_attachments(database, docid, doc, rev)
         database[docid] = doc
         if docid.startswith("_design/"):
             self.design_saved(database, docid)
@@ -223,14 +236,12 @@ class DocumentEndpoints:
         body = self.document_body(request)
         check_fields(body)
         if "_id" in body:
-            if not isinstance(body["_id"], str):
-                raise bad_request("_id must be a string")
             check_docid(body["_id"])
             self.check_design(request, database, body["_id"], body)
             self.check_user_doc(request, database, body["_id"], body)
         elif database.name == USERS_DB:
             raise bad_request("documents in _users need an _id")
-        attachments.prepare(body, None, 1)
+        self.prepare_attachments(database, body.get("_id"), body)
         doc = database.save(body)
         return self.saved(request, db, doc.meta.id, doc, 201)
 
@@ -261,19 +272,26 @@ class DocumentEndpoints:
         # document runs code, so only admins may make one, even by copying)
         self.check_design(request, database, target, body)
         self.check_user_doc(request, database, target, body)
+        attachments.check_holder(target, body)
+        self.check_document_size(body)      # the source may predate a lower limit
         doc = Doc(body, Meta(rev=target_rev))
         database[target] = doc
         if target.startswith("_design/"):
             self.design_saved(database, target)
         return self.saved(request, db, target, doc, 201)
 
-    @staticmethod
-    def prepare_attachments(database, docid: str, body: dict) -> None:
+    def prepare_attachments(self, database, docid: str | None, body: dict,
+                            rev: str | None = None, new_edits: bool = True) -> None:
+        """Check ``body``'s attachments (names, data; stubs from the current revision
+        when ``rev`` or ``_rev`` names one) and then its size with them: 413 if over."""
         if "_attachments" not in body:
             return
-        current = database.get(docid) if body.get("_rev") or body.meta.rev else None
+        attachments.check_holder(docid, body)
+        rev = rev or body.get("_rev")
+        current = database.get(docid) if new_edits and docid is not None and rev else None
         revpos = int(current["_rev"].split("-")[0]) + 1 if current else 1
         attachments.prepare(body, current, revpos)
+        self.check_document_size(body)
 
     def check_user_doc(self, request, database, docid: str, body: dict) -> None:
         """In ``_users``: roles only by admins, plain passwords hashed (auth.py)."""

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import base64
+import warnings
 
 import orjson
 import pytest
 from httpclient import make_app
+from webtest.lint import WSGIWarning
 
 
 @pytest.fixture
@@ -76,3 +78,131 @@ def test_bulk_docs_with_new_edits_false_keeps_inline_attachments(db):
     db.post("/db/_bulk_docs", orjson.dumps({"docs": [doc], "new_edits": False}),
             content_type="application/json")
     assert db.get("/db/r/f").body == b"replicated"
+
+
+def request(app, path, method, **kw):
+    with warnings.catch_warnings():          # webtest's lint: "Unknown REQUEST_METHOD: COPY"
+        warnings.simplefilter("ignore", WSGIWarning)
+        return app.request(path, method=method, expect_errors=True, **kw)
+
+
+def put_json(app, path, body):
+    return app.put(path, orjson.dumps(body), content_type="application/json",
+                   expect_errors=True)
+
+
+def inline(data: bytes, content_type: str = "application/octet-stream") -> dict:
+    return {"content_type": content_type, "data": base64.b64encode(data).decode()}
+
+
+# -- reserved ids, attachment names, _local documents -------------------------------------------
+ILLEGAL = {"error": "illegal_docid", "reason": "Only reserved document ids may start with underscore."}
+
+
+@pytest.mark.parametrize("docid", ["_all_docs", "_changes", "_foo", "_design", "_local"])
+def test_a_reserved_id_is_refused_on_every_route(db, docid):
+    """``PUT /db/_all_docs/a.txt`` made a document ``_all_docs`` no request could delete."""
+    if docid not in ("_local", "_design"):   # /db/_design/x is a design document's path
+        r = db.put(f"/db/{docid}/a.txt", b"x", content_type="text/plain", expect_errors=True)
+        assert r.status_int == 400 and r.json == ILLEGAL, r.body
+    r = db.post("/db", orjson.dumps({"_id": docid}), content_type="application/json",
+                expect_errors=True)
+    assert r.status_int == 400 and r.json == ILLEGAL, r.body
+    db.put("/db/source", b"{}", content_type="application/json")
+    r = request(db, "/db/source", "COPY", headers={"Destination": docid})
+    assert r.status_int == 400 and r.json == ILLEGAL, r.body
+    for new_edits in (True, False):
+        doc = {"_id": docid, "_rev": "1-abc"} if not new_edits else {"_id": docid}
+        r = db.post("/db/_bulk_docs", orjson.dumps({"docs": [doc], "new_edits": new_edits}),
+                    content_type="application/json")
+        assert r.json == [{"id": docid, **ILLEGAL}], r.body
+    ids = [row["id"] for row in db.get("/db/_all_docs").json["rows"]]
+    assert ids == ["source"]
+
+
+@pytest.mark.parametrize("name", ["_hidden", "_attachments"])
+def test_attachment_names_may_not_start_with_underscore(db, name):
+    reason = f"Attachment name '{name}' starts with prohibited character '_'"
+    r = db.put(f"/db/doc/{name}", b"x", content_type="text/plain", expect_errors=True)
+    assert r.status_int == 400 and r.json == {"error": "bad_request", "reason": reason}, r.body
+    r = put_json(db, "/db/doc", {"_attachments": {name: inline(b"x")}})
+    assert r.status_int == 400 and r.json["reason"] == reason, r.body
+    r = db.post("/db/_bulk_docs", orjson.dumps({"docs": [
+        {"_id": "doc", "_attachments": {name: inline(b"x")}}]}), content_type="application/json")
+    assert r.json[0]["error"] == "bad_request", r.body
+    r = put_json(db, "/db/doc", {"_attachments": {"": inline(b"x")}})
+    assert r.status_int == 400 and r.json["error"] == "bad_request", r.body
+    db.get("/db/doc", status=404)
+
+
+def test_local_documents_take_no_attachments(db):
+    reason = "_local documents do not accept attachments."
+    for path in ("/db/_local/ckpt/a.txt", "/db/_local%2Fckpt/a.txt"):
+        r = db.put(path, b"x", content_type="text/plain", expect_errors=True)
+        assert r.status_int == 400 and r.json == {"error": "bad_request", "reason": reason}
+    r = put_json(db, "/db/_local/ckpt", {"seq": 1, "_attachments": {"a.txt": inline(b"x")}})
+    assert r.status_int == 400 and r.json["reason"] == reason, r.body
+    r = db.post("/db", orjson.dumps({"_id": "_local/ckpt", "_attachments": {"a": inline(b"x")}}),
+                content_type="application/json", expect_errors=True)
+    assert r.status_int == 400 and r.json["reason"] == reason, r.body
+    db.put("/db/withatt/a.txt", b"x", content_type="text/plain", status=201)
+    r = request(db, "/db/withatt", "COPY", headers={"Destination": "_local/ckpt"})
+    assert r.status_int == 400 and r.json["reason"] == reason, r.body
+    db.get("/db/_local/ckpt", status=404)
+    put_json(db, "/db/_local/ckpt", {"seq": 1}).mustcontain('"ok":true')
+
+
+# -- the document size limit counts attachments ---------------------------------------------------
+@pytest.fixture
+def small(tmp_path):
+    app = make_app(tmp_path, server_max_document=10_000)
+    app.put("/db")
+    return app
+
+
+def test_standalone_uploads_add_up_to_the_document_limit(small):
+    """Six 7 MB attachments, each under the 8 MiB limit, made a 56 MB document."""
+    rev = small.put("/db/doc/a", b"a" * 6_000, content_type="text/plain").json["rev"]
+    r = small.put(f"/db/doc/b?rev={rev}", b"b" * 6_000, content_type="text/plain",
+                  expect_errors=True)
+    assert r.status_int == 413 and r.json["error"] == "document_too_large", r.body
+    doc = small.get("/db/doc").json
+    assert doc["_rev"] == rev and list(doc["_attachments"]) == ["a"]
+    r = small.put(f"/db/doc/b?rev={rev}", b"b" * 3_000, content_type="text/plain")
+    assert r.status_int == 201
+
+
+def test_inline_attachments_count_decoded_with_the_body(small):
+    r = put_json(small, "/db/two", {"_attachments": {"a": inline(b"a" * 6_000),
+                                                     "b": inline(b"b" * 6_000)}})
+    assert r.status_int == 413 and r.json["error"] == "document_too_large", r.body
+    r = put_json(small, "/db/text", {"text": "t" * 5_000, "_attachments": {"a": inline(b"a" * 6_000)}})
+    assert r.status_int == 413, r.body
+    small.get("/db/two", status=404)
+    small.get("/db/text", status=404)
+    # 8,000 bytes are 10,668 in base64: over the limit as sent, within it as stored
+    r = put_json(small, "/db/one", {"_attachments": {"a": inline(b"a" * 8_000)}})
+    assert r.status_int == 201, r.body
+    assert small.get("/db/one/a").body == b"a" * 8_000
+
+
+def test_kept_stubs_count_toward_the_limit_on_every_route(small):
+    rev = small.put("/db/doc/a", b"a" * 6_000, content_type="text/plain").json["rev"]
+    stub = small.get("/db/doc").json["_attachments"]["a"]
+    update = {"_rev": rev, "_attachments": {"a": stub, "b": inline(b"b" * 6_000)}}
+    r = put_json(small, "/db/doc", update)
+    assert r.status_int == 413 and r.json["error"] == "document_too_large", r.body
+    r = small.post("/db", orjson.dumps({"_id": "doc", **update}), content_type="application/json",
+                   expect_errors=True)
+    assert r.status_int == 413, r.body
+    r = small.post("/db/_bulk_docs", orjson.dumps({"docs": [{"_id": "doc", **update}]}),
+                   content_type="application/json")
+    assert r.json == [{"id": "doc", "error": "document_too_large",
+                       "reason": r.json[0]["reason"]}], r.body
+    r = small.post("/db/_bulk_docs", orjson.dumps({"new_edits": False, "docs": [
+        {"_id": "rep", "_rev": "1-abc", "_attachments": {"a": inline(b"a" * 6_000),
+                                                         "b": inline(b"b" * 6_000)}}]}),
+        content_type="application/json")
+    assert r.json[0]["error"] == "document_too_large", r.body
+    assert small.get("/db/doc").json["_rev"] == rev
+    small.get("/db/rep", status=404)

@@ -181,8 +181,8 @@ def test_any_unicode_id_round_trips(db, docid):
 def test_design_docs_by_both_spellings_and_underscore_ids(db):
     put(db, "/db/_design/app", {"views": {}}, status=201)
     assert db.get("/db/_design%2Fapp").json["_id"] == "_design/app"
-    err(put(db, "/db/_secret", {}, expect_errors=True), 400, "bad_request")
-    err(db.get("/db/_secret", expect_errors=True), 400, "bad_request")
+    err(put(db, "/db/_secret", {}, expect_errors=True), 400, "illegal_docid")
+    err(db.get("/db/_secret", expect_errors=True), 400, "illegal_docid")
 
 
 def test_local_docs_are_unversioned_and_not_in_changes_or_all_docs(db):
@@ -384,8 +384,8 @@ def test_bulk_docs_reports_each_item(db):
     assert r[1] == {"id": "exists", "error": "conflict", "reason": "Document update conflict."}
     assert r[2]["ok"] and r[2]["rev"].startswith("2-")
     assert r[3]["ok"] and len(r[3]["id"]) == 32
-    assert r[4]["error"] == "bad_request" and r[5]["error"] == "bad_request"
-    assert r[6]["error"] == "bad_request"
+    assert r[4]["error"] == "bad_request" and r[5]["error"] == "illegal_docid"
+    assert r[6]["error"] == "illegal_docid"
     assert db.get("/db").json["doc_count"] == 3
 
 
