@@ -70,10 +70,19 @@ _connections = ConnectionTable()
 
 
 def on_starting(server):
+    _warn_when_root(server)
     _refuse_a_taken_address(server)
     _raise_open_file_limit(server)
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     os.makedirs(_metrics_dir)
+
+
+def _warn_when_root(server):
+    """Python design documents (a server admin's) run unsandboxed as the server's
+    user: as root, one bad view, or a stolen admin session, owns the machine."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        server.log.warning("settee is running as root: Python design documents run as the "
+                           "server's user; run it as an unprivileged user")
 
 
 def _refuse_a_taken_address(server):

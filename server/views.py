@@ -25,6 +25,34 @@ VIEW_PARAMS = {"key", "keys", "startkey", "start_key", "endkey", "end_key", "sta
                "att_encoding_info", "stable"}
 
 
+#: Design document languages Settee never runs in its own process: database admins
+#: may write these (JavaScript is stored, not run; "query" holds Mango index fields).
+#: Any other language, Python above all, is code that runs as the server's user.
+DB_ADMIN_LANGUAGES = frozenset({"javascript", "query"})
+
+CODE_AUTHOR_ONLY = ("Only server admins may save Python design documents: Python code runs "
+                    "unsandboxed as the server")
+
+
+def require_code_author(user, body: dict) -> None:
+    """403 unless ``user`` may save design document ``body`` as it would run.
+
+    Python in a design document cannot be sandboxed in-process: a database admin's
+    view could read the data directory (the cookie secret) and become a server admin.
+    So a design document in any language but :data:`DB_ADMIN_LANGUAGES` is written
+    by server admins only, whether new, changed, copied, replicated or given an
+    attachment. Every route that writes a design document calls this (through
+    ``check_design``), before its code is compiled: compiling runs it. A deletion
+    (``"_deleted": true``, as the store reads it) runs nothing and is the database
+    admins' right, whatever body the client sends along with it.
+    """
+    if user.is_admin or body.get("_deleted") is True:
+        return
+    language = body.get("language", "javascript")
+    if not isinstance(language, str) or language not in DB_ADMIN_LANGUAGES:
+        raise HTTPError(403, "forbidden", CODE_AUTHOR_ONLY)
+
+
 class ViewEndpoints:
     def _view_cache(self) -> dict:
         if not hasattr(self, "_views"):
@@ -177,11 +205,13 @@ class ViewEndpoints:
 
     # -- design documents ---------------------------------------------------------------
     def check_design(self, request, database, docid: str, body: dict) -> None:
-        """Design docs run code: only admins write them, and their Python must compile."""
+        """A write of a design document, by any route: database admins only; Python
+        only from server admins (require_code_author), and its views must compile."""
         if not docid.startswith("_design/"):
             return
         self.auth.require_db_admin(request.user, database)
-        if not body.get("_deleted"):
+        require_code_author(request.user, body)
+        if body.get("_deleted") is not True:
             definitions.check_design_doc({**body, "_id": docid})
 
     def design_saved(self, database, docid: str) -> None:
