@@ -223,6 +223,9 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None,
         values[key] = value
     settings = Settings({key: _check(key, _convert(key, values[key], DEFAULTS[key][1]))
                          for key in DEFAULTS})
+    if settings["auth_admin_user"] and not settings["auth_admin_password"]:
+        raise ConfigurationError("auth_admin_password", "a server admin needs a password "
+                                 f"(auth_admin_user is {settings['auth_admin_user']!r})")
     return _with_examples(settings)
 
 

@@ -3,14 +3,17 @@
 ::
 
     settee serve                  # gunicorn with config/gunicorn.conf.py (SETTEE_* settings)
+    settee serve --bind 127.0.0.1:8000 --workers 4
     settee dump DB > db.jsonl     # every document, one JSON line each, with its history
     settee load DB db.jsonl       # load such a file (or any JSON lines of documents)
     settee compact DB             # drop old revision bodies, reclaim space
     settee index DB               # bring every view and index of DB up to date
 
-``dump`` and ``load`` work on the data directory directly (the stores are safe for
-several processes, so the server may keep running) and show a progress bar when
-standard error is a terminal.
+Every command reads the settings as the server does (defaults, the ``--config``
+file or ``SETTEE_CONFIG``, ``SETTEE_*`` variables), so it finds the server's data
+directory; ``--data-dir`` overrides it. ``dump`` and ``load`` work on the data
+directory directly (the stores are safe for several processes, so the server may
+keep running) and show a progress bar when standard error is a terminal.
 """
 from __future__ import annotations
 
@@ -50,7 +53,23 @@ def is_loopback(bind: str) -> bool:
             return False
 
 
+#: ``settee serve`` options -> the settings they set (for gunicorn's configuration,
+#: which reads them from the environment).
+SERVE_OPTIONS = {"bind": "server_bind", "workers": "server_workers",
+                 "threads": "server_threads"}
+
+
 def serve(settings, extra: list[str]) -> int:
+    """Check the address, then become gunicorn with Settee's configuration. Options
+    gunicorn would take over Settee's settings (its own ``-b``/``--bind``, ``-w``,
+    ``-c``) are refused: ``settee serve``'s own options set them, and checked."""
+    clash = [arg for arg in extra
+             if arg.split("=", 1)[0] in ("-b", "--bind", "-w", "--workers", "--threads",
+                                         "-c", "--config")]
+    if clash:
+        print(f"settee: use settee serve's own options, not gunicorn's {clash[0]} "
+              "(settee serve --help)", file=sys.stderr)
+        return 2
     if not settings["auth_admin_user"] and not is_loopback(settings["server_bind"]):
         print(f"settee: refusing to listen on {settings['server_bind']} with no server admin: "
               "set SETTEE_ADMIN_USER and SETTEE_ADMIN_PASSWORD, or bind to 127.0.0.1",
@@ -59,8 +78,11 @@ def serve(settings, extra: list[str]) -> int:
     if not settings["auth_admin_user"]:
         print(f"settee: no server admin configured; listening on loopback only "
               f"({settings['server_bind']})", file=sys.stderr)
+    Catalog(settings).close()       # the data directory and the stack, checked once here
     import settee.config
     conf = os.path.join(os.path.dirname(settee.config.__file__), "gunicorn.conf.py")
+    for key in (*SERVE_OPTIONS.values(), "storage_data_dir"):    # as checked, for gunicorn
+        os.environ[f"SETTEE_{key.upper()}"] = str(settings[key])
     argv = [sys.executable, "-m", "gunicorn", "-c", conf, *extra]
     os.execv(sys.executable, argv)
     return 0  # pragma: no cover - exec does not return
@@ -79,6 +101,9 @@ def dump(settings, name: str, out) -> int:
 
 
 def load(settings, name: str, path: str) -> int:
+    if path != "-" and not os.path.isfile(path):
+        print(f"settee: {path}: no such file; nothing loaded", file=sys.stderr)
+        return 1
     catalog = Catalog(settings)
     try:
         db = catalog.create(name)
@@ -156,27 +181,52 @@ def index(settings, name: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="settee", description="Settee document database")
-    parser.add_argument("--config", help="settings file (TOML); default $SETTEE_CONFIG")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the HTTP server (gunicorn)")
-    p = sub.add_parser("dump", help="write every document of DB as JSON lines to stdout")
-    p.add_argument("db")
-    p = sub.add_parser("load", help="load JSON lines of documents into DB")
+def parser() -> argparse.ArgumentParser:
+    # Before or after the command; SUPPRESS: a subcommand's unset default must not
+    # overwrite a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS,
+                        help="settings file (TOML); default $SETTEE_CONFIG")
+    common.add_argument("--data-dir", default=argparse.SUPPRESS,
+                        help="the data directory (storage_data_dir); default from the "
+                             "settings, $SETTEE_DATA_DIR or ./data")
+    top = argparse.ArgumentParser(prog="settee", description="Settee document database",
+                                  parents=[common])
+    sub = top.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", parents=[common], help="run the HTTP server (gunicorn)",
+                       description="Run the HTTP server: gunicorn with Settee's "
+                       "configuration. Options not listed here go to gunicorn.")
+    p.add_argument("--bind", help="address:port to listen on (server_bind; default "
+                                  "127.0.0.1:5984)")
+    p.add_argument("--workers", type=int, help="worker processes (server_workers)")
+    p.add_argument("--threads", type=int, help="threads per worker (server_threads)")
+    for name, text in (("dump", "write every document of DB as JSON lines to stdout"),
+                       ("compact", "drop old revision bodies of DB"),
+                       ("index", "build or catch up every view and index of DB")):
+        sub.add_parser(name, parents=[common], help=text).add_argument("db")
+    p = sub.add_parser("load", parents=[common], help="load JSON lines of documents into DB")
     p.add_argument("db")
     p.add_argument("file", help="a .jsonl file, or - for standard input")
-    p = sub.add_parser("compact", help="drop old revision bodies of DB")
-    p.add_argument("db")
-    p = sub.add_parser("index", help="build or catch up every view and index of DB")
-    p.add_argument("db")
-    args, extra = parser.parse_known_args(argv)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    cli = parser()
+    args, extra = cli.parse_known_args(argv)
+    config = getattr(args, "config", None)
+    data_dir = getattr(args, "data_dir", None)
+    overrides = {"storage_data_dir": data_dir} if data_dir else {}
+    for option, key in SERVE_OPTIONS.items():
+        if getattr(args, option, None) is not None:
+            overrides[key] = getattr(args, option)
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(config, **overrides)
         if args.command == "serve":
+            if config:
+                os.environ["SETTEE_CONFIG"] = config
             return serve(settings, extra)
         if extra:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+            cli.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "dump":
             return dump(settings, args.db, sys.stdout.buffer)
         if args.command == "load":

@@ -33,7 +33,8 @@ import uuid
 from urllib.parse import unquote
 
 from .database import Database
-from .exceptions import BadRequest, DatabaseExists, DatabaseNotFound
+from .encryption import parse_key
+from .exceptions import BadRequest, ConfigurationError, DatabaseExists, DatabaseNotFound
 from .stack import LOCATIONS, backend_factory, build_stack, check_stack, storage_dir, storage_name
 
 log = logging.getLogger("settee.store")
@@ -51,6 +52,18 @@ class IllegalDatabaseName(BadRequest):
 
 #: System databases, allowed despite the leading underscore.
 SYSTEM_DBS = {"_users", "_replicator"}
+
+
+def check_data_dir(root: str) -> None:
+    """Create the data directory if need be; fail at start, naming the setting, when it
+    cannot be created or written (not with a 500 at the first write)."""
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as e:
+        raise ConfigurationError("storage_data_dir",
+                                 f"cannot create {root}: {e.strerror}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise ConfigurationError("storage_data_dir", f"{root} is not writable by this user")
 
 
 def check_name(name: str) -> str:
@@ -182,10 +195,12 @@ class Catalog:
         self.max_open = max_open or settings["storage_max_dbs_open"]
         self.factory = backend_factory(settings)
         check_stack(list(settings["storage_stack"]))   # fail at start, not at first open
+        if "encryption" in settings["storage_stack"]:
+            parse_key(settings["encryption_key"])
         self.in_memory = settings["storage_backend"] == "memory"
         self.root = settings["storage_data_dir"]
         if not self.in_memory:
-            os.makedirs(self.root, exist_ok=True)
+            check_data_dir(self.root)
         make = LOCATIONS.get(settings["storage_backend"], DirectoryLocations)
         self.locations: Locations = make(settings, self.factory)
         self._open: dict[str, tuple[Database, int]] = {}

@@ -98,3 +98,56 @@ def test_index_builds_every_view_of_a_database(env, capsys, monkeypatch):
     assert main(["index", "invoices"]) == 0
     err = capsys.readouterr().err
     assert "ar_by_accounting_code: 1 rows" in err and "app/ids: 1 rows" in err
+
+
+def test_loading_a_missing_file_is_one_line_and_creates_nothing(env, capsys):
+    assert main(["load", "fresh", str(env / "nonesuch.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nonesuch.jsonl" in err
+    assert not catalog(env).exists("fresh")
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_the_data_directory_can_be_named_on_the_command_line(tmp_path, capsysbinary, where):
+    other = tmp_path / "elsewhere"
+    Catalog(load_settings(env={}, storage_data_dir=str(other))).create("x")["a"] = {"n": 1}
+    option = ["--data-dir", str(other)]
+    argv = option + ["dump", "x"] if where == "before" else ["dump", "x"] + option
+    assert main(argv) == 0
+    assert orjson.loads(capsysbinary.readouterr().out.splitlines()[0])["n"] == 1
+
+
+@pytest.mark.parametrize("argv", [["serve", "--bind", "0.0.0.0:5999"],
+                                  ["serve", "-b", "0.0.0.0:5999"],
+                                  ["serve", "--bind=0.0.0.0:5999"]])
+def test_serve_checks_an_address_given_on_the_command_line(tmp_path, argv):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SETTEE_")}
+    env["SETTEE_DATA_DIR"] = str(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "settee.server.cli", *argv], env=env,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "0.0.0.0" not in r.stdout
+    assert "refusing" in r.stderr or "settee serve's own options" in r.stderr
+
+
+def test_serve_help_lists_its_options():
+    r = subprocess.run([sys.executable, "-m", "settee.server.cli", "serve", "--help"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0
+    assert all(option in r.stdout for option in ("--bind", "--workers", "--threads",
+                                                 "--data-dir", "--config"))
+
+
+@pytest.mark.parametrize("setting, env", [
+    ("auth_admin_password", {"SETTEE_ADMIN_USER": "admin"}),
+    ("encryption_key", {"SETTEE_STACK": "versioning,serialization,encryption",
+                        "SETTEE_ENCRYPTION_KEY": "not-a-key"}),
+    ("storage_data_dir", {"SETTEE_DATA_DIR": "/proc/settee-cannot-be-made-here"}),
+])
+def test_a_server_that_cannot_run_stops_at_start_in_one_line(tmp_path, setting, env):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SETTEE_")}
+    r = subprocess.run([sys.executable, "-m", "settee.server.cli", "serve"],
+                       env={**base, "SETTEE_DATA_DIR": str(tmp_path / "data"), **env},
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1, r.stderr
+    lines = [line for line in r.stderr.splitlines() if not line.startswith("settee: no server")]
+    assert len(lines) == 1 and setting in lines[0], r.stderr
