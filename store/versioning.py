@@ -75,9 +75,11 @@ def split_body(doc: Doc) -> dict:
         revisions = doc["_revisions"]
         try:
             start, ids = int(revisions["start"]), list(revisions["ids"])
-            assert all(isinstance(i, str) for i in ids) and start >= len(ids) > 0
-        except (KeyError, TypeError, ValueError, AssertionError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             raise BadRequest("_revisions must be {start: N, ids: [hash, ...]}") from e
+        if not all(isinstance(i, str) for i in ids) or not start >= len(ids) > 0:
+            raise BadRequest("_revisions must be {start: N, ids: [hash, ...]}: N at least "
+                             "as many as the ids, and ids strings")
         meta.revisions = ids
     if meta.rev not in (None, CURRENT):
         try:

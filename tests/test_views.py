@@ -379,3 +379,18 @@ def test_the_first_chunk_decides_whether_a_pool_pays(tmp_path, monkeypatch, capl
     decisions = [r.getMessage() for r in caplog.records if "process(es)" in r.getMessage()]
     assert decisions[0].endswith(f"{build.workers()} process(es)")
     assert decisions[1].endswith("1 process(es)")
+
+
+def test_a_failed_key_is_reported_by_an_ungrouped_reduce_over_many_keys(tmp_path):
+    db = catalog(tmp_path).create("db")
+    reduce = ("def fun(keys, values, rereduce):\n"
+              "    if not rereduce and any(k[0] == 700 for k in keys):\n"
+              "        raise ValueError('no 700s')\n"
+              "    return sum(values)")
+    view = View(db, ViewSpec("t/v", "def fun(doc):\n    yield doc['n'], 1", reduce, "design"))
+    with db.transaction():
+        for n in range(1500):                    # more keys than one re-reduce takes
+            db[f"d{n}"] = {"n": n}
+    view.update()
+    with pytest.raises(engine.ReduceError, match="700"):
+        list(view.reduce(view.reductions(), None, False))

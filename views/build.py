@@ -96,7 +96,7 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
                 view.write_fresh(chunk, state)
                 done += ids
                 state["building"].update(beat=time.time(), done=done)
-                view.store[view.STATE] = state
+                view.store[view.state_key] = state
             if progress is not None:
                 progress(ids)
             if done and done % (CHUNK * 20) == 0:
@@ -106,7 +106,7 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
             failed = view.state()
             failed.pop("building", None)
             failed["seq"] = 0
-            view.store[view.STATE] = failed
+            view.store[view.state_key] = failed
         raise
     finally:
         if pool is not None:
@@ -115,7 +115,7 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
     with view.store.transaction():
         state["seq"] = start_seq
         state.pop("building", None)
-        view.store[view.STATE] = state
+        view.store[view.state_key] = state
     elapsed = time.monotonic() - started
     log.info("view %s: built %d docs in %.1fs (%.0f docs/s, %d processes)", view.spec.name,
              done, elapsed, done / elapsed if elapsed else 0, processes if pool else 1)
@@ -143,7 +143,7 @@ def _first_chunk_decides(view, chunks, state, total: int) -> tuple[int | None, i
     with view.store.transaction():
         view.write_fresh(chunk, state)
         state["building"].update(beat=time.time(), done=count)
-        view.store[view.STATE] = state
+        view.store[view.state_key] = state
     writing = time.perf_counter() - started
     # The rest, done here, would take about this long; a pool pays back its start-up
     # (a fresh interpreter per worker, pickling every chunk back) only on a long build.

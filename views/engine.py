@@ -60,17 +60,17 @@ class View:
         # what the backend stores for a row, when the layers below only encode
         self.raw = self.store.encoder()
         base = f"v/{self.vid}/"
-        self.I, self.M, self.G, self.STATE = base + "i/", base + "m/", base + "g/", base + "state"
+        # The view's keyspace: index rows, each document's map output, reductions per
+        # key, and the view's state (checkpoint, row count, version).
+        self.rows_prefix, self.mapped_prefix = base + "i/", base + "m/"
+        self.reductions_prefix, self.state_key = base + "g/", base + "state"
         self.base = base
         self.map_errors = 0
 
     # -- state ------------------------------------------------------------------------
     def state(self) -> dict:
-        state = self.store.get(self.STATE)
+        state = self.store.get(self.state_key)
         return dict(state) if state is not None else {"seq": 0, "rows": 0, "version": 0}
-
-    def etag(self) -> str:
-        return f'"{self.vid}-{self.state()["version"]}"'
 
     def pending(self) -> int:
         return max(0, self.db.versions.info()["seq"] - self.state()["seq"])
@@ -92,9 +92,6 @@ class View:
                             self.spec.name, doc.get("_id"), type(e).__name__, e,
                             self.map_errors)
             return []
-
-    def row_key(self, key, doc_id: str, n: int) -> str:
-        return f"{self.I}{encode(key)}{doc_id}{ROW_SEP}{n}"
 
     # -- updating ---------------------------------------------------------------------
     def update(self, progress=None) -> dict:
@@ -121,7 +118,7 @@ class View:
                 if not changes:
                     return state
                 self.apply(changes, state)
-                self.store[self.STATE] = state
+                self.store[self.state_key] = state
             if progress is not None:
                 progress(len(changes))
 
@@ -141,26 +138,26 @@ class View:
     def write_rows(self, mapped: dict[str, list], state: dict) -> None:
         """Replace the rows of each document in ``mapped`` with its new rows."""
         store = self.store
-        olds = store.get_many([self.M + i for i in mapped])
+        olds = store.get_many([self.mapped_prefix + i for i in mapped])
         touched: dict[str, list] = {}
         puts: list = []
         gone: list[str] = []
         for doc_id, new in mapped.items():
-            old = olds.get(self.M + doc_id) or []
+            old = olds.get(self.mapped_prefix + doc_id) or []
             if new == old:
                 continue
             for n, (key, value) in enumerate(old):
                 enc = encode(key)
-                gone.append(f"{self.I}{enc}{doc_id}{ROW_SEP}{n}")
+                gone.append(f"{self.rows_prefix}{enc}{doc_id}{ROW_SEP}{n}")
                 touched.setdefault(enc, [key, [], []])[2].append(value)
             for n, (key, value) in enumerate(new):
                 enc = encode(key)
-                puts.append((f"{self.I}{enc}{doc_id}{ROW_SEP}{n}", [key, doc_id, value]))
+                puts.append((f"{self.rows_prefix}{enc}{doc_id}{ROW_SEP}{n}", [key, doc_id, value]))
                 touched.setdefault(enc, [key, [], []])[1].append([key, doc_id, value])
             if new:
-                puts.append((self.M + doc_id, new))
+                puts.append((self.mapped_prefix + doc_id, new))
             elif old:
-                gone.append(self.M + doc_id)
+                gone.append(self.mapped_prefix + doc_id)
             state["rows"] += len(new) - len(old)
         if gone:
             store.delete_many(gone)
@@ -196,14 +193,14 @@ class View:
                         enc = encoded[key] = encode(key)
                 else:
                     enc = encode(key)
-                puts.append((f"{self.I}{enc}{doc_id}{ROW_SEP}{n}", [key, doc_id, value]))
+                puts.append((f"{self.rows_prefix}{enc}{doc_id}{ROW_SEP}{n}", [key, doc_id, value]))
                 if reducing:
                     group = groups.get(enc)
                     if group is None:
                         group = groups[enc] = [key, [], []]
                     group[1].append([key, doc_id])
                     group[2].append(value)
-            puts.append((self.M + doc_id, new))
+            puts.append((self.mapped_prefix + doc_id, new))
             rows += len(new)
         puts.sort()
         raw = self.raw
@@ -230,12 +227,12 @@ class View:
         state["rows"] += rows
         if not partials:
             return
-        existing = self.store.get_many([self.G + enc for enc in partials])
+        existing = self.store.get_many([self.reductions_prefix + enc for enc in partials])
         updates = []
         for enc, partial in partials.items():
-            current = existing.get(self.G + enc)
+            current = existing.get(self.reductions_prefix + enc)
             if current is None:
-                updates.append((self.G + enc, partial))
+                updates.append((self.reductions_prefix + enc, partial))
                 continue
             key, count = partial[0], current[2] + partial[2]
             try:
@@ -243,19 +240,19 @@ class View:
                     reduction = self.reducer.rereduce([current[1], partial[1]])
                 else:                               # an error on one side: from the rows
                     reduction = self.reduce_rows(self.key_rows(enc))
-                updates.append((self.G + enc, [key, reduction, count]))
+                updates.append((self.reductions_prefix + enc, [key, reduction, count]))
             except ReduceError as e:
-                updates.append((self.G + enc, [key, None, count, e.reason]))
+                updates.append((self.reductions_prefix + enc, [key, None, count, e.reason]))
         self.store.put_many(updates)
 
     def update_reductions(self, touched: dict[str, list]) -> None:
         reducer, store = self.reducer, self.store
-        existing = store.get_many([self.G + e for e in touched])
+        existing = store.get_many([self.reductions_prefix + e for e in touched])
         for enc, (key, added, removed) in touched.items():
-            current = existing.get(self.G + enc)
+            current = existing.get(self.reductions_prefix + enc)
             count = (current[2] if current else 0) + len(added) - len(removed)
             if count <= 0:
-                store.pop(self.G + enc, None)
+                store.pop(self.reductions_prefix + enc, None)
                 continue
             values = [row[2] for row in added]
             try:
@@ -274,12 +271,12 @@ class View:
                     reduction = RECOMPUTE
                 if reduction is RECOMPUTE:
                     reduction = self.reduce_rows(self.key_rows(enc))
-                store[self.G + enc] = [key, reduction, count]
+                store[self.reductions_prefix + enc] = [key, reduction, count]
             except ReduceError as e:            # kept, and reported when a query reduces
-                store[self.G + enc] = [key, None, count, e.reason]
+                store[self.reductions_prefix + enc] = [key, None, count, e.reason]
 
     def key_rows(self, enc: str) -> Iterator[list]:
-        prefix = self.I + enc
+        prefix = self.rows_prefix + enc
         return (row for _, row in self.store.range(prefix, prefix + HIGH))
 
     def reduce_rows(self, rows) -> Any:
@@ -306,12 +303,12 @@ class View:
             if building and time.time() - building["beat"] < STALE_BUILD:
                 return None
             state["building"] = {"token": token, "beat": time.time(), "done": 0, "total": 0}
-            self.store[self.STATE] = state
+            self.store[self.state_key] = state
         return token
 
     def clear(self) -> int:
         """Drop every row and reduction of this view, keeping its state (the build claim)."""
-        return clear_prefix(self.store, self.base, keep=self.STATE)
+        return clear_prefix(self.store, self.base, keep=self.state_key)
 
     # -- querying -----------------------------------------------------------------------
     def bounds(self, prefix: str, start, end, *, descending: bool, inclusive_end: bool,
@@ -321,9 +318,7 @@ class View:
         def low(key, docid, inclusive):
             if key is MISSING:
                 return prefix
-            if not docids:
-                return prefix + encode(key) + ("" if inclusive else HIGH)
-            if docid is None:
+            if not docids or docid is None:
                 return prefix + encode(key) + ("" if inclusive else HIGH)
             return prefix + encode(key) + docid + ("" if inclusive else ROW_SEP + HIGH)
 
@@ -349,11 +344,11 @@ class View:
         """Index rows ``[key, id, value]`` in view order (or in the order of ``keys``)."""
         if keys is not None:
             for key in keys:
-                prefix = self.I + encode(key)
+                prefix = self.rows_prefix + encode(key)
                 yield from (row for _, row in self.store.range(prefix, prefix + HIGH,
                                                                descending=descending))
             return
-        lo, hi, incl = self.bounds(self.I, start, end, descending=descending,
+        lo, hi, incl = self.bounds(self.rows_prefix, start, end, descending=descending,
                                    inclusive_end=inclusive_end, start_docid=start_docid,
                                    end_docid=end_docid)
         for _, row in self.store.range(lo, hi, descending=descending, inclusive_end=incl):
@@ -363,23 +358,26 @@ class View:
                    inclusive_end=True) -> Iterator[list]:
         """Stored per-key reductions ``[key, reduction, rows]`` in view order."""
         if keys is not None:
-            found = self.store.get_many([self.G + encode(k) for k in keys])
+            found = self.store.get_many([self.reductions_prefix + encode(k) for k in keys])
             for key in keys:
-                entry = found.get(self.G + encode(key))
+                entry = found.get(self.reductions_prefix + encode(key))
                 if entry is not None:
                     yield entry
             return
-        lo, hi, incl = self.bounds(self.G, start, end, descending=descending,
+        lo, hi, incl = self.bounds(self.reductions_prefix, start, end, descending=descending,
                                    inclusive_end=inclusive_end, docids=False)
         for _, entry in self.store.range(lo, hi, descending=descending, inclusive_end=incl):
             yield entry
 
     def reduce(self, entries, group_level: int | None, group: bool) -> Iterator[dict]:
         """Rows of a reduce query: one overall, one per key, or one per key prefix."""
-        def value_of(batch):
+        def check(batch):
             for entry in batch:
-                if len(entry) > 3:
+                if len(entry) > 3:          # the stored reduction of this key failed
                     raise ReduceError(f"reduce failed for key {entry[0]!r}: {entry[3]}")
+
+        def value_of(batch):
+            check(batch)
             if len(batch) == 1:
                 return batch[0][1]
             return self.reducer.rereduce([e[1] for e in batch])
@@ -388,7 +386,8 @@ class View:
             batch = list(entries)
             if not batch:
                 return
-            if len(batch) > 1000:          # re-reduce in chunks to bound memory
+            check(batch)                    # before any re-reduce: it would hide the key
+            while len(batch) > 1000:        # re-reduce in chunks to bound memory
                 batch = [[None, self.reducer.rereduce([e[1] for e in batch[i:i + 1000]]), 0]
                          for i in range(0, len(batch), 1000)]
             yield {"key": None, "value": value_of(batch)}
