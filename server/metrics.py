@@ -26,6 +26,11 @@ LATENCY = Histogram("settee_http_request_duration_seconds", "HTTP request latenc
                                          2.5, 5, 10, 30, 60))
 RSS = Gauge("settee_process_resident_memory_bytes", "Resident memory of each process",
             multiprocess_mode="all")
+#: Kept by the gunicorn worker (server/worker.py), summed over the live workers.
+CONNECTIONS = Gauge("settee_connections", "Open client connections: all of them (open), "
+                    "those whose request head is still arriving (reading_head), and those "
+                    "whose response waits for a change, holding no thread (waiting)",
+                    ["state"], multiprocess_mode="livesum")
 
 
 def rss_bytes() -> int:

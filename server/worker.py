@@ -60,6 +60,8 @@ from .parking import CLOSE, PARK, POLL, Park
 MAX_HEAD = 64 * 1024
 #: Seconds a refused connection is read from (and its bytes dropped) before it closes.
 LINGER = 1.0
+#: Seconds between two updates of a worker's connection gauges.
+GAUGE_EVERY = 0.1
 #: What a worker's handle() returns for a response parked without a thread.
 PARKED = object()
 
@@ -126,6 +128,7 @@ class Worker(ThreadWorker):
     patience = 0.05         # seconds a connection is left to the other workers at most
     header_timeout = 20.0   # seconds for a request head to arrive (settings set these)
     io_timeout: float | None = 60.0
+    _gauges_at = 0.0        # when the connection gauges (metrics.py) are next set
     _paused_until = 0.0
     _leaving_since = None   # when this worker began leaving a connection to others
     _left_at = 0.0
@@ -153,6 +156,10 @@ class Worker(ThreadWorker):
 
     def init_process(self):
         self.nr_conns = 0           # here from the start: the others leave it connections
+        from .metrics import CONNECTIONS
+        self._gauges = [(CONNECTIONS.labels(state), count) for state, count in (
+            ("open", lambda: self.nr_conns), ("reading_head", lambda: len(self.heading)),
+            ("waiting", lambda: len(self.parked)))]
         super().init_process()
 
     # -- accepting ---------------------------------------------------------------------
@@ -517,4 +524,8 @@ class Worker(ThreadWorker):
         self._wake_parked(now)
         self._expire_heads(now)
         self._expire_closing(now)
+        if now >= self._gauges_at:
+            self._gauges_at = now + GAUGE_EVERY
+            for gauge, count in self._gauges:
+                gauge.set(count())
 

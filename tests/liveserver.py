@@ -19,6 +19,16 @@ CONF = ROOT / "config" / "gunicorn.conf.py"
 LISTENING = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+)")
 
 
+def until(predicate, timeout: float = 10.0, step: float = 0.05):
+    """Poll ``predicate`` until it is true or ``timeout`` passes; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(step)
+
+
 class LiveServer:
     """``with LiveServer(data_dir, workers=2) as server: requests.get(server.url + "/")``."""
 
@@ -104,6 +114,21 @@ class LiveServer:
             if len(pids) == count or time.monotonic() > deadline:
                 return sorted(pids)
             time.sleep(0.05)
+
+    def connections(self) -> dict[str, float]:
+        """The ``settee_connections`` gauges (open, reading_head, waiting), summed over
+        the workers, from the metrics (admin party or ``auth``-less access needed)."""
+        text = requests.get(self.url + "/_metrics", timeout=5).text
+        found = {}
+        for line in text.splitlines():
+            if line.startswith("settee_connections{"):
+                state = line.split('state="', 1)[1].split('"', 1)[0]
+                found[state] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    def await_waiting(self, count: int, timeout: float = 10.0) -> bool:
+        """Whether ``count`` responses are waiting (parked feeds) within ``timeout``."""
+        return bool(until(lambda: self.connections().get("waiting", 0) >= count, timeout))
 
     def __enter__(self) -> LiveServer:
         return self.start()

@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from liveserver import LiveServer
+from liveserver import LiveServer, until
 
 pytestmark = pytest.mark.slow
 
@@ -42,15 +42,6 @@ def timed_get(url: str, timeout: float = 5) -> tuple[int, float]:
 
 def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def until(predicate, timeout: float = 10.0, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 @pytest.fixture
@@ -120,7 +111,7 @@ def test_waiting_feeds_hold_no_thread_and_all_wake(one_thread):
     threads = [threading.Thread(target=feed) for _ in range(50)]
     for t in threads:
         t.start()
-    time.sleep(0.5)                          # all of them parked (one thread in the server)
+    assert one_thread.await_waiting(50)      # all of them parked (one thread in the server)
     status, took = timed_get(url)
     assert status == 200 and took < 1.0
     assert requests.put(url + "/doc", json={"n": 1}).status_code == 201
@@ -164,15 +155,17 @@ def test_a_feed_whose_client_hangs_up_is_closed(one_thread):
 def test_connections_past_the_cap_are_answered_503(tmp_path):
     with LiveServer(tmp_path / "data", workers=1, threads=2,
                     SETTEE_SERVER_MAX_CONNECTIONS="16") as server:
-        pid = server.worker_pids(1)[0]
-        before = open_fds(pid)
         idle = [connect(server) for _ in range(16)]
-        try:
-            assert until(lambda: open_fds(pid) >= before + 16)     # all 16 accepted
+        for sock in idle:
+            sock.sendall(b"GET /_up HTTP/1.1\r\n")      # and never the rest
+
+        def seventeenth() -> bytes:     # 200 until the server has taken all 16
             with connect(server) as sock:
-                sock.sendall(b"GET /_up HTTP/1.1\r\nHost: x\r\n\r\n")
-                answer = read_all(sock, timeout=5)
-            assert answer.startswith(b"HTTP/1.1 503 ")
+                sock.sendall(b"GET /_up HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return read_all(sock, timeout=5)
+        try:
+            answer = until(lambda: (a := seventeenth()).startswith(b"HTTP/1.1 503 ") and a)
+            assert answer, "never refused"
             assert b'"error":"service_unavailable"' in answer
         finally:
             for s in idle:
@@ -200,7 +193,7 @@ def test_a_stopping_server_ends_its_waiting_feeds_at_once(tmp_path):
                    for kind in ("longpoll", "continuous")]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        assert server.await_waiting(2)
         stopping = time.monotonic()
         server.stop()                                   # SIGTERM: a graceful stop
         for t in threads:
@@ -211,3 +204,14 @@ def test_a_stopping_server_ends_its_waiting_feeds_at_once(tmp_path):
             assert done - stopping < 5, kind
     finally:
         server.kill()
+
+
+def test_the_metrics_count_waiting_and_slow_connections(one_thread):
+    requests.put(one_thread.url + "/db").raise_for_status()
+    with connect(one_thread) as slow, connect(one_thread) as feed:
+        slow.sendall(b"GET /_up HTTP/1.1\r\n")
+        feed.sendall(b"GET /db/_changes?feed=longpoll&since=now&timeout=20000 HTTP/1.1\r\n"
+                     b"Host: x\r\n\r\n")
+        assert until(lambda: one_thread.connections().get("waiting") == 1)
+        gauges = one_thread.connections()
+        assert gauges["reading_head"] >= 1 and gauges["open"] >= 2

@@ -75,7 +75,7 @@ def test_racing_writers_through_both_workers_get_one_winner_per_round(db):
     assert rev.startswith("11-")
 
 
-def test_longpolls_held_by_both_workers_wake_on_one_write(db):
+def test_longpolls_held_by_both_workers_wake_on_one_write(db, server):
     since = requests.get(f"{db}/_changes?since=now").json()["last_seq"]
     results = []
 
@@ -87,7 +87,7 @@ def test_longpolls_held_by_both_workers_wake_on_one_write(db):
     threads = [threading.Thread(target=poll) for _ in range(6)]   # spread over both workers
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    assert server.await_waiting(6)
     written = time.monotonic()
     requests.put(f"{db}/wake", json={})
     for t in threads:
@@ -110,7 +110,7 @@ def test_longpoll_on_one_server_wakes_on_a_write_through_another(tmp_path):
 
         t = threading.Thread(target=poll)
         t.start()
-        time.sleep(0.5)
+        assert a.await_waiting(1)
         assert requests.put(f"{b.url}/shared/from-b", json={"x": 1}).status_code == 201
         t.join(25)
         assert [c["id"] for c in box["r"].json()["results"]] == ["from-b"]

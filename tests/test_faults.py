@@ -832,7 +832,7 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, figures):
         threads = [threading.Thread(target=longpoll, args=(i,)) for i in range(LONGPOLLS)]
         for t in threads:
             t.start()
-        time.sleep(0.5)                      # the longpolls are waiting
+        assert server.await_waiting(LONGPOLLS)
         threads.append(threading.Thread(target=bulk))
         threads[-1].start()
         time.sleep(0.15)                     # the bulk is being written
