@@ -49,9 +49,29 @@ STATUS = {
 }
 
 
+#: What a client is told of the server's own failures: their reasons name files of the
+#: data directory (a backend's message starts with its path), which a client has no
+#: business knowing. The whole reason goes to the server's log (app.py's dispatch).
+#: A stored value that cannot be read names its document's key, not a file: told as is.
+PUBLIC_REASONS = {
+    store.CorruptValue: None,
+    store.StorageFull: "The data volume is full; writes are refused until space is freed",
+    store.ConfigurationError: "The server is misconfigured; its log says how",
+    store.StoreError: "The storage failed; the server's log has the details",
+}
+
+
+def public_reason(error: store.StoreError) -> str:
+    for cls in type(error).__mro__:
+        if cls in PUBLIC_REASONS:
+            return PUBLIC_REASONS[cls] or error.reason
+    return PUBLIC_REASONS[store.StoreError]     # pragma: no cover - StoreError is there
+
+
 def from_store(error: store.StoreError) -> HTTPError:
     for cls in type(error).__mro__:
         if cls in STATUS:
             status, name = STATUS[cls]
-            return HTTPError(status, name or error.error, error.reason)
+            reason = public_reason(error) if status >= 500 else error.reason
+            return HTTPError(status, name or error.error, reason)
     return HTTPError(500, "unknown_error", str(error))  # pragma: no cover - StoreError is in STATUS
