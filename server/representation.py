@@ -11,7 +11,11 @@ are streamed row by row in every representation, never built whole in memory.
 """
 from __future__ import annotations
 
+import datetime
 import html
+import json
+import math
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -128,6 +132,8 @@ def parse_body(data: bytes, mimetype: str, max_depth: int) -> Any:
         except orjson.JSONDecodeError as e:
             reason = "invalid UTF-8 JSON" if "utf-8" in str(e).lower() else f"Invalid JSON: {e}"
             raise HTTPError(400, "bad_request", reason) from e
+        if LONG_NUMBER.search(data):
+            check_integers(data)
     else:
         raise HTTPError(415, "bad_content_type",
                         f"Content-Type {mimetype!r} cannot be read; send application/json "
@@ -137,12 +143,74 @@ def parse_body(data: bytes, mimetype: str, max_depth: int) -> Any:
     return value
 
 
-def _yaml_to_json(value: Any) -> Any:
-    """YAML's extra types (dates, sets, non-string keys) as JSON values, via a round trip."""
+#: Integers Settee stores exactly: 64 bits, as orjson reads and writes them. JSON has
+#: no limit, and orjson reads a longer integer as the nearest float, silently.
+INT_MIN, INT_MAX = -(1 << 63), (1 << 64) - 1
+#: A run of digits that may be such an integer (19 digits and more): the only bodies
+#: read a second time, by the standard library, which hands over each integer's text.
+LONG_NUMBER = re.compile(rb"[0-9]{19}")
+
+
+def too_large(number: int) -> HTTPError:
+    return HTTPError(400, "bad_request", f"The integer {number} is outside the 64-bit range "
+                     "Settee keeps exactly; send it as a string")
+
+
+def check_integers(data: bytes) -> None:
+    """400 if the JSON ``data`` holds an integer orjson would have read as a float."""
+    def parse_int(text: str) -> int:
+        number = int(text)
+        if not INT_MIN <= number <= INT_MAX:
+            raise too_large(number)
+        return number
     try:
-        return orjson.loads(orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS, default=str))
-    except (TypeError, orjson.JSONEncodeError) as e:
-        raise HTTPError(400, "bad_request", f"YAML value has no JSON form: {e}") from e
+        json.loads(data, parse_int=parse_int)
+    except ValueError:             # orjson read it: the standard library's quirks aside
+        pass
+
+
+def _yaml_to_json(value: Any, path: str = "body") -> Any:
+    """YAML's values as JSON ones, or 400 naming the first that has no JSON form.
+
+    Timestamps become ISO 8601 text and non-string mapping keys their JSON text
+    (``1`` -> ``"1"``, ``true`` -> ``"true"``); NaN and infinities (``.nan``,
+    ``.inf``), sets, binary and integers beyond 64 bits are refused, never changed.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        if not INT_MIN <= value <= INT_MAX:
+            raise too_large(value)
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise HTTPError(400, "bad_request", f"{path} is {value}: JSON has no NaN or "
+                            "infinity")
+        return value
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, list):
+        return [_yaml_to_json(item, f"{path}.{i}") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            name = _yaml_key(key, path)
+            out[name] = _yaml_to_json(item, f"{path}.{name}")
+        return out
+    kind = {set: "a set (!!set)", bytes: "binary (!!binary)"}.get(type(value),
+                                                                 type(value).__name__)
+    raise HTTPError(400, "bad_request", f"{path} is {kind}, which has no JSON form")
+
+
+def _yaml_key(key: Any, path: str) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, bool) or key is None:
+        return orjson.dumps(key).decode()
+    if isinstance(key, (int, float, datetime.date)):
+        return str(_yaml_to_json(key, path))
+    raise HTTPError(400, "bad_request", f"{path} has a key of type {type(key).__name__}, "
+                    "which has no JSON form")
 
 
 # -- responses ----------------------------------------------------------------------
