@@ -65,6 +65,35 @@ SERVER_ENDPOINTS = {"_all_dbs", "_uuids", "_up", "_active_tasks", "_session", "_
 #: a Python socket timeout, or the kernel's SO_RCVTIMEO as Settee's worker sets it).
 STALLED = (TimeoutError, BlockingIOError)
 
+#: Largest body of a POST /_session (a name and a password), which anyone may send.
+SESSION_MAX_BODY = 64 * 1024
+#: A body this large, or of no stated length, is not read to its end after an error
+#: answered without reading it (a refused client's upload): the connection is closed.
+DRAIN_LIMIT = 64 * 1024
+#: Bodies a browser form can send to any site (with no preflight); JSON and YAML it can't.
+FORM_TYPES = {"", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
+
+
+def check_body_type(request: Request) -> None:
+    """415 unless a POST's body is JSON or YAML; a design document's PUT may not be one
+    of the types a form sends. Other PUTs take any type, as CouchDB's do (curl -d)."""
+    mimetype = request.mimetype
+    if mimetype == rep.JSON or mimetype.endswith("+json") or mimetype in rep.YAML_BODY_TYPES:
+        return
+    if request.method == "POST" or (request.method == "PUT" and mimetype in FORM_TYPES
+                                    and "/_design/" in request.path):
+        raise HTTPError(415, "bad_content_type", "Content-Type must be application/json")
+
+
+def unread_big_body(request: Request) -> bool:
+    if "stream" in request.__dict__:
+        return False                        # read (perhaps in part): gunicorn finishes it
+    length = request.content_length
+    if length is None:
+        return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    return length > DRAIN_LIMIT
+
+
 #: The databases the current request uses (:meth:`Settee.db`), released when its
 #: response is done. Per thread, as each request runs on one.
 LEASES: ContextVar[list | None] = ContextVar("settee_leases", default=None)
@@ -199,7 +228,9 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
         # Not kept in the environ (werkzeug's default): request and environ would
         # refer to each other, a cycle per request for the garbage collector.
         request = Request(environ, populate_request=False)
-        request.max_content_length = self.max_body
+        # One byte past the limit: werkzeug stops a body without a length (chunked) there
+        # without a word, and body() tells 413 from a body that fits.
+        request.max_content_length = self.max_body + 1
         cors = self.cors_headers(request)
         if cors and request.method == "OPTIONS" and \
                 "Access-Control-Request-Method" in request.headers:
@@ -326,6 +357,8 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
                         content_type=kind + ("; charset=utf-8" if kind != rep.JSON else ""))
 
     def error(self, request: Request, e: HTTPError) -> Response:
+        if e.status in (408, 413) or unread_big_body(request):
+            request.environ[CLOSE] = True      # not read on to the end of the body after this
         try:
             kind = self.kind(request)
         except HTTPError:           # nothing acceptable: the error itself still goes as JSON
@@ -334,14 +367,28 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
         return Response(body, status=e.status, headers=e.headers,
                         content_type=kind + ("; charset=utf-8" if kind != rep.JSON else ""))
 
-    def body(self, request: Request, *, required: bool = True):
-        """The request body as a JSON value (JSON or YAML), within the size limits."""
+    def data(self, request: Request, limit: int | None = None) -> bytes:
+        """The request body's bytes: 413 as soon as it passes ``limit`` (``max_body``),
+        before reading when its length says so, else when one byte more arrives."""
+        limit = self.max_body if limit is None else min(limit, self.max_body)
         length = request.content_length
-        if length is not None and length > self.max_body:
-            raise HTTPError(413, "too_large", f"Request body over {self.max_body} bytes")
+        if length is not None and length > limit:
+            raise HTTPError(413, "too_large", f"Request body over {limit} bytes")
+        if "stream" not in request.__dict__:            # not opened yet: bound it
+            request.max_content_length = limit + 1
         data = request.get_data(cache=True)
-        if len(data) > self.max_body:
-            raise HTTPError(413, "too_large", f"Request body over {self.max_body} bytes")
+        if len(data) > limit:
+            raise HTTPError(413, "too_large", f"Request body over {limit} bytes")
+        return data
+
+    def body(self, request: Request, *, required: bool = True):
+        """The request body as a JSON value (JSON or YAML), within the size limits.
+
+        A POST (and a design document's PUT) must say it is JSON or YAML: a browser
+        form on another site can send a body as text/plain or form data, never as
+        those, so it cannot write through Settee's JSON endpoints (CouchDB's rule)."""
+        check_body_type(request)
+        data = self.data(request)
         if not data and not required:
             return None
         return rep.parse_body(data, request.mimetype, self.max_depth)
@@ -356,7 +403,8 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
         """A request body that is one document: also within the document size limit.
         One with attachments is measured once they are decoded (check_document_size),
         as its base64 would charge them a third more."""
-        data = request.get_data(cache=True)
+        check_body_type(request)
+        data = self.data(request)
         if len(data) <= self.max_document:
             return self.json_object(request)
         # over as sent: only base64 attachments (measured decoded later) may make it fit
@@ -461,9 +509,11 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
             response.delete_cookie("AuthSession", path="/")
             return response
         if request.mimetype == "application/x-www-form-urlencoded":
+            self.data(request, SESSION_MAX_BODY)        # bounded, then parsed from memory
             form = request.form
             name, password = form.get("name"), form.get("password")
         else:
+            self.data(request, SESSION_MAX_BODY)
             body = self.json_object(request)
             name, password = body.get("name"), body.get("password")
         if not isinstance(name, str) or not isinstance(password, str):

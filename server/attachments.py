@@ -144,7 +144,7 @@ class AttachmentEndpoints:
             del attachments[name]
         else:
             check_name(name)
-            data = request.get_data()
+            data = self.data(request)
             if len(data) > self.max_document:       # could never fit: no need to build it
                 raise HTTPError(413, "document_too_large",
                                 f"Attachment over the document size limit ({self.max_document} "

@@ -176,7 +176,9 @@ def _yaml_to_json(value: Any, path: str = "body") -> Any:
     (``1`` -> ``"1"``, ``true`` -> ``"true"``); NaN and infinities (``.nan``,
     ``.inf``), sets, binary and integers beyond 64 bits are refused, never changed.
     """
-    if value is None or isinstance(value, (bool, str)):
+    if isinstance(value, str):
+        return _text(value, path)
+    if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
         if not INT_MIN <= value <= INT_MAX:
@@ -202,9 +204,19 @@ def _yaml_to_json(value: Any, path: str = "body") -> Any:
     raise HTTPError(400, "bad_request", f"{path} is {kind}, which has no JSON form")
 
 
+def _text(value: str, path: str) -> str:
+    """``value``, if it is text JSON can carry (YAML's ``"\\ud800"`` is half a character)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise HTTPError(400, "bad_request", f"{path} holds a lone surrogate (half of a "
+                        "UTF-16 pair), which is not text") from None
+    return value
+
+
 def _yaml_key(key: Any, path: str) -> str:
     if isinstance(key, str):
-        return key
+        return _text(key, path)
     if isinstance(key, bool) or key is None:
         return orjson.dumps(key).decode()
     if isinstance(key, (int, float, datetime.date)):

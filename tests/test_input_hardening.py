@@ -2,6 +2,9 @@
 exactly, and error bodies that name no file of the server's."""
 from __future__ import annotations
 
+import io
+
+import orjson
 import pytest
 from httpclient import make_app
 
@@ -73,3 +76,97 @@ def test_yaml_timestamps_and_keys_become_their_json_text(app):
     doc = app.get("/db/y").json
     assert doc["day"] == "2001-12-14" and doc["when"].startswith("2001-12-14T21:59:43")
     assert doc["2"] == "two" and doc["true"] is True
+
+
+# -- what a browser form on another site can send ----------------------------------------
+FORM_BODIES = [("text/plain", b'{"a": 1}'),
+               ("application/x-www-form-urlencoded", b'{"a": 1}'),
+               ("multipart/form-data; boundary=x", b'{"a": 1}'),
+               ("", b'{"a": 1}')]
+JSON_POSTS = ["/db", "/db/_bulk_docs", "/db/_bulk_get", "/db/_find", "/db/_index",
+              "/db/_explain", "/db/_revs_diff", "/db/_all_docs", "/db/_changes"]
+
+
+@pytest.mark.parametrize("content_type, body", FORM_BODIES)
+@pytest.mark.parametrize("path", JSON_POSTS)
+def test_json_posts_refuse_what_a_cross_site_form_sends(app, path, content_type, body):
+    r = app.post(path, body, headers={"Content-Type": content_type} if content_type else {},
+                 expect_errors=True)
+    assert r.status_int == 415, (path, content_type, r.text)
+    assert r.json == {"error": "bad_content_type",
+                      "reason": "Content-Type must be application/json"}
+    assert app.get("/db").json["doc_count"] == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/yaml"])
+def test_json_posts_take_json_and_yaml(app, content_type):
+    body = b'{"_id": "p", "a": 1}' if content_type == "application/json" else b"_id: p\na: 1\n"
+    assert app.post("/db", body, content_type=content_type).status_int == 201
+
+
+@pytest.mark.parametrize("content_type, body", FORM_BODIES[:3])
+def test_a_design_document_is_not_written_from_a_form(app, content_type, body):
+    ddoc = b'{"views": {}}'
+    r = app.put("/db/_design/x", ddoc, headers={"Content-Type": content_type},
+                expect_errors=True)
+    assert r.status_int == 415
+    app.get("/db/_design/x", status=404)
+
+
+def test_a_document_put_takes_what_curl_sends(app):
+    r = app.put("/db/plain", b'{"a": 1}',
+                headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_int == 201
+
+
+# -- sizes ---------------------------------------------------------------------------
+class Endless(io.RawIOBase):
+    """A request body that never ends, counting what the server reads of it."""
+
+    def __init__(self):
+        self.read_bytes = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        buffer[:] = b"a" * len(buffer)
+        self.read_bytes += len(buffer)
+        return len(buffer)
+
+
+def chunked_post(app, path, content_type, limit):
+    body = Endless()
+    environ = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "CONTENT_TYPE": content_type,
+               "wsgi.input": io.BufferedReader(body, 8192), "wsgi.input_terminated": True,
+               "HTTP_TRANSFER_ENCODING": "chunked", "SERVER_NAME": "x", "SERVER_PORT": "80",
+               "wsgi.url_scheme": "http", "HTTP_HOST": "x", "SERVER_PROTOCOL": "HTTP/1.1"}
+    answer = []
+    out = b"".join(app.app(environ, lambda status, headers, exc=None: answer.append(status)))
+    assert body.read_bytes <= limit + 64 * 1024, body.read_bytes
+    return answer[0], orjson.loads(out), environ
+
+
+@pytest.mark.parametrize("path, content_type, limit", [
+    ("/db/_bulk_docs", "application/json", 1 << 20),
+    ("/_session", "application/json", 64 * 1024),
+    ("/_session", "application/x-www-form-urlencoded", 64 * 1024)])
+def test_a_body_without_a_length_is_refused_as_it_passes_the_limit(tmp_path, path,
+                                                                    content_type, limit):
+    app = make_app(tmp_path, server_max_body=1 << 20)
+    app.put("/db")
+    status, body, environ = chunked_post(app, path, content_type, limit)
+    assert status.startswith("413") and body["error"] == "too_large"
+    assert environ["settee.close"] is True          # and the rest is not read
+
+
+def test_a_body_with_a_length_over_the_limit_is_refused_unread(tmp_path):
+    app = make_app(tmp_path, server_max_body=1 << 20)
+    r = app.post("/_session", b"x" * 100, content_type="application/json",
+                 headers={"Content-Length": str(100 << 20)}, expect_errors=True)
+    assert r.status_int == 413
+
+
+@pytest.mark.parametrize("text", ['a: "\\ud800"\n', '"\\ud800": 1\n'])
+def test_yaml_half_characters_are_refused(app, text):
+    assert put_yaml(app, "/db/y", text).status_int == 400
