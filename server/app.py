@@ -553,9 +553,7 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
             if endpoint == "document" and docid is not None and auth.may_touch_user_doc(
                     user, docid, method, docid in database):
                 return
-            if endpoint == "database" and method in ("GET", "HEAD"):
-                return
-            auth.require_admin(user)
+            auth.require_admin(user)            # listing users is for server admins
             return
         if admin_only:
             auth.require_db_admin(user, database)

@@ -138,7 +138,6 @@ def test_a_new_password_ends_old_credentials_and_sessions_at_once(app):
 
 def test_a_deleted_user_and_a_removed_role_take_effect_in_another_worker(tmp_path):
     one, two = make(tmp_path), make(tmp_path)        # two workers over one data directory
-    put(one, "/db", {}, headers=ADMIN, expect_errors=True)
     one.put("/db", headers=ADMIN)
     signup(one, "bob", roles=["staff"])
     put(one, "/db/_security", {"members": {"roles": ["staff"]}}, headers=ADMIN)
@@ -147,7 +146,16 @@ def test_a_deleted_user_and_a_removed_role_take_effect_in_another_worker(tmp_pat
     doc["roles"] = []
     put(one, "/_users/org.couchdb.user:bob", doc, headers=ADMIN)
     assert two.get("/db", headers=basic("bob", "pw"), expect_errors=True).status_int == 403
-    one.delete(f"/_users/org.couchdb.user:bob?rev={one.get('/_users/org.couchdb.user:bob', headers=ADMIN).json['_rev']}",
-               headers=ADMIN)
+    rev = one.get("/_users/org.couchdb.user:bob", headers=ADMIN).json["_rev"]
+    one.delete(f"/_users/org.couchdb.user:bob?rev={rev}", headers=ADMIN)
     assert two.get("/_session", headers=basic("bob", "pw"), expect_errors=True) \
         .status_int == 401
+
+
+def test_an_admins_session_holds_in_every_worker(tmp_path):
+    one, two = make(tmp_path), make(tmp_path)
+    one.post("/_session", orjson.dumps({"name": "admin", "password": "s3cret"}),
+             content_type="application/json")
+    cookie = one.cookies["AuthSession"]
+    two.set_cookie("AuthSession", cookie)
+    assert two.get("/_session").json["userCtx"]["roles"] == ["_admin"]
