@@ -338,6 +338,8 @@ class CodecLayer(Layer[V, W]):
         return self.decode(key, self.inner[key])
 
     def __setitem__(self, key: str, value: V) -> None:
+        if not isinstance(key, str):        # encode() may use the key (encryption's AAD)
+            raise InvalidKey(f"keys are strings, not {type(key).__name__}")
         self.inner[key] = self.encode(key, value)
 
     def __delitem__(self, key: str) -> None:

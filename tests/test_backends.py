@@ -6,7 +6,9 @@ import threading
 import time
 
 import pytest
-from contract import HOSTILE_KEYS, BackendContract
+from settee.store.compression import Compression
+from settee.store.encryption import AESGCMEncryption
+from settee.store.testing import HOSTILE_KEYS, BackendContract
 
 from settee.store.base import MISSING
 from settee.store.dbmstore import DBMBackend
@@ -32,6 +34,20 @@ class TestMemoryBackend(BackendContract):
 class TestSQLiteBackend(BackendContract):
     def make_store(self, path):
         return SQLiteBackend(str(path / "store.sqlite"))
+
+
+# -- stacks of byte layers keep the same contract -------------------------------------
+class TestCompressedSQLite(BackendContract):
+    def make_store(self, path):
+        return Compression(SQLiteBackend(str(path / "store.sqlite")), min_size=0)
+
+
+class TestEncryptedCompressedMemory(BackendContract):
+    persistent = False
+
+    def make_store(self, path):
+        return AESGCMEncryption(Compression(MemoryBackend(), algorithm="zlib", min_size=0),
+                                key="ab" * 32)
 
 
 # -- what the file, dbm and lmdb backends promise beyond the contract --------------------
