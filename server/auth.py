@@ -88,7 +88,7 @@ def hash_password(password: str, iterations: int, salt: str | None = None) -> di
             "salt": salt, "derived_key": key.hex()}
 
 
-def record_problem(record: dict, max_iterations: int) -> str | None:
+def record_problem(record: dict, iterations_range: tuple[int, int]) -> str | None:
     """What is wrong with a stored password record, or None: PBKDF2, a known hash
     function, a bounded number of iterations, hex salt and key."""
     if record.get("password_scheme", "pbkdf2") != "pbkdf2":
@@ -96,8 +96,9 @@ def record_problem(record: dict, max_iterations: int) -> str | None:
     if record.get("pbkdf2_prf", "sha1") not in PRFS:
         return f"pbkdf2_prf must be one of {', '.join(PRFS)}"
     iterations = record.get("iterations")
-    if type(iterations) is not int or not 1000 <= iterations <= max_iterations:
-        return f"iterations must be an integer from 1000 to {max_iterations}"
+    low, high = iterations_range
+    if type(iterations) is not int or not low <= iterations <= high:
+        return f"iterations must be an integer from {low} to {high}"
     for field in ("salt", "derived_key"):
         value = record.get(field)
         if not isinstance(value, str) or not value or len(value) > 256 or \
@@ -174,7 +175,10 @@ class Authenticator:
         self.settings = settings
         self.catalog = catalog
         self.iterations = settings["auth_pbkdf2_iterations"]
-        self.max_iterations = max(1000, self.iterations * MAX_ITERATIONS_FACTOR)
+        # What a stored record may take: at least what CouchDB's least is (or what this
+        # server is set to, if less), at most ten times this server's setting.
+        self.iterations_range = (min(1000, self.iterations),
+                                 max(1000, self.iterations * MAX_ITERATIONS_FACTOR))
         self.timeout = settings["auth_session_timeout"]
         self.secret = load_secret(settings)
         self.admins: dict[str, dict] = {}
@@ -217,7 +221,7 @@ class Authenticator:
     def users_seq(self) -> int | None:
         """``_users``' update sequence: what the credential cache is valid for."""
         try:
-            return self.catalog.get(USERS_DB).versions.info()["seq"]
+            return self.catalog.get(USERS_DB).update_seq()
         except NotFound:
             return None
 
@@ -255,7 +259,7 @@ class Authenticator:
         doc = self.user_doc(name)
         if doc is None:
             return None
-        problem = record_problem(doc, self.max_iterations)
+        problem = record_problem(doc, self.iterations_range)
         if problem is not None:
             log.warning("user %r cannot sign in: its password record is refused (%s)",
                         name, problem)
@@ -313,7 +317,7 @@ class Authenticator:
         return HTTPError(403, "forbidden", reason)
 
     def security(self, database) -> dict:
-        return database.versions.inner.get("m/security") or {}
+        return database.security()
 
     def require_admin(self, user: User) -> None:
         if not user.is_admin:
@@ -366,7 +370,7 @@ class Authenticator:
                             "fields; send a `password` and the server hashes it")
         body.update({**kept, **sent})
         if sent:                             # a server admin's pre-hashed record
-            problem = record_problem(body, self.max_iterations)
+            problem = record_problem(body, self.iterations_range)
             if problem is not None:
                 raise HTTPError(400, "doc_validation", f"Password record refused: {problem}")
 
