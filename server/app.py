@@ -562,12 +562,9 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
 
     def on_security(self, request, db):
         database = self.db(db)
-        store = database.versions.inner
         if request.method == "GET":
-            return self.respond(request, store.get("m/security") or {})
-        doc = check_security(self.json_object(request))
-        with store.transaction():
-            store["m/security"] = doc
+            return self.respond(request, database.security())
+        database.set_security(check_security(self.json_object(request)))
         return self.respond(request, {"ok": True})
 
     # -- databases --------------------------------------------------------------------
@@ -614,11 +611,11 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
     def on_revs_limit(self, request, db):
         database = self.db(db)
         if request.method == "GET":
-            return self.respond(request, database.versions.get_revs_limit())
+            return self.respond(request, database.revs_limit())
         limit = self.body(request)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise bad_request("The revs_limit must be a positive integer")
-        database.versions.set_revs_limit(limit)
+        database.set_revs_limit(limit)
         return self.respond(request, {"ok": True})
 
 

@@ -206,7 +206,7 @@ class BulkEndpoints:
         database = self.db(db)
         out = {}
         for doc_id, revs in self.revs_request(request).items():
-            missing = database.versions.revs_diff(doc_id, revs)
+            missing = database.revs_diff(doc_id, revs)
             if missing:
                 out[doc_id] = {"missing": missing}
         return self.respond(request, out)
@@ -214,5 +214,5 @@ class BulkEndpoints:
     def on_missing_revs(self, request, db):
         database = self.db(db)
         out = {doc_id: missing for doc_id, revs in self.revs_request(request).items()
-               if (missing := database.versions.revs_diff(doc_id, revs))}
+               if (missing := database.revs_diff(doc_id, revs))}
         return self.respond(request, {"missing_revs": out})

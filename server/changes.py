@@ -58,7 +58,7 @@ class ChangesEndpoints:
         since_text = p.text("since", request.headers.get("Last-Event-ID"))
         if "since" in body:
             since_text = str(body["since"])
-        since = parse_since(since_text, database.versions.info()["seq"])
+        since = parse_since(since_text, database.update_seq())
         limit = p.int("limit", None, minimum=0)
         descending = p.bool("descending")
         include_docs = p.bool("include_docs")
@@ -91,15 +91,14 @@ class ChangesEndpoints:
 
         parking = bool(request.environ.get(PARK))
 
-        def current() -> int:
-            return database.versions.info()["seq"]
+        current = database.update_seq
 
         def wait(after: int, deadline: float):
             """Until the sequence passes ``after`` or ``deadline``: yields heartbeats, and
             where the server parks waiting responses (parking.py), a :class:`Park`.
             Returns True when the server cut the wait short (it is stopping)."""
             next_beat = time.monotonic() + heartbeat if heartbeat else None
-            waiter = self.change_waiter(database) if not parking else None
+            waiter = database.change_waiter() if not parking else None
             while current() <= after:
                 now = time.monotonic()
                 if now >= deadline:
@@ -124,21 +123,6 @@ class ChangesEndpoints:
                                         eventsource=feed == "eventsource"),
                         content_type="text/event-stream" if feed == "eventsource"
                         else "application/json", direct_passthrough=True)
-
-    @staticmethod
-    def change_waiter(database):
-        """``wait(timeout)`` on a backend that is told of commits (PostgreSQL's LISTEN),
-        else None. Its mark is read before the sequence is, so that a commit in
-        between is not missed."""
-        watch = getattr(database.backend, "wait_for_change", None)
-        if watch is None:
-            return None
-        mark = watch(None, 0)
-
-        def wait(timeout: float) -> None:
-            nonlocal mark
-            mark = watch(mark, timeout)
-        return wait
 
     @staticmethod
     def heartbeat(p: Params) -> float | None:

@@ -194,7 +194,7 @@ class DocumentEndpoints:
         wanted = p.text("open_revs")
         if wanted == "all":
             try:
-                current = database.versions.record(docid)
+                current = database.record(docid)
             except NotFound:
                 current = None
             if current is None:

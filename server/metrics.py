@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from settee.store.exceptions import StoreError
+from settee.views.engine import indexed_views
 
 REQUESTS = Counter("settee_http_requests_total", "HTTP requests by method and status",
                    ["method", "status"])
@@ -61,16 +62,14 @@ class DataCollector:
         for name in names:
             try:
                 db = catalog.get(name)
-                info = db.versions.info()
+                info = db.info()
             except StoreError:
                 continue
-            docs.add_metric([name], info["docs"])
-            deleted.add_metric([name], info["deleted"])
-            store = db.versions.inner
-            for key, view in store.prefix("vx/"):
-                state = store.get(f"v/{key[3:]}/state") or {}
-                lag.add_metric([name, view.get("name", key[3:])],
-                               max(0, info["seq"] - state.get("seq", 0)))
+            docs.add_metric([name], info["doc_count"])
+            deleted.add_metric([name], info["doc_del_count"])
+            for vid, view, state in indexed_views(db):
+                lag.add_metric([name, view.get("name", vid)],
+                               max(0, info["update_seq"] - state.get("seq", 0)))
             replication = db.top.find_layer(_replication_class()) if hasattr(db.top, "find_layer") else None
             if replication is not None:
                 outbox.add_metric([name], replication.lag()["pending"])

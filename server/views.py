@@ -215,18 +215,20 @@ class ViewEndpoints:
             definitions.check_design_doc({**body, "_id": docid})
 
     def design_saved(self, database, docid: str) -> None:
-        """Build the saved design document's views in the background; drop unused ones."""
-        threading.Thread(target=self._after_design_change, args=(database, docid),
+        """Build the saved design document's views in the background, up to the save
+        (later changes are a query's to apply, as ``update`` says); drop unused ones."""
+        threading.Thread(target=self._after_design_change,
+                         args=(database, docid, database.update_seq()),
                          daemon=True, name=f"views {database.name}").start()
 
-    def _after_design_change(self, database, docid: str) -> None:
+    def _after_design_change(self, database, docid: str, until: int) -> None:
         try:
             self.drop_unused_views(database)
             doc = database.get(docid)
             if doc is None:
                 return
             for spec in definitions.design_views(doc).values():
-                self.view_for(database, spec).update()
+                self.view_for(database, spec).update(until=until)
         except Exception:
             log.exception("building the views of %s/%s failed", database.name, docid)
 

@@ -162,6 +162,10 @@ class Backend(Store[bytes]):
 
     max_key_length = 4096
 
+    def size_on_disk(self) -> int:
+        """Bytes the store takes on disk: 0 where it keeps none, or cannot tell."""
+        return 0
+
     def encoder(self) -> Callable[[str, Any], bytes]:
         return _stored_as_is
 

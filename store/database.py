@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
+from . import keyspace
 from .base import Layer, Store
 from .document import CURRENT, Doc, Document, Meta, as_doc
 from .exceptions import BadRequest
@@ -109,9 +110,49 @@ class Database(MutableMapping[str, Document]):
 
     def info(self) -> dict[str, Any]:
         info = self.versions.info()
-        size = self.backend.size_on_disk() if hasattr(self.backend, "size_on_disk") else 0
         return {"update_seq": info["seq"], "doc_count": info["docs"],
-                "doc_del_count": info["deleted"], "size": size}
+                "doc_del_count": info["deleted"], "size": self.backend.size_on_disk()}
+
+    def update_seq(self) -> int:
+        """The sequence of the last change (a small read)."""
+        return self.versions.info()["seq"]
+
+    def record(self, doc_id: str) -> Doc | None:
+        """The current revision of ``doc_id``, deleted or not (None if never written)."""
+        return self.versions.record(doc_id)
+
+    def revs_diff(self, doc_id: str, revs: list[str]) -> list[str]:
+        """Which of ``revs`` this database does not have."""
+        return self.versions.revs_diff(doc_id, revs)
+
+    def revs_limit(self) -> int:
+        return self.versions.get_revs_limit()
+
+    def set_revs_limit(self, limit: int) -> None:
+        self.versions.set_revs_limit(limit)
+
+    def security(self) -> dict:
+        """The database's ``_security`` object (``{}`` until one is set)."""
+        return self.versions.inner.get(keyspace.SECURITY) or {}
+
+    def set_security(self, security: dict) -> None:
+        store = self.versions.inner
+        with store.transaction():
+            store[keyspace.SECURITY] = security
+
+    def change_waiter(self):
+        """``wait(timeout)`` returning at a commit (or the timeout), where the backend is
+        told of commits (PostgreSQL's LISTEN); None where a waiter must poll. Its mark
+        is taken now, so a commit between this call and the first wait is not missed."""
+        watch = getattr(self.backend, "wait_for_change", None)
+        if watch is None:
+            return None
+        mark = watch(None, 0)
+
+        def wait(timeout: float) -> None:
+            nonlocal mark
+            mark = watch(mark, timeout)
+        return wait
 
     def compact(self) -> int:
         dropped = self.versions.compact()

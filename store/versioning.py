@@ -5,16 +5,8 @@ Assumes of the layer below: a transactional, ordered store of JSON values that k
 mapping of document ids to Docs, with ``db[id, rev]`` for old revisions (as in the
 design talk's VersionedDict).
 
-Keyspace below (one database, one keyspace, so one transaction covers a write):
-
-==================  ==========================================================
-``d/<id>``          the current revision of a live document (body + meta)
-``t/<id>``          the current revision of a deleted document (a tombstone)
-``r/<id>/<rev>``    the body of an older revision, or of a losing conflict leaf
-``s/<seq>``         the changes log: ``[id, rev, deleted]`` at the doc's last seq
-``l/<id>``          ``_local/`` documents: not versioned, not in changes
-``m/info``          ``{seq, docs, deleted, revs_limit}``
-==================  ==========================================================
+Keyspace below: the documents', changes' and info keys of :mod:`.keyspace` (one
+database, one keyspace, so one transaction covers a write).
 
 A write names the current revision or it is a :class:`~.exceptions.Conflict`; the
 check, the new revision and the changes entry happen in one ``transaction()``, so two
@@ -36,9 +28,9 @@ from .base import Layer, prefix_end
 from .combining import Combiner
 from .document import CURRENT, RESERVED_FIELDS, Doc, Meta, as_doc, rev_generation
 from .exceptions import BackendError, BadRequest, Conflict, Deleted, NotFound
+from .keyspace import DOC, INFO, LOCAL, OLD, SEQ, TOMB
 from .pending import Pending
 
-DOC, TOMB, OLD, SEQ, LOCAL, INFO = "d/", "t/", "r/", "s/", "l/", "m/info"
 LOCAL_PREFIX = "_local/"
 SEQ_DIGITS = 16
 

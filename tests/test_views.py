@@ -394,3 +394,17 @@ def test_a_failed_key_is_reported_by_an_ungrouped_reduce_over_many_keys(tmp_path
     view.update()
     with pytest.raises(engine.ReduceError, match="700"):
         list(view.reduce(view.reductions(), None, False))
+
+
+def test_an_update_until_a_sequence_stops_there(tmp_path):
+    """What a design document's background build does: it builds up to the save, and
+    leaves later changes to queries (a stale query must not see them by chance)."""
+    db = catalog(tmp_path).create("db")
+    view = View(db, ViewSpec("t/v", "def fun(doc):\n    yield doc['n'], None", None, "design"))
+    db["a"] = {"n": 1}
+    saved = db.versions.info()["seq"]
+    db["b"] = {"n": 2}
+    state = view.update(until=saved)
+    assert state["seq"] == saved and [row[0] for row in view.rows()] == [1]
+    view.update()
+    assert [row[0] for row in view.rows()] == [1, 2]

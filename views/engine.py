@@ -29,9 +29,10 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
-from itertools import islice
+from itertools import islice, takewhile
 from typing import Any
 
+from settee.store import keyspace
 from settee.store.base import prefix_end
 
 from .collation import HIGH, encode, group_key
@@ -59,11 +60,11 @@ class View:
         self.store = database.versions.inner
         # what the backend stores for a row, when the layers below only encode
         self.raw = self.store.encoder()
-        base = f"v/{self.vid}/"
+        base = keyspace.view_base(self.vid)
         # The view's keyspace: index rows, each document's map output, reductions per
         # key, and the view's state (checkpoint, row count, version).
         self.rows_prefix, self.mapped_prefix = base + "i/", base + "m/"
-        self.reductions_prefix, self.state_key = base + "g/", base + "state"
+        self.reductions_prefix, self.state_key = base + "g/", keyspace.view_state(self.vid)
         self.base = base
         self.map_errors = 0
 
@@ -94,11 +95,14 @@ class View:
             return []
 
     # -- updating ---------------------------------------------------------------------
-    def update(self, progress=None) -> dict:
-        """Apply every change committed so far; returns the new state."""
+    def update(self, progress=None, until: int | None = None) -> dict:
+        """Apply every change committed so far (up to sequence ``until``, if given);
+        returns the new state."""
         self.register()
         while True:
             target = self.db.versions.info()["seq"]
+            if until is not None:
+                target = min(target, until)
             state = self.state()
             if state["seq"] >= target:
                 return state
@@ -114,7 +118,8 @@ class View:
                 state = self.state()
                 if state.get("building") and time.time() - state["building"]["beat"] < STALE_BUILD:
                     continue
-                changes = list(islice(self.db.versions.changes(state["seq"]), BATCH))
+                changes = list(islice(takewhile(lambda c: c.seq <= target,
+                                                self.db.versions.changes(state["seq"])), BATCH))
                 if not changes:
                     return state
                 self.apply(changes, state)
@@ -123,8 +128,9 @@ class View:
                 progress(len(changes))
 
     def register(self) -> None:
-        if self.store.get("vx/" + self.vid) is None:
-            self.store["vx/" + self.vid] = {"name": self.spec.name, "origin": self.spec.origin}
+        if self.store.get(keyspace.view_entry(self.vid)) is None:
+            self.store[keyspace.view_entry(self.vid)] = {"name": self.spec.name,
+                                                         "origin": self.spec.origin}
 
     def apply(self, changes, state: dict) -> None:
         """Apply ``changes`` (in the caller's transaction); updates ``state``."""
@@ -404,6 +410,14 @@ class View:
             yield {"key": current, "value": value_of(batch)}
 
 
+def indexed_views(database) -> Iterator[tuple[str, dict, dict]]:
+    """``(vid, {name, origin}, state)`` of every view index stored in ``database``."""
+    store = database.versions.inner
+    for key, entry in store.prefix(keyspace.VIEWS):
+        vid = key[len(keyspace.VIEWS):]
+        yield vid, entry, store.get(keyspace.view_state(vid)) or {}
+
+
 def clear_prefix(store, prefix: str, keep: str | None = None) -> int:
     """Delete every key under ``prefix`` but ``keep``, in batched transactions."""
     end = prefix_end(prefix)
@@ -415,7 +429,7 @@ def clear_prefix(store, prefix: str, keep: str | None = None) -> int:
 
 def drop_view(store, vid: str) -> int:
     """Delete all storage of view ``vid`` (its definition is gone)."""
-    dropped = clear_prefix(store, f"v/{vid}/")
+    dropped = clear_prefix(store, keyspace.view_base(vid))
     with store.transaction():
-        store.pop(f"vx/{vid}", None)
+        store.pop(keyspace.view_entry(vid), None)
     return dropped
