@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -110,6 +111,29 @@ def test_regex_searches_anywhere_in_strings():
     check({"a": {"$regex": "b+c"}}, [{"a": "abbc"}, {"a": "bc"}], [{"a": "ac"}, {"a": ["bc"]}, {}])
     check({"a": {"$regex": "^x$"}}, [{"a": "x"}], [{"a": "xx"}, {"a": "ax"}])
     check({"a": {"$regex": "(?i)^abc"}}, [{"a": "ABCd"}], [{"a": "xabc"}])
+
+
+def test_a_catastrophic_regex_runs_in_linear_time():
+    # Python's re backtracks here 2**27 times (seconds, doubling with every "a");
+    # RE2 reads the text once.
+    match = compile_selector({"a": {"$regex": "^(a+)+$"}})
+    started = time.perf_counter()
+    assert not match({"a": "a" * 27 + "!"})
+    assert match({"a": "a" * 27})
+    assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize("pattern, construct", [
+    (r"(a)\1", "backreferences"), (r"(?P<x>a)(?P=x)", "backreferences"),
+    (r"a(?=b)", "lookahead and lookbehind"), (r"(?<!x)a", "lookahead and lookbehind"),
+    (r"(?>a+)b", "atomic groups"), (r"a++b", "possessive quantifiers"),
+])
+def test_a_regex_that_needs_backtracking_is_a_bad_argument_naming_the_construct(
+        pattern, construct):
+    with pytest.raises(BadArgument) as e:
+        compile_selector({"a": {"$regex": pattern}})
+    assert e.value.error == "bad_arg"
+    assert construct in e.value.reason and "RE2" in e.value.reason
 
 
 def test_begins_with():

@@ -19,11 +19,13 @@
 * Empty ``$and``/``$or``/``$nor`` match everything, ``$in: []`` and ``$all: []``
   nothing, ``$nin: []`` every document that has the field.
 * ``$mod`` matches integers only (``6.0`` is a float), with Erlang's ``rem`` (the
-  remainder takes the dividend's sign); ``$regex`` uses ``re.search`` (a match
-  anywhere, as Erlang's ``re:run``); ``$size``/``$elemMatch``/``$allMatch`` need an
-  array (``$allMatch`` a non-empty one); ``$keyMapMatch`` matches an object's keys.
+  remainder takes the dividend's sign); ``$regex`` searches with RE2 (a match
+  anywhere, as Erlang's ``re:run``; see :func:`compile_regex`);
+  ``$size``/``$elemMatch``/``$allMatch`` need an array (``$allMatch`` a non-empty
+  one); ``$keyMapMatch`` matches an object's keys.
 
-Where Settee differs from CouchDB: ``$regex`` is Python syntax, not PCRE; string
+Where Settee differs from CouchDB: ``$regex`` is RE2 syntax, not PCRE (no
+backreferences or lookarounds: those are errors; RE2 matches in linear time); string
 collation approximates ICU (see :func:`sort_key`); ``$all`` compares by collation
 (CouchDB by exact term, so ``1 != 1.0`` there); ``$type`` with an unknown type name,
 ``$mod`` with divisor 0, and an operator with no field anywhere at document level are
@@ -38,6 +40,8 @@ import operator
 import re
 import unicodedata
 from typing import Any, Callable
+
+import re2
 
 from settee.store.exceptions import BadRequest
 
@@ -456,10 +460,7 @@ def _test(op: str, arg: Any, key: Callable[[Any], tuple]) -> Pred:
             raise BadArgument(op, arg, "expected a string")
         if op == "$beginsWith":
             return lambda v: isinstance(v, str) and v.startswith(arg)
-        try:
-            pattern = re.compile(arg)
-        except re.error as e:
-            raise BadArgument(op, arg, f"invalid regular expression: {e}") from None
+        pattern = compile_regex(arg)
         return lambda v: isinstance(v, str) and pattern.search(v) is not None
     # $elemMatch, $allMatch, $keyMapMatch: a sub-selector on each element (or key)
     if not isinstance(arg, dict):
@@ -470,6 +471,48 @@ def _test(op: str, arg: Any, key: Callable[[Any], tuple]) -> Pred:
     if op == "$allMatch":
         return lambda v: isinstance(v, list) and bool(v) and all(sub(e) for e in v)
     return lambda v: isinstance(v, dict) and any(sub(k) for k in v)
+
+
+# --- regular expressions -------------------------------------------------------------
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False     # a bad pattern is the client's 400, not a line on stderr
+
+#: PCRE constructs RE2 refuses, each found by a (rough) pattern, to name in the error.
+_NEEDS_BACKTRACKING = (
+    (re.compile(r"\\[1-9]|\\[gk][{<'0-9-]|\(\?P="), "backreferences"),
+    (re.compile(r"\(\?<?[=!]"), "lookahead and lookbehind assertions"),
+    (re.compile(r"\(\?>"), "atomic groups"),
+    (re.compile(r"[*+?}]\+"), "possessive quantifiers"),
+    (re.compile(r"\(\?(?:R|[+-]?[0-9]|&)"), "recursion"),
+    (re.compile(r"\(\?\("), "conditionals"),
+    (re.compile(r"\\Z"), "\\Z (write \\n?\\z)"),
+)
+
+
+def compile_regex(pattern: str):
+    """``pattern`` compiled by RE2, which matches in time linear in the text.
+
+    Python's ``re`` (like PCRE) backtracks: ``^(a+)+$`` against 32 ``a`` and a ``!``
+    takes minutes, holding the interpreter lock, so one query froze a whole worker.
+    RE2 has no backtracking, so it has no backreferences, lookarounds, atomic groups,
+    possessive quantifiers or recursion: such a pattern is a :class:`BadArgument`
+    that names the construct.
+    """
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except UnicodeEncodeError:        # a lone surrogate: the pattern is not UTF-8
+        raise BadArgument("$regex", pattern, "expected valid Unicode") from None
+    except re2.error as e:
+        message = e.args[0] if e.args else ""
+        if isinstance(message, bytes):
+            message = message.decode("utf-8", "replace")
+        named = [name for finder, name in _NEEDS_BACKTRACKING if finder.search(pattern)]
+        if named:
+            message = (f"{message}; not supported by RE2, the linear-time engine of "
+                       f"$regex: {', '.join(named)}")
+        raise BadArgument("$regex", pattern,
+                          f"invalid regular expression: {message}") from None
 
 
 # --- index planning ------------------------------------------------------------------
