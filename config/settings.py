@@ -57,6 +57,8 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "encryption_key": ("", str, "AES-256 key, 64 hex digits or base64 (encryption layer)"),
     "versioning_revs_limit": (1000, int, "revisions remembered per document"),
     "validation_schemas": ({}, dict, "database name = module:Schema (FormEncode)"),
+    "query_timeout": (60.0, float, "seconds a _find may run, or a view query read rows "
+                      "without answering one (503 timeout above)"),
     "views_modules": ([], list,
                       "Python modules whose registered views are served at /{db}/_view/{name}"),
     "examples": ([], list, "demos to enable (settee.examples): invoices, the design talk's "
@@ -96,7 +98,7 @@ RANGES = {
     "server_max_json_depth": (2, 10_000), "compression_level": (0, 9),
     "compression_min_size": (0, 1 << 30), "versioning_revs_limit": (1, 1_000_000),
     "storage_free_space_floor": (0, 1 << 50), "lmdb_map_size": (1 << 20, 1 << 50),
-    "replication_interval": (0.001, 3600),
+    "replication_interval": (0.001, 3600), "query_timeout": (0.001, 86400),
     "server_max_connections": (16, 1 << 20), "server_header_timeout": (0.1, 3600),
     "server_io_timeout": (0.1, 86400), "storage_max_dbs_open": (1, 1 << 20),
     "auth_session_timeout": (1, 10**8), "auth_pbkdf2_iterations": (1, 10**8),

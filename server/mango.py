@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from settee.store.document import Doc, Meta
 from settee.views import mango
+from settee.views.deadline import Deadline, QueryTimeout
 
 from . import attachments
+from .views import query_timeout_error
 
 
 class MangoEndpoints:
     def on_find(self, request, db):
         database = self.db(db)
         query = mango.parse_query(self.json_object(request))
-        result = mango.find(database, self.view_for, query)
+        try:
+            result = mango.find(database, self.view_for, query,
+                                Deadline(self.settings["query_timeout"]))
+        except QueryTimeout as e:
+            raise query_timeout_error(e) from None
         result["docs"] = [attachments.stubs(doc) for doc in result["docs"]]
         return self.respond(request, result)
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from itertools import islice
 
 from settee.store.exceptions import NotFound, StoreError
 from settee.views import definitions
+from settee.views.deadline import Deadline, QueryTimeout
 from settee.views.engine import MISSING, View, drop_view
 
 from . import attachments
@@ -51,6 +53,47 @@ def require_code_author(user, body: dict) -> None:
     language = body.get("language", "javascript")
     if not isinstance(language, str) or language not in DB_ADMIN_LANGUAGES:
         raise HTTPError(403, "forbidden", CODE_AUTHOR_ONLY)
+
+
+def query_timeout_error(e: QueryTimeout) -> HTTPError:
+    """A query past ``query_timeout``: 503 with CouchDB's error name, ``timeout``.
+
+    CouchDB answers 500 for it. Settee answers 503 (Service Unavailable): nothing is
+    broken, the server declined to spend longer on this request, and the same query
+    may pass when the server is less busy or with a narrower range; a 500 here means
+    a bug (logged with its traceback). Clients that look at ``error`` see CouchDB's.
+    """
+    return HTTPError(503, e.error, e.reason)
+
+
+def answered(rows, deadline: Deadline) -> tuple[Iterator, dict]:
+    """``rows`` (a query's answer, streamed) started now, and what went wrong later.
+
+    The first row is read before the response starts, so a query that runs out of
+    time before it has anything to answer (a large ``skip``, a key range with
+    nothing to show) is a 503. After that the status is sent: a timeout ends the
+    rows, and the dict returned, for the listing's tail, gets ``error`` and
+    ``reason``, so a client sees a complete JSON answer that says it is cut short.
+    Each row sent counts as progress for the deadline (see ``views/deadline.py``).
+    """
+    rows = iter(rows)
+    failure: dict = {}
+    try:
+        first = next(rows, MISSING)
+    except QueryTimeout as e:
+        raise query_timeout_error(e) from None
+
+    def stream():
+        if first is MISSING:
+            return
+        yield first
+        try:
+            for row in rows:
+                deadline.progress()
+                yield row
+        except QueryTimeout as e:
+            failure.update(error=e.error, reason=e.reason)
+    return stream(), failure
 
 
 class ViewEndpoints:
@@ -105,6 +148,7 @@ class ViewEndpoints:
             view.update()
         elif update == "lazy":
             threading.Thread(target=self._update_quietly, args=(view,), daemon=True).start()
+        deadline = Deadline(self.settings["query_timeout"])    # the update above not counted
         state = view.state()
         etag = f'"{view.vid}-{state.get("version", 0)}"'
         if self.none_match_tag(request, etag):
@@ -153,17 +197,17 @@ class ViewEndpoints:
                                 "must use group=true")
             entries = view.reductions(start=start, end=end, keys=keys, descending=descending,
                                       inclusive_end=inclusive_end)
-            rows = page(view.reduce(entries, group_level if group_level is not None else None,
-                                    group or group_level is not None))
-            return self.stream(request, Listing({}, "rows", rows), headers)
+            rows, failure = answered(page(view.reduce(
+                deadline.watch(entries), group_level if group_level is not None else None,
+                group or group_level is not None)), deadline)
+            return self.stream(request, Listing({}, "rows", rows, lambda: failure), headers)
 
         conflicts = get("conflicts", "bool", False)
 
         def map_rows():
-            for key, doc_id, value in view.rows(start=start, end=end, keys=keys,
-                                                descending=descending,
-                                                inclusive_end=inclusive_end,
-                                                start_docid=start_docid, end_docid=end_docid):
+            for key, doc_id, value in deadline.watch(view.rows(
+                    start=start, end=end, keys=keys, descending=descending,
+                    inclusive_end=inclusive_end, start_docid=start_docid, end_docid=end_docid)):
                 row = {"id": doc_id, "key": key, "value": value}
                 if include_docs:
                     linked = value.get("_id") if isinstance(value, dict) else None
@@ -178,9 +222,10 @@ class ViewEndpoints:
                 yield row
 
         head = {"total_rows": state["rows"], "offset": skip}
-        tail = (lambda: {"update_seq": str(state["seq"])}) if get("update_seq", "bool", False) \
-            else (lambda: {})
-        return self.stream(request, Listing(head, "rows", page(map_rows()), tail), headers)
+        rows, failure = answered(page(map_rows()), deadline)
+        seq = {"update_seq": str(state["seq"])} if get("update_seq", "bool", False) else {}
+        return self.stream(request, Listing(head, "rows", rows, lambda: {**seq, **failure}),
+                           headers)
 
     @staticmethod
     def first_of(get, *names, kind="json"):

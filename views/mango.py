@@ -24,6 +24,7 @@ import orjson
 
 from settee.store.exceptions import BadRequest, NotFound
 
+from .deadline import Deadline, unlimited
 from .definitions import ViewSpec
 from .selector import (MAX, MIN, MISSING, QueryError, compile_selector, get_field,
                        parse_field, parse_sort, project, range_for, selector_fields)
@@ -226,8 +227,14 @@ def key_range(query: Query, index: Index) -> tuple[Any, Any]:
     return start, end
 
 
-def find(database, view_for, query: Query) -> dict:
-    """Run ``query``: ``{docs, bookmark, warning?, execution_stats?}`` and the plan."""
+def find(database, view_for, query: Query, deadline: Deadline | None = None) -> dict:
+    """Run ``query``: ``{docs, bookmark, warning?, execution_stats?}`` and the plan.
+
+    ``deadline`` bounds the whole run (the answer is built whole, at most ``limit``
+    documents): :class:`~.deadline.QueryTimeout` when it passes. The index update
+    before the scan is not counted: it is the index's work, shared by every query.
+    """
+    deadline = deadline or unlimited()
     index = choose_index(query, all_indexes(database))
     descending = bool(query.sort) and query.sort[0][1] == "desc"
     examined = 0
@@ -244,6 +251,7 @@ def find(database, view_for, query: Query) -> dict:
         view = view_for(database, index.spec)
         if query.update:
             view.update()
+            deadline.restart()
         start, end = key_range(query, index)
         if descending:
             start, end = end, start
@@ -256,6 +264,7 @@ def find(database, view_for, query: Query) -> dict:
         warning = None
     skipped = 0
     for doc_id, doc, key in candidates:
+        deadline.check()
         if doc is None:
             try:
                 doc = database[doc_id]
