@@ -22,15 +22,12 @@ from contextvars import ContextVar
 from functools import partial
 from urllib.parse import unquote
 
+from settee.store import Catalog, DatabaseExists, DatabaseNotFound, StoreError, new_id
+from settee.views.definitions import load_modules
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, Map, Rule
-from werkzeug.wsgi import ClosingIterator
 from werkzeug.wrappers import Request, Response
-
-from settee.store import Catalog
-from settee.store.exceptions import DatabaseExists, DatabaseNotFound, StoreError
-from settee.store.uuids import new_id
-from settee.views.definitions import load_modules
+from werkzeug.wsgi import ClosingIterator
 
 from . import representation as rep
 from .attachments import AttachmentEndpoints, document_size
@@ -40,8 +37,8 @@ from .changes import ChangesEndpoints
 from .documents import DocumentEndpoints
 from .errors import HTTPError, bad_request, from_store
 from .mango import MangoEndpoints
-from .openapi import OpenAPIEndpoints
 from .metrics import MetricsEndpoints, observe
+from .openapi import OpenAPIEndpoints
 from .params import Params
 from .parking import CLOSE
 from .reply import Reply

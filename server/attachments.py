@@ -22,12 +22,10 @@ import base64
 import binascii
 import hashlib
 
+from settee.store import Doc, Meta, NotFound
 from werkzeug.wrappers import Response
 
-from settee.store.document import Doc, Meta
-from settee.store.exceptions import NotFound
-
-from . import documents          # (which imports this module: names are used at call time)
+from . import documents  # (which imports this module: names are used at call time)
 from .errors import HTTPError, bad_request
 from .representation import dump_json
 

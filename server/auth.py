@@ -47,7 +47,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from settee.store.exceptions import BadRequest, NotFound
+from settee.store import BadRequest, NotFound
 
 from .errors import HTTPError
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from itertools import islice
 
-from settee.store.document import Doc, Meta
-from settee.store.exceptions import BadRequest, Deleted, NotFound, StoreError
+from settee.store import BadRequest, Deleted, Doc, Meta, NotFound, StoreError
 
 from . import attachments
 from .documents import check_docid, check_fields

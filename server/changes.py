@@ -20,7 +20,7 @@ from itertools import islice
 import orjson
 from werkzeug.wrappers import Response
 
-from settee.store.exceptions import NotFound, StoreError
+from settee.store import NotFound, StoreError
 from settee.views import definitions
 from settee.views.selector import compile_selector
 

@@ -24,10 +24,8 @@ import socket
 import sys
 
 import orjson
-
 from settee.config import load_settings
-from settee.store import Catalog
-from settee.store.exceptions import DatabaseExists, StoreError
+from settee.store import Catalog, DatabaseExists, StoreError
 
 LOAD_BATCH = 500
 
@@ -160,10 +158,9 @@ def compact(settings, name: str) -> int:
 
 def index(settings, name: str) -> int:
     """Build or catch up every view of ``name`` (Python modules, design docs, Mango)."""
-    from tqdm import tqdm
-
     from settee.views import definitions
     from settee.views.engine import View
+    from tqdm import tqdm
     definitions.load_modules(settings["views_modules"])
     db = Catalog(settings).get(name)
     specs = definitions.module_views(name, settings["views_modules"])

@@ -7,8 +7,7 @@ import re
 from functools import lru_cache
 from urllib.parse import quote
 
-from settee.store.document import Doc, Meta
-from settee.store.exceptions import NotFound
+from settee.store import Doc, Meta, NotFound
 
 from . import attachments
 from .auth import HASH_FIELDS, USERS_DB

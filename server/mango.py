@@ -2,7 +2,7 @@
 and ``DELETE /{db}/_index/{ddoc}/json/{name}`` (the query engine is ``views/mango.py``)."""
 from __future__ import annotations
 
-from settee.store.document import Doc, Meta
+from settee.store import Doc, Meta
 from settee.views import mango
 from settee.views.deadline import Deadline, QueryTimeout
 

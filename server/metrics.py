@@ -17,7 +17,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from settee.store.exceptions import StoreError
+from settee.store import StoreError
 from settee.views.engine import indexed_views
 
 REQUESTS = Counter("settee_http_requests_total", "HTTP requests by method and status",
@@ -70,9 +70,9 @@ class DataCollector:
             for vid, view, state in indexed_views(db):
                 lag.add_metric([name, view.get("name", vid)],
                                max(0, info["update_seq"] - state.get("seq", 0)))
-            replication = db.top.find_layer(_replication_class()) if hasattr(db.top, "find_layer") else None
-            if replication is not None:
-                outbox.add_metric([name], replication.lag()["pending"])
+            lag_of_backup = db.replication_lag()
+            if lag_of_backup is not None:
+                outbox.add_metric([name], lag_of_backup["pending"])
         yield from (dbs, docs, deleted, lag, outbox)
         if not catalog.in_memory:
             usage = shutil.disk_usage(self.app.settings["storage_data_dir"])
@@ -81,11 +81,6 @@ class DataCollector:
             disk.add_metric(["used"], usage.used)
             disk.add_metric(["total"], usage.total)
             yield disk
-
-
-def _replication_class():
-    from settee.store.replication import Replication
-    return Replication
 
 
 _seen = [0]

@@ -26,7 +26,7 @@ import yaml
 from werkzeug.datastructures import MIMEAccept
 from werkzeug.http import parse_accept_header
 
-from settee.store.document import Doc
+from settee.store import Doc
 
 from .errors import HTTPError
 

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from itertools import islice
 
-from settee.store.exceptions import NotFound, StoreError
+from settee.store import NotFound, StoreError
 from settee.views import definitions
 from settee.views.deadline import Deadline, QueryTimeout
 from settee.views.engine import MISSING, View, drop_view

@@ -3,12 +3,16 @@
 ``open_database(dir, name)`` gives a :class:`Database`, a mapping of documents over
 the stack configured in the settings (see ``settee.config``).
 """
+from . import exceptions
 from .catalog import Catalog, open_database
 from .database import Database
 from .document import Doc, Document, Meta
-from .exceptions import (BackendError, Conflict, CorruptValue, DecryptionError, Deleted,
-                         NotFound, StoreError, ValidationFailed)
+from .exceptions import (BackendError, BadRequest, ConfigurationError, Conflict, CorruptValue,
+                         DatabaseExists, DatabaseNotFound, DecryptionError, Deleted, InvalidKey,
+                         NotFound, StorageFull, StoreError, ValidationFailed)
+from .uuids import new_id
 
-__all__ = ["Catalog", "Database", "Doc", "Document", "Meta", "open_database", "BackendError",
-           "Conflict", "CorruptValue", "DecryptionError", "Deleted", "NotFound", "StoreError",
-           "ValidationFailed"]
+__all__ = ["Catalog", "Database", "Doc", "Document", "Meta", "open_database", "new_id",
+           "exceptions", "BackendError", "BadRequest", "ConfigurationError", "Conflict",
+           "CorruptValue", "DatabaseExists", "DatabaseNotFound", "DecryptionError", "Deleted",
+           "InvalidKey", "NotFound", "StorageFull", "StoreError", "ValidationFailed"]

@@ -140,6 +140,12 @@ class Database(MutableMapping[str, Document]):
         with store.transaction():
             store[keyspace.SECURITY] = security
 
+    def replication_lag(self) -> dict | None:
+        """The replication layer's outbox (``{"pending": n, ...}``), or None without one."""
+        from .replication import Replication
+        layer = self.top.find_layer(Replication) if isinstance(self.top, Layer) else None
+        return None if layer is None else layer.lag()
+
     def change_waiter(self):
         """``wait(timeout)`` returning at a commit (or the timeout), where the backend is
         told of commits (PostgreSQL's LISTEN); None where a waiter must poll. Its mark

@@ -1,0 +1,64 @@
+"""The package's shape, checked: what may import what, and how long a module may grow.
+
+* ``store/`` and ``views/`` never import ``server/`` (HTTP lives only there), nor
+  werkzeug;
+* ``server/`` uses the store through ``settee.store``'s public names only (what its
+  ``__init__`` exports), never a module below it;
+* no module of the packages passes 800 lines.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = {"store": "settee.store", "views": "settee.views", "server": "settee.server",
+            "config": "settee.config", "examples": "settee.examples"}
+MAX_LINES = 800
+
+
+def modules(folder: str):
+    return sorted((ROOT / folder).glob("*.py"))
+
+
+def imported(path: Path) -> list[tuple[int, str]]:
+    """Every module ``path`` imports (absolute names; relative ones resolved)."""
+    package = PACKAGES[path.parent.name]
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.append((node.lineno, base))
+            if base in PACKAGES.values():       # from settee.store import x: x may be a module
+                names += [(node.lineno, f"{base}.{alias.name}") for alias in node.names
+                          if (ROOT / base.split(".")[1] / f"{alias.name}.py").exists()]
+    return names
+
+
+@pytest.mark.parametrize("folder", ["store", "views"])
+def test_store_and_views_know_nothing_of_http(folder):
+    wrong = [f"{path.name}:{line} imports {name}" for path in modules(folder)
+             for line, name in imported(path)
+             if name.startswith(("settee.server", "werkzeug", "gunicorn"))]
+    assert not wrong, wrong
+
+
+def test_server_uses_the_store_through_its_public_names():
+    wrong = [f"{path.name}:{line} imports {name}" for path in modules("server")
+             for line, name in imported(path)
+             if name.startswith("settee.store.") and name != "settee.store.exceptions"]
+    assert not wrong, wrong
+
+
+@pytest.mark.parametrize("folder", list(PACKAGES))
+def test_no_module_passes_800_lines(folder):
+    long = {path.name: n for path in modules(folder)
+            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, long
