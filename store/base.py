@@ -162,6 +162,12 @@ class Backend(Store[bytes]):
 
     max_key_length = 4096
 
+    def vacuum(self) -> None:
+        """Give space freed by deletions back to the file system, where the backend can
+        (SQLite rewrites its file; the file backend frees each file as it is deleted;
+        LMDB, dbm and PostgreSQL keep freed space for reuse: PostgreSQL's autovacuum
+        tends it)."""
+
     def size_on_disk(self) -> int:
         """Bytes the store takes on disk: 0 where it keeps none, or cannot tell."""
         return 0

@@ -342,12 +342,23 @@ class SQLiteBackend(GroupCommit, Backend):
         return total
 
     def vacuum(self) -> None:
-        """Checkpoint the WAL into the main file and truncate it (writers wait meanwhile)."""
+        """Give the pages that deletions freed back to the file system: ``VACUUM``
+        rewrites the file without them (SQLite only reuses free pages, it never shrinks
+        a file by itself: 58,429 of 59,265 pages of a compacted database were free),
+        then the log is checkpointed into the file and truncated.
+
+        It runs on the process's write connection, outside any transaction, holding
+        the gate (no transaction of this process runs) and the writers' lock (none of
+        another process does): writers everywhere wait for the rewrite, which takes
+        about as long as copying the live data once. Readers go on, on their snapshot.
+        """
         self._check_fork()
         with self._gate:
             self.flush()
             with self._lock.held(), self._errors:
-                self._con().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                con = self._writer()
+                con.execute("VACUUM")
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Close the write connection (between transactions), this thread's connection
