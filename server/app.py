@@ -214,7 +214,6 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
                 pass
         load_modules(settings["views_modules"])
         self.url_map = endpoints()
-        self.started = str(int(time.time() * 1_000_000))
         self.max_body = settings["server_max_body"]
         self.max_document = settings["server_max_document"]
         self.max_depth = settings["server_max_json_depth"]

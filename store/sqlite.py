@@ -65,17 +65,20 @@ class translate_errors:
         if exc_type is None:
             return False
         path = self.path
-        if issubclass(exc_type, sqlite3.OperationalError):
-            text = str(e)
-            if "full" in text or "disk I/O" in text:
-                raise StorageFull(f"{path}: {text}", original=e) from e
-            raise BackendError(f"{path}: {text}", original=e) from e
         if issubclass(exc_type, sqlite3.DatabaseError):
+            # The primary result code (the low byte of an extended one), not the text.
+            code = (getattr(e, "sqlite_errorcode", None) or 0) & 0xFF
+            if code in STORAGE_FULL_CODES:
+                raise StorageFull(f"{path}: {e}", original=e) from e
             raise BackendError(f"{path}: {e}", original=e) from e
         if issubclass(exc_type, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise StorageFull(f"{path}: {e}", original=e) from e
         return False
 
+
+#: SQLite's result codes for a storage that cannot take the write: SQLITE_FULL, and
+#: SQLITE_IOERR (a full disk often surfaces as a failed write of the log).
+STORAGE_FULL_CODES = {13, 10}
 
 #: Rows written (or deleted) by one statement in ``put_many``/``delete_many``.
 ROWS_PER_STATEMENT = 200
@@ -131,11 +134,6 @@ class SQLiteBackend(GroupCommit, Backend):
             local.con, local.pid = con, os.getpid()
             self._all_connections.append((threading.current_thread(), con))
         return local.con
-
-    def data_version(self) -> int:
-        """A number that changes whenever another connection commits."""
-        with self._errors:
-            return self._con().execute("PRAGMA data_version").fetchone()[0]
 
     # -- transactions (group commit: see groupcommit.py) ----------------------------
     def _writer(self) -> sqlite3.Connection:

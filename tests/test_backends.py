@@ -273,3 +273,18 @@ class TestPostgreSQLBackend(BackendContract):
     def make_store(self, path):
         from settee.store.postgresql import PostgreSQLBackend
         return PostgreSQLBackend(self.dsn, "db-" + path.name)
+
+
+@pytest.mark.parametrize("code, error", [(13, "StorageFull"), (10 | (4 << 8), "StorageFull"),
+                                         (5, "BackendError"), (11, "BackendError")])
+def test_sqlite_errors_are_told_apart_by_their_result_code(tmp_path, code, error):
+    """By the code, not by sniffing the message (which SQLite may word differently)."""
+    import sqlite3
+
+    from settee.store import exceptions
+    from settee.store.sqlite import translate_errors
+    failure = sqlite3.OperationalError("something the message does not say")
+    failure.sqlite_errorcode = code
+    with pytest.raises(getattr(exceptions, error)):
+        with translate_errors(str(tmp_path)):
+            raise failure
