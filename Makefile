@@ -26,15 +26,21 @@ test: install
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # Benchmarks print figures; none is part of the test suite (bench/README.md).
+# The benchmarks' data lies in the shared folder beside the project (bench/README.md).
+need-shared = @test -e $(1) || { echo "$(2): $(1) is missing: the benchmarks read their data from the project's shared folder, beside this one (or set SHARED=...)"; exit 2; }
+
 bench: install
+	$(call need-shared,$(SHARED)/bench/manpages-849.jsonl.gz,make bench)
 	$(PY) bench/storage.py --data $(SHARED)/bench/manpages-849.jsonl.gz
 
 # The CPUs' steadiness first: the latency tails below depend on it.
 bench-http: install
+	$(call need-shared,$(SHARED)/bench/manpages-849.jsonl.gz,make bench-http)
 	$(PY) bench/steadiness.py
 	$(PY) bench/http_api.py --data $(SHARED)/bench/manpages-849.jsonl.gz
 
 bench-views: install
+	$(call need-shared,$(SHARED)/bench/make_invoices.py,make bench-views)
 	$(PY) bench/views.py --data $(SHARED)/bench/make_invoices.py
 
 bench-nodes: install
@@ -46,6 +52,7 @@ bench-connections: install
 	$(PY) bench/connections.py
 
 docker-test:
+	@test -x $(SHARED)/tools/docker-smoke || { echo "make docker-test: $(SHARED)/tools/docker-smoke is missing: it comes with the project's shared folder, beside this one (or set SHARED=...)"; exit 2; }
 	$(SHARED)/tools/docker-smoke .
 
 clean:
