@@ -14,7 +14,7 @@ Fields the schema does not name are allowed and kept (``type``, ``customer``,
 """
 from __future__ import annotations
 
-from settee.store.schemas import DictOf, DocumentSchema, JSONList, JSONNumber, JSONString
+from settee.store.layers.schemas import DictOf, DocumentSchema, JSONList, JSONNumber, JSONString
 from settee.views.definitions import view
 
 #: The database the demo applies to.

@@ -33,7 +33,7 @@ import uuid
 from urllib.parse import unquote
 
 from .database import Database
-from .encryption import parse_key
+from .layers.encryption import parse_key
 from .exceptions import BadRequest, ConfigurationError, DatabaseExists, DatabaseNotFound
 from .stack import LOCATIONS, backend_factory, build_stack, check_stack, storage_dir, storage_name
 

@@ -24,7 +24,7 @@ from .base import Layer, Store
 from .document import CURRENT, Doc, Document, Meta, as_doc
 from .exceptions import BadRequest
 from .uuids import new_id
-from .versioning import Change, Versioning
+from .layers.versioning import Change, Versioning
 
 
 class Database(MutableMapping[str, Document]):
@@ -142,7 +142,7 @@ class Database(MutableMapping[str, Document]):
 
     def replication_lag(self) -> dict | None:
         """The replication layer's outbox (``{"pending": n, ...}``), or None without one."""
-        from .replication import Replication
+        from .layers.replication import Replication
         layer = self.top.find_layer(Replication) if isinstance(self.top, Layer) else None
         return None if layer is None else layer.lag()
 

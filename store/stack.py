@@ -102,28 +102,28 @@ def build_stack(backend: Store, settings, db: str) -> Store:
 
 # -- the built-in registry ---------------------------------------------------------
 def _memory(settings, db):
-    from .memory import MemoryBackend
+    from .backends.memory import MemoryBackend
     return MemoryBackend()
 
 
 def _sqlite(settings, db):
-    from .sqlite import SQLiteBackend
+    from .backends.sqlite import SQLiteBackend
     return SQLiteBackend(os.path.join(storage_dir(settings, db), "store.sqlite"),
                          synchronous=settings["sqlite_synchronous"])
 
 
 def _file(settings, db):
-    from .filestore import FileBackend
+    from .backends.filestore import FileBackend
     return FileBackend(os.path.join(storage_dir(settings, db), "files"))
 
 
 def _dbm(settings, db):
-    from .dbmstore import DBMBackend
+    from .backends.dbmstore import DBMBackend
     return DBMBackend(os.path.join(storage_dir(settings, db), "store.dbm"))
 
 
 def _lmdb(settings, db):
-    from .lmdbstore import LMDBBackend
+    from .backends.lmdbstore import LMDBBackend
     return LMDBBackend(os.path.join(storage_dir(settings, db), "lmdb"),
                        map_size=settings["lmdb_map_size"])
 
@@ -142,49 +142,49 @@ def postgres_dsn(settings) -> str:
 
 
 def _postgresql(settings, db):
-    from .postgresql import PostgreSQLBackend
+    from .backends.postgresql import PostgreSQLBackend
     return PostgreSQLBackend(postgres_dsn(settings), db)
 
 
 def _postgresql_locations(settings, factory):
-    from .postgresql import PostgreSQLLocations
+    from .backends.postgresql import PostgreSQLLocations
     return PostgreSQLLocations(postgres_dsn(settings))
 
 
 def _validation(inner, settings, db):
-    from .validation import validation_layer
+    from .layers.validation import validation_layer
     return validation_layer(inner, settings, db)     # None when db has no schema
 
 
 def _replication(inner, settings, db):
-    from .replication import replication_layer
+    from .layers.replication import replication_layer
     return replication_layer(inner, settings, db)    # None when no target is set
 
 
 def _serialization(inner, settings, db):
-    from .serialization import JSONSerializer
+    from .layers.serialization import JSONSerializer
     return JSONSerializer(inner)
 
 
 def _compression(inner, settings, db):
-    from .compression import Compression
+    from .layers.compression import Compression
     return Compression(inner, algorithm=settings["compression_algorithm"],
                        level=settings["compression_level"],
                        min_size=settings["compression_min_size"])
 
 
 def _encryption(inner, settings, db):
-    from .encryption import AESGCMEncryption
+    from .layers.encryption import AESGCMEncryption
     return AESGCMEncryption(inner, key=settings["encryption_key"])
 
 
 def _timestamps(inner, settings, db):
-    from .timestamps import Timestamps
+    from .layers.timestamps import Timestamps
     return Timestamps(inner)
 
 
 def _versioning(inner, settings, db):
-    from .versioning import Versioning
+    from .layers.versioning import Versioning
     return Versioning(inner, revs_limit=settings["versioning_revs_limit"])
 
 

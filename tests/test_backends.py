@@ -6,20 +6,20 @@ import threading
 import time
 
 import pytest
-from settee.store.compression import Compression
-from settee.store.encryption import AESGCMEncryption
+from settee.store.layers.compression import Compression
+from settee.store.layers.encryption import AESGCMEncryption
 from settee.store.testing import HOSTILE_KEYS, BackendContract
 
 from settee.store.base import MISSING
-from settee.store.dbmstore import DBMBackend
+from settee.store.backends.dbmstore import DBMBackend
 from settee.store.exceptions import StorageFull
-from settee.store.filestore import FileBackend
-from settee.store.journal import encode_journal, write_journal
-from settee.store.memory import MemoryBackend
-from settee.store.sqlite import SQLiteBackend
+from settee.store.backends.filestore import FileBackend
+from settee.store.backends.journal import encode_journal, write_journal
+from settee.store.backends.memory import MemoryBackend
+from settee.store.backends.sqlite import SQLiteBackend
 
 try:
-    from settee.store.lmdbstore import LMDBBackend
+    from settee.store.backends.lmdbstore import LMDBBackend
 except ImportError:                    # the lmdb package is optional
     LMDBBackend = None
 
@@ -271,7 +271,7 @@ class TestPostgreSQLBackend(BackendContract):
         self.dsn = postgres_dsn
 
     def make_store(self, path):
-        from settee.store.postgresql import PostgreSQLBackend
+        from settee.store.backends.postgresql import PostgreSQLBackend
         return PostgreSQLBackend(self.dsn, "db-" + path.name)
 
 
@@ -282,7 +282,7 @@ def test_sqlite_errors_are_told_apart_by_their_result_code(tmp_path, code, error
     import sqlite3
 
     from settee.store import exceptions
-    from settee.store.sqlite import translate_errors
+    from settee.store.backends.sqlite import translate_errors
     failure = sqlite3.OperationalError("something the message does not say")
     failure.sqlite_errorcode = code
     with pytest.raises(getattr(exceptions, error)):

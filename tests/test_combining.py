@@ -9,11 +9,11 @@ from threads import run_threads
 from settee.store.combining import Combiner
 from settee.store.document import Doc, Meta
 from settee.store.exceptions import BackendError, Conflict, NotFound, StorageFull
-from settee.store.memory import MemoryBackend
+from settee.store.backends.memory import MemoryBackend
 from settee.store.pending import Pending
-from settee.store.serialization import JSONSerializer
-from settee.store.sqlite import SQLiteBackend
-from settee.store.versioning import Versioning, new_revision
+from settee.store.layers.serialization import JSONSerializer
+from settee.store.backends.sqlite import SQLiteBackend
+from settee.store.layers.versioning import Versioning, new_revision
 
 
 # -- the combiner ---------------------------------------------------------------------
@@ -239,7 +239,7 @@ def test_writers_whose_batch_fsync_fails_are_told_so_not_given_a_conflict(versio
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_fsync(fd)
 
-    monkeypatch.setattr("settee.store.sqlite.os.fsync", fsync)
+    monkeypatch.setattr("settee.store.backends.sqlite.os.fsync", fsync)
     results = {}
 
     def writer(i):

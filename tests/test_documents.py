@@ -379,7 +379,7 @@ class TestLMDBDefaultStack(DocumentContract):
     def _lmdb_available(self):
         pytest.importorskip("lmdb")
         try:
-            importlib.import_module("settee.store.lmdbstore")
+            importlib.import_module("settee.store.backends.lmdbstore")
         except ImportError as e:
             pytest.skip(f"the lmdb backend is not available: {e}")
 

@@ -7,7 +7,7 @@ import pytest
 from threads import run_threads
 
 from settee.store.exceptions import StorageFull
-from settee.store.sqlite import SQLiteBackend
+from settee.store.backends.sqlite import SQLiteBackend
 
 
 def test_concurrent_writers_share_commits_and_lose_nothing(tmp_path, monkeypatch):
@@ -157,7 +157,7 @@ def test_wal_checkpoints_run_in_the_background_and_stop_on_close(tmp_path, monke
     every writer up); a thread of the process does, on its own connection."""
     import time
 
-    from settee.store.checkpoint import Checkpointer
+    from settee.store.backends.checkpoint import Checkpointer
     monkeypatch.setattr(Checkpointer, "min_wal_bytes", 0)   # this log stays small
     monkeypatch.setattr(Checkpointer, "every", 32)
     path = str(tmp_path / "s.sqlite")
@@ -231,7 +231,7 @@ def test_the_log_is_fsynced_after_the_lock_is_released_and_before_returning(tmp_
         synced.append(os.readlink(f"/proc/self/fd/{fd}"))
         real_fsync(fd)
 
-    monkeypatch.setattr("settee.store.sqlite.os.fsync", fsync)
+    monkeypatch.setattr("settee.store.backends.sqlite.os.fsync", fsync)
     with store.transaction():
         store["k"] = b"v"
         assert not synced
@@ -246,7 +246,7 @@ def test_a_failing_log_fsync_fails_the_write(tmp_path, monkeypatch):
     def fsync(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("settee.store.sqlite.os.fsync", fsync)
+    monkeypatch.setattr("settee.store.backends.sqlite.os.fsync", fsync)
     with pytest.raises(StorageFull):
         store["k"] = b"v"
     monkeypatch.undo()
@@ -258,7 +258,7 @@ def test_a_failing_log_fsync_fails_the_write(tmp_path, monkeypatch):
 def test_synchronous_settings_other_than_full_are_sqlites_own(tmp_path, monkeypatch):
     import os
     calls = []
-    monkeypatch.setattr("settee.store.sqlite.os.fsync", calls.append)
+    monkeypatch.setattr("settee.store.backends.sqlite.os.fsync", calls.append)
     for mode, pragma in (("NORMAL", 1), ("OFF", 0), ("EXTRA", 3)):
         store = SQLiteBackend(str(tmp_path / f"{mode}.sqlite"), synchronous=mode)
         assert store._writer().execute("PRAGMA synchronous").fetchone()[0] == pragma

@@ -9,16 +9,16 @@ import pytest
 
 from settee.config import load_settings
 from settee.store.catalog import Catalog
-from settee.store.compression import ZlibCompression
+from settee.store.layers.compression import ZlibCompression
 from settee.store.document import Doc, Meta
-from settee.store.encryption import AESGCMEncryption
+from settee.store.layers.encryption import AESGCMEncryption
 from settee.store.exceptions import (BadRequest, ConfigurationError, CorruptValue,
                                      DecryptionError, ValidationFailed)
-from settee.store.memory import MemoryBackend
-from settee.store.serialization import JSONSerializer
+from settee.store.backends.memory import MemoryBackend
+from settee.store.layers.serialization import JSONSerializer
 from settee.examples.invoices import InvoiceSchema
 from settee.store.stack import check_stack
-from settee.store.validation import Validation, formencode, validation_layer
+from settee.store.layers.validation import Validation, formencode, validation_layer
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 OTHER_KEY = "ff" * 32
@@ -239,8 +239,8 @@ def test_tombstones_design_and_local_documents_are_not_validated():
 
 
 @pytest.mark.parametrize("path", ["no colon", "settee.store.nosuch:X",
-                                  "settee.store.schemas:NoSuchSchema",
-                                  "settee.store.schemas:formencode", ":X"])
+                                  "settee.store.layers.schemas:NoSuchSchema",
+                                  "settee.store.layers.schemas:formencode", ":X"])
 def test_a_bad_schema_path_fails_naming_the_setting(path):
     settings = load_settings(env={}, validation_schemas={"db": path})
     with pytest.raises(ConfigurationError) as info:
@@ -347,7 +347,7 @@ def test_a_bad_storage_stack_fails_when_the_catalog_starts(tmp_path):
 
 
 def test_lz4_and_zlib_values_read_back_whatever_the_current_setting():
-    from settee.store.compression import Compression
+    from settee.store.layers.compression import Compression
     backend = MemoryBackend()
     text = b"the quick brown fox jumps over the lazy dog " * 20
     Compression(backend, "lz4")["a"] = text

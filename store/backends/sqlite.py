@@ -21,7 +21,7 @@ acknowledgement.
 
 Transactions across threads and processes: every thread reads on its own connection
 (re-opened after a fork); transactions run on the process's one write connection.
-A batch of transactions (group commit, :mod:`.groupcommit`) takes an exclusive
+A batch of transactions (group commit, :mod:`..groupcommit`) takes an exclusive
 ``flock`` on ``<file>-lock``, then ``BEGIN IMMEDIATE``; each transaction of the batch
 is a ``SAVEPOINT``, run one at a time; the batch commits (one fsync) when no other
 thread of the process is waiting to write, and only then do its transactions return.
@@ -38,11 +38,11 @@ import sqlite3
 import threading
 from functools import lru_cache
 
-from .base import DELETE_BATCH, Backend
+from ..base import DELETE_BATCH, Backend
 from .checkpoint import Checkpointer
-from .exceptions import BackendError, StorageFull
-from .groupcommit import GroupCommit
-from .locking import FileLock
+from ..exceptions import BackendError, StorageFull
+from ..groupcommit import GroupCommit
+from ..locking import FileLock
 
 
 class translate_errors:

@@ -41,8 +41,8 @@ from contextlib import contextmanager
 
 import lmdb
 
-from .base import Backend, ReentrantTransactions, in_range
-from .exceptions import BackendError, InvalidKey, StorageFull
+from ..base import Backend, ReentrantTransactions, in_range
+from ..exceptions import BackendError, InvalidKey, StorageFull
 
 #: Longest key, in UTF-8 bytes, stored as itself (LMDB's 511 minus 0xFF and a SHA-256).
 PREFIX = 478

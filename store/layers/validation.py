@@ -25,9 +25,9 @@ import importlib
 import warnings
 from typing import Any
 
-from .base import DocumentLayer
-from .document import Doc, as_doc
-from .exceptions import ConfigurationError, ValidationFailed
+from ..base import DocumentLayer
+from ..document import Doc, as_doc
+from ..exceptions import ConfigurationError, ValidationFailed
 
 with warnings.catch_warnings():
     # FormEncode 2.1 imports the stdlib ``cgi`` module (for file uploads, which a

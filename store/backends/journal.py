@@ -55,9 +55,9 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .base import MISSING, ReentrantTransactions
-from .exceptions import BackendError, InvalidKey, StorageFull
-from .locking import FileLock
+from ..base import MISSING, ReentrantTransactions
+from ..exceptions import BackendError, InvalidKey, StorageFull
+from ..locking import FileLock
 
 MAGIC = b"settee-journal 1\n"
 PUT, DELETE = b"P", b"D"

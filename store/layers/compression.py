@@ -28,8 +28,8 @@ except ImportError:
     import zlib
     ZLIB = f"zlib {zlib.ZLIB_RUNTIME_VERSION}"
 
-from .base import CodecLayer
-from .exceptions import CorruptValue
+from ..base import CodecLayer
+from ..exceptions import CorruptValue
 
 ALGORITHMS = ("lz4", "zlib")
 

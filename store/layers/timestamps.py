@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from .base import DocumentLayer
-from .document import Doc, as_doc
+from ..base import DocumentLayer
+from ..document import Doc, as_doc
 
 
 class Timestamps(DocumentLayer[Doc]):

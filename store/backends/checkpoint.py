@@ -24,7 +24,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 
-log = logging.getLogger("settee.store.sqlite")
+log = logging.getLogger("settee.store.backends.sqlite")
 
 
 class Checkpointer:

@@ -15,7 +15,7 @@ import time
 
 import psycopg
 
-log = logging.getLogger("settee.store.postgresql")
+log = logging.getLogger("settee.store.backends.postgresql")
 
 CONNECT_TIMEOUT = 10          # seconds
 RECONNECT_DELAY = 0.5         # seconds between reconnection attempts

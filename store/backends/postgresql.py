@@ -71,11 +71,11 @@ import zlib
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .base import Backend, ReentrantTransactions
-from .exceptions import BackendError, DatabaseNotFound, InvalidKey, StorageFull
+from ..base import Backend, ReentrantTransactions
+from ..exceptions import BackendError, DatabaseNotFound, InvalidKey, StorageFull
 from .pgnotify import Listener
 
-log = logging.getLogger("settee.store.postgresql")
+log = logging.getLogger("settee.store.backends.postgresql")
 
 #: (version, SQL). Append, never edit: a node runs the versions its schema lacks.
 MIGRATIONS: list[tuple[int, str]] = [

@@ -66,9 +66,9 @@ import weakref
 from itertools import islice
 from typing import Any
 
-from .base import Backend, Layer, Store
-from .exceptions import ConfigurationError, InvalidKey
-from .keyspace import OUTBOX  # keys of the outbox: the layer neither shows nor accepts them
+from ..base import Backend, Layer, Store
+from ..exceptions import ConfigurationError, InvalidKey
+from ..keyspace import OUTBOX  # keys of the outbox: the layer neither shows nor accepts them
 #: Backends a backup can be kept in (``replication_target = "<backend>:<dir>"``).
 BACKUP_BACKENDS = ("memory", "sqlite", "file", "dbm", "lmdb")
 
@@ -326,7 +326,7 @@ def open_backup(settings, db: str) -> Backend:
     directory were ``storage_data_dir``, so the target directory can be opened as a
     data directory to restore from it.
     """
-    from .stack import BACKENDS, storage_dir
+    from ..stack import BACKENDS, storage_dir
     name, path = parse_target(settings["replication_target"])
     copy = type(settings)(settings)
     copy["storage_data_dir"] = path

@@ -13,9 +13,9 @@ from typing import Any
 
 import orjson
 
-from .base import CodecLayer
-from .document import Doc, Meta
-from .exceptions import BadRequest, CorruptValue
+from ..base import CodecLayer
+from ..document import Doc, Meta
+from ..exceptions import BadRequest, CorruptValue
 
 
 class JSONSerializer(CodecLayer[Any, bytes]):

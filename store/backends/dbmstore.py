@@ -41,7 +41,7 @@ import os
 import struct
 import threading
 
-from .base import Backend
+from ..base import Backend
 from .journal import Journaled, fsync_path
 
 _GENERATION = struct.Struct(">Q")

@@ -18,8 +18,8 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .base import CodecLayer
-from .exceptions import ConfigurationError, DecryptionError
+from ..base import CodecLayer
+from ..exceptions import ConfigurationError, DecryptionError
 
 VERSION = b"\x01"
 NONCE = 12

@@ -6,7 +6,7 @@ nothing is shared with other processes. Ranges scan and sort (``ordered = False`
 """
 from __future__ import annotations
 
-from .base import MISSING, Backend, ReentrantTransactions
+from ..base import MISSING, Backend, ReentrantTransactions
 
 
 class MemoryBackend(ReentrantTransactions, Backend):

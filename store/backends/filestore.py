@@ -38,7 +38,7 @@ import os
 import struct
 import uuid
 
-from .base import Backend
+from ..base import Backend
 from .journal import Journaled, fsync_path, write_all
 
 _KEY_LENGTH = struct.Struct(">I")

@@ -5,7 +5,7 @@ Assumes of the layer below: a transactional, ordered store of JSON values that k
 mapping of document ids to Docs, with ``db[id, rev]`` for old revisions (as in the
 design talk's VersionedDict).
 
-Keyspace below: the documents', changes' and info keys of :mod:`.keyspace` (one
+Keyspace below: the documents', changes' and info keys of :mod:`..keyspace` (one
 database, one keyspace, so one transaction covers a write).
 
 A write names the current revision or it is a :class:`~.exceptions.Conflict`; the
@@ -24,12 +24,12 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .base import Layer, prefix_end
-from .combining import Combiner
-from .document import CURRENT, RESERVED_FIELDS, Doc, Meta, as_doc, rev_generation
-from .exceptions import BackendError, BadRequest, Conflict, Deleted, NotFound
-from .keyspace import DOC, INFO, LOCAL, OLD, SEQ, TOMB
-from .pending import Pending
+from ..base import Layer, prefix_end
+from ..combining import Combiner
+from ..document import CURRENT, RESERVED_FIELDS, Doc, Meta, as_doc, rev_generation
+from ..exceptions import BackendError, BadRequest, Conflict, Deleted, NotFound
+from ..keyspace import DOC, INFO, LOCAL, OLD, SEQ, TOMB
+from ..pending import Pending
 
 LOCAL_PREFIX = "_local/"
 SEQ_DIGITS = 16
