@@ -55,7 +55,8 @@ log = logging.getLogger("settee.auth")
 
 USERS_DB = "_users"
 USER_PREFIX = "org.couchdb.user:"
-HASH_FIELDS = ("password_scheme", "pbkdf2_prf", "iterations", "salt", "derived_key")
+HASH_FIELDS = ("password_scheme", "pbkdf2_prf", "iterations", "salt", "derived_key",
+               "password_sha")
 CACHE_SECONDS = 60.0
 #: Hash functions a stored record may name (SHA-1: records made by CouchDB).
 PRFS = ("sha256", "sha1")
@@ -267,9 +268,12 @@ class Authenticator:
         return doc
 
     def roles_in(self, name: str, record: dict) -> tuple[str, ...]:
+        """A user's roles; system roles (``_admin``...) come from the settings only, so
+        one written into a user document (replicated, restored) grants nothing."""
         if name in self.admins:
             return ("_admin",)
-        return tuple(r for r in record.get("roles", []) if isinstance(r, str))
+        return tuple(r for r in record.get("roles", [])
+                     if isinstance(r, str) and not r.startswith("_"))
 
     def user_doc(self, name: str) -> dict | None:
         try:
@@ -353,6 +357,9 @@ class Authenticator:
         roles = body.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise HTTPError(400, "doc_validation", "roles must be an array of strings")
+        if any(r.startswith("_") for r in roles):
+            raise HTTPError(403, "forbidden", "No system roles (starting with underscore) "
+                            "in users db.")
         if not user.is_admin:
             allowed = current.get("roles", []) if current else []
             if roles != allowed:

@@ -159,3 +159,17 @@ def test_an_admins_session_holds_in_every_worker(tmp_path):
     cookie = one.cookies["AuthSession"]
     two.set_cookie("AuthSession", cookie)
     assert two.get("/_session").json["userCtx"]["roles"] == ["_admin"]
+
+
+def test_no_system_roles_in_users_not_even_from_a_server_admin(app):
+    r = put(app, "/_users/org.couchdb.user:mallory",
+            user_doc("mallory", password="pw", roles=["_admin"]), headers=ADMIN,
+            expect_errors=True)
+    assert r.status_int == 403 and "system roles" in r.json["reason"]
+    users = app.app.catalog.get("_users")          # one that came by replication or a dump
+    users.save({"_id": "org.couchdb.user:mallory", **user_doc("mallory", roles=["_admin"]),
+                **auth_module.hash_password("pw", FAST)})
+    ctx = app.get("/_session", headers=basic("mallory", "pw")).json["userCtx"]
+    assert ctx["name"] == "mallory" and ctx["roles"] == []
+    assert app.get("/_all_dbs", headers=basic("mallory", "pw"), expect_errors=True) \
+        .status_int == 403

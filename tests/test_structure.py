@@ -20,12 +20,17 @@ MAX_LINES = 800
 
 
 def modules(folder: str):
-    return sorted((ROOT / folder).glob("*.py"))
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+def package_of(path: Path) -> str:
+    parts = path.parent.relative_to(ROOT).parts          # ("store", "backends")
+    return ".".join([PACKAGES[parts[0]], *parts[1:]])
 
 
 def imported(path: Path) -> list[tuple[int, str]]:
     """Every module ``path`` imports (absolute names; relative ones resolved)."""
-    package = PACKAGES[path.parent.name]
+    package = package_of(path)
     names = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
@@ -36,9 +41,11 @@ def imported(path: Path) -> list[tuple[int, str]]:
                 parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
                 base = f"{parent}.{base}" if base else parent
             names.append((node.lineno, base))
-            if base in PACKAGES.values():       # from settee.store import x: x may be a module
+            if base.startswith("settee."):      # from settee.store import x: x may be a module
+                folder = ROOT.joinpath(*base.split(".")[1:])
                 names += [(node.lineno, f"{base}.{alias.name}") for alias in node.names
-                          if (ROOT / base.split(".")[1] / f"{alias.name}.py").exists()]
+                          if (folder / f"{alias.name}.py").exists()
+                          or (folder / alias.name).is_dir()]
     return names
 
 
