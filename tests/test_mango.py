@@ -7,7 +7,8 @@ import orjson
 import pytest
 from httpclient import make_app
 
-from settee.views.selector import compile_selector, sort_key
+from settee.views.collation import sort_key
+from settee.views.selector import compile_selector
 
 NAMES = ["ann", "Bob", "cy", "dee", None, 3, ["x"]]
 

@@ -339,7 +339,7 @@ def test_index_encoding_orders_exactly_as_the_selector_collation():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from settee.views.selector import sort_key
+    from settee.views.collation import sort_key
     scalars = st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(
         allow_nan=False, allow_infinity=False) | st.text(max_size=6)
     values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)

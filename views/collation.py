@@ -9,8 +9,8 @@ Order: ``null < false < true < numbers < strings < arrays < objects``; numbers b
 value (``1 == 1.0``); arrays element by element, a prefix first; objects as their
 ``[key, value]`` pairs in document order, element by element.
 
-Strings are ordered as :func:`settee.views.selector.sort_key` orders them (one
-definition for views and Mango): an approximation of ICU's collation in three levels,
+Strings are ordered as :func:`sort_key` orders them (one definition for views and
+Mango): an approximation of ICU's collation in three levels,
 base characters without case or accents (punctuation in CouchDB's documented order,
 then digits, then letters), then accents, then case with lowercase first, so
 ``"a" < "A" < "aa" < "b" < "B"`` as in CouchDB's collation table.
@@ -18,10 +18,107 @@ then digits, then letters), then accents, then case with lowercase first, so
 from __future__ import annotations
 
 import struct
+import unicodedata
 from functools import lru_cache
 from typing import Any
 
-from .selector import string_levels
+
+class Sentinel:
+    """A named value apart from every JSON value."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+#: Open ends of a range (Mango's ``range_for``); :func:`sort_key` puts them below and
+#: above every value.
+MIN, MAX = Sentinel("MIN"), Sentinel("MAX")
+
+#: ASCII punctuation and symbols in the order of CouchDB's documented collation sequence
+#: (space first); all of them sort before digits, digits before letters.
+_PUNCT = " `^_-,;:!?.'\"()[]{}@*/\\&#%+<=>|~$"
+_PUNCT_RANK = {c: i for i, c in enumerate(_PUNCT)}
+
+
+def _primary(c: str) -> tuple[int, int]:
+    if c in _PUNCT_RANK:
+        return (0, _PUNCT_RANK[c])
+    if c.isdigit():
+        return (1, unicodedata.digit(c, 0))
+    if c.isalnum():
+        return (2, ord(c))
+    return (0, len(_PUNCT) + ord(c))     # other symbols: after ASCII ones, by code point
+
+
+@lru_cache(maxsize=8192)
+def string_levels(text: str) -> tuple:
+    """Three UCA-like levels (base letters, accents, case) and an NFC tiebreak."""
+    primary: list = []
+    accents: list[list[int]] = []
+    case: list[int] = []
+    for c in unicodedata.normalize("NFD", text):
+        if unicodedata.combining(c):
+            if accents:
+                accents[-1].append(ord(c))
+            continue
+        if unicodedata.category(c)[0] == "C":   # controls and format characters: ignored
+            continue
+        primary.extend(_primary(f) for f in c.casefold())
+        accents.append([])
+        case.append(1 if c.isupper() or c.istitle() else 0)
+    return (tuple(primary), tuple(map(tuple, accents)), tuple(case),
+            unicodedata.normalize("NFC", text))
+
+
+def sort_key(value: Any) -> tuple:
+    """A key for ``sorted(key=...)`` that orders JSON values by CouchDB view collation.
+
+    ``null < false < true < numbers < strings < arrays < objects``; numbers by value
+    (``1`` and ``1.0`` are equal); arrays element by element, a prefix first; objects
+    as their ``[key, value]`` pairs in document order, element by element.
+
+    Strings approximate ICU's Unicode Collation Algorithm in three levels: first the
+    case-folded base letters without accents (ASCII punctuation in the order of
+    CouchDB's documented sequence, then other symbols, then digits, then letters);
+    then accents; then case, lowercase first; so ``"a" < "A" < "aa" < "b" < "B"``.
+    Strings equal on all three levels are ordered by code point (canonically
+    equivalent strings are equal). Letters of different scripts are ordered by code
+    point, not by ICU's tables. ``MIN``/``MAX`` sort below/above everything.
+    """
+    if value is None:
+        return (0,)
+    if value is False:
+        return (1,)
+    if value is True:
+        return (2,)
+    if isinstance(value, (int, float)):
+        return (3, value)
+    if isinstance(value, str):
+        return (4, string_levels(value))
+    if isinstance(value, (list, tuple)):
+        return (5, tuple(sort_key(v) for v in value))
+    if isinstance(value, dict):
+        return (6, tuple((sort_key(k), sort_key(v)) for k, v in value.items()))
+    if value is MIN:
+        return (-1,)
+    if value is MAX:
+        return (7,)
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def raw_key(value: Any) -> tuple:
+    """``_id`` comparisons: strings by code point (CouchDB's ``cmp_raw``), else collation."""
+    return (4, value) if isinstance(value, str) else sort_key(value)
+
+
+def collate(a: Any, b: Any) -> int:
+    """-1, 0 or 1 as ``a`` sorts before, with or after ``b`` in view collation."""
+    ka, kb = sort_key(a), sort_key(b)
+    return (ka > kb) - (ka < kb)
+
 
 END = "\x01"           # ends a string, an array or an object
 CASE = "\x02"          # separates a string's case-blind part from its case bits
@@ -55,7 +152,7 @@ def _raw(text: str) -> str:
 
 @lru_cache(maxsize=65536)
 def _string(text: str) -> str:
-    """The string's collation levels (:func:`~.selector.string_levels`) as one string:
+    """The string's collation levels (:func:`string_levels`) as one string:
     base characters, then accents, then case, then the code points as a tiebreak."""
     primary, accents, case, nfc = string_levels(text)
     return (STRING + "".join(chr(0x20 + cls) + _point(rank) for cls, rank in primary)

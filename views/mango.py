@@ -24,9 +24,10 @@ import orjson
 
 from settee.store.exceptions import BadRequest, NotFound
 
+from .collation import MAX, MIN
 from .deadline import Deadline, unlimited
 from .definitions import ViewSpec
-from .selector import (MAX, MIN, MISSING, QueryError, compile_selector, get_field,
+from .selector import (MISSING, QueryError, compile_selector, get_field,
                        parse_field, parse_sort, project, range_for, selector_fields)
 
 DEFAULT_LIMIT = 25

@@ -26,7 +26,7 @@
 
 Where Settee differs from CouchDB: ``$regex`` is RE2 syntax, not PCRE (no
 backreferences or lookarounds: those are errors; RE2 matches in linear time); string
-collation approximates ICU (see :func:`sort_key`); ``$all`` compares by collation
+collation approximates ICU (see :func:`.collation.sort_key`); ``$all`` compares by collation
 (CouchDB by exact term, so ``1 != 1.0`` there); ``$type`` with an unknown type name,
 ``$mod`` with divisor 0, and an operator with no field anywhere at document level are
 errors (CouchDB accepts the first, fails obscurely on the second and only rejects the
@@ -38,25 +38,17 @@ import functools
 import json
 import operator
 import re
-import unicodedata
 from typing import Any, Callable
 
 import re2
 
 from settee.store.exceptions import BadRequest
 
-class _Sentinel:
-    def __init__(self, name: str):
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
+from .collation import MAX, MIN, Sentinel, collate, raw_key, sort_key, string_levels  # noqa: F401
 
 
 #: What :func:`get_field` returns for a path the document does not have.
-MISSING = _Sentinel("MISSING")
-#: Open ends of a :func:`range_for` range; ``sort_key`` puts them below/above every value.
-MIN, MAX = _Sentinel("MIN"), _Sentinel("MAX")
+MISSING = Sentinel("MISSING")
 
 
 class QueryError(BadRequest):
@@ -105,93 +97,8 @@ def _show(value: Any) -> str:
         return repr(value)
 
 
-# --- collation ---------------------------------------------------------------------
-
-#: ASCII punctuation and symbols in the order of CouchDB's documented collation sequence
-#: (space first); all of them sort before digits, digits before letters.
-_PUNCT = " `^_-,;:!?.'\"()[]{}@*/\\&#%+<=>|~$"
-_PUNCT_RANK = {c: i for i, c in enumerate(_PUNCT)}
-
-
-def _primary(c: str) -> tuple[int, int]:
-    if c in _PUNCT_RANK:
-        return (0, _PUNCT_RANK[c])
-    if c.isdigit():
-        return (1, unicodedata.digit(c, 0))
-    if c.isalnum():
-        return (2, ord(c))
-    return (0, len(_PUNCT) + ord(c))     # other symbols: after ASCII ones, by code point
-
-
-@functools.lru_cache(maxsize=8192)
-def string_levels(text: str) -> tuple:
-    """Three UCA-like levels (base letters, accents, case) and an NFC tiebreak."""
-    primary: list = []
-    accents: list[list[int]] = []
-    case: list[int] = []
-    for c in unicodedata.normalize("NFD", text):
-        if unicodedata.combining(c):
-            if accents:
-                accents[-1].append(ord(c))
-            continue
-        if unicodedata.category(c)[0] == "C":   # controls and format characters: ignored
-            continue
-        primary.extend(_primary(f) for f in c.casefold())
-        accents.append([])
-        case.append(1 if c.isupper() or c.istitle() else 0)
-    return (tuple(primary), tuple(map(tuple, accents)), tuple(case),
-            unicodedata.normalize("NFC", text))
-
-
-def sort_key(value: Any) -> tuple:
-    """A key for ``sorted(key=...)`` that orders JSON values by CouchDB view collation.
-
-    ``null < false < true < numbers < strings < arrays < objects``; numbers by value
-    (``1`` and ``1.0`` are equal); arrays element by element, a prefix first; objects
-    as their ``[key, value]`` pairs in document order, element by element.
-
-    Strings approximate ICU's Unicode Collation Algorithm in three levels: first the
-    case-folded base letters without accents (ASCII punctuation in the order of
-    CouchDB's documented sequence, then other symbols, then digits, then letters);
-    then accents; then case, lowercase first; so ``"a" < "A" < "aa" < "b" < "B"``.
-    Strings equal on all three levels are ordered by code point (canonically
-    equivalent strings are equal). Letters of different scripts are ordered by code
-    point, not by ICU's tables. ``MIN``/``MAX`` sort below/above everything.
-    """
-    if value is None:
-        return (0,)
-    if value is False:
-        return (1,)
-    if value is True:
-        return (2,)
-    if isinstance(value, (int, float)):
-        return (3, value)
-    if isinstance(value, str):
-        return (4, string_levels(value))
-    if isinstance(value, (list, tuple)):
-        return (5, tuple(sort_key(v) for v in value))
-    if isinstance(value, dict):
-        return (6, tuple((sort_key(k), sort_key(v)) for k, v in value.items()))
-    if value is MIN:
-        return (-1,)
-    if value is MAX:
-        return (7,)
-    raise TypeError(f"not a JSON value: {type(value).__name__}")
-
-
-def _raw_key(value: Any) -> tuple:
-    """``_id`` comparisons: strings by code point (CouchDB's ``cmp_raw``), else collation."""
-    return (4, value) if isinstance(value, str) else sort_key(value)
-
-
-def collate(a: Any, b: Any) -> int:
-    """-1, 0 or 1 as ``a`` sorts before, with or after ``b`` in view collation."""
-    ka, kb = sort_key(a), sort_key(b)
-    return (ka > kb) - (ka < kb)
-
-
 def _key_for(path: tuple) -> Callable[[Any], tuple]:
-    return _raw_key if path == ("_id",) else sort_key
+    return raw_key if path == ("_id",) else sort_key
 
 
 # --- fields --------------------------------------------------------------------------
