@@ -21,7 +21,10 @@ run: install
 
 # The PostgreSQL tests start a throwaway server from initdb/pg_ctl; install them with
 # apt where missing (as root). Without them those tests skip, saying why.
+# Static checks first (ruff: unused and undefined names, import order, closures over
+# loop variables; tests/test_structure.py holds the import rules), then the suite.
 test: install
+	$(PY) -m ruff check store server views config examples tests bench
 	-$(PY) tests/pgserver.py --install
 	$(PY) -m pytest -q -p no:cacheprovider
 

@@ -64,12 +64,10 @@ Progress goes to stderr, and only when it is a terminal.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import argparse  # noqa: E402
 import gzip  # noqa: E402
 import json  # noqa: E402
+import os
 import platform  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
@@ -77,6 +75,7 @@ import shutil  # noqa: E402
 import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
+import sys
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import urllib.error  # noqa: E402

@@ -37,7 +37,6 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-
 CHUNK = 20_000      # iterations of the fixed work: about 0.4 ms
 INTERVAL = 0.004    # seconds between pieces of work
 WINDOW = 0.05       # seconds a window spans

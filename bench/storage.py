@@ -44,9 +44,9 @@ try:
     import orjson
 
     from settee.config import load_settings
-    from settee.store import compression
-    from settee.store.catalog import Catalog
     from settee.store import stack
+    from settee.store.catalog import Catalog
+    from settee.store.layers import compression
     from settee.store.stack import BACKENDS, storage_dir
 except ImportError as e:     # pragma: no cover - the project is not installed
     sys.exit(f"bench/storage.py: {e}; install the project first (make install)")
@@ -321,8 +321,8 @@ def report(summary: dict) -> str:
         f"sqlite synchronous={summary['sqlite_synchronous']}; "
         f"compression: {summary['compression_algorithm']} at level {summary['compression_level']}"
         f" (zlib through {summary['zlib']}).",
-        f"÷ = stack / raw. 2008 = the design talk's figures (2008 hardware; lmdb stands "
-        f"beside bsddb, which Python 3 no longer ships). memory is not durable.",
+        "÷ = stack / raw. 2008 = the design talk's figures (2008 hardware; lmdb stands "
+        "beside bsddb, which Python 3 no longer ships). memory is not durable.",
         f"Python {summary['python']} on {summary['platform']}; 1-minute load average "
         f"{summary['load_average']['before']:.2f} before, "
         f"{summary['load_average']['after']:.2f} after, {summary['load_average']['cpus']} CPUs "

@@ -144,7 +144,7 @@ def queries(data_dir: str, repeat: int) -> dict:
 
 def wrk_key_query(data_dir: str, seconds: int) -> dict:
     """req/s and latencies of the key query under wrk (16 connections) against gunicorn."""
-    import http_api as h          # bench/http_api.py (this script's directory is on the path)
+    import http_api as h  # bench/http_api.py (this script's directory is on the path)
     wrk = h.ensure_wrk()
     port = h.free_port()
     env = dict(os.environ, SETTEE_BIND=f"127.0.0.1:{port}", SETTEE_DATA_DIR=data_dir,

@@ -22,12 +22,13 @@ from contextvars import ContextVar
 from functools import partial
 from urllib.parse import unquote
 
-from settee.store import Catalog, DatabaseExists, DatabaseNotFound, StoreError, new_id
-from settee.views.definitions import load_modules
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import ClosingIterator
+
+from settee.store import Catalog, DatabaseExists, DatabaseNotFound, StoreError, new_id
+from settee.views.definitions import load_modules
 
 from . import representation as rep
 from .attachments import AttachmentEndpoints, document_size

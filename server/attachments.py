@@ -22,8 +22,9 @@ import base64
 import binascii
 import hashlib
 
-from settee.store import Doc, Meta, NotFound
 from werkzeug.wrappers import Response
+
+from settee.store import Doc, Meta, NotFound
 
 from . import documents  # (which imports this module: names are used at call time)
 from .errors import HTTPError, bad_request

@@ -24,6 +24,7 @@ import socket
 import sys
 
 import orjson
+
 from settee.config import load_settings
 from settee.store import Catalog, DatabaseExists, StoreError
 
@@ -89,7 +90,7 @@ def serve(settings, extra: list[str]) -> int:
 def dump(settings, name: str, out) -> int:
     db = Catalog(settings).get(name)
     with progress(len(db), f"dump {name}") as bar:
-        for doc_id, doc in db.docs():
+        for _, doc in db.docs():
             if doc.meta.revisions:
                 doc["_revisions"] = {"start": doc.meta.generation, "ids": doc.meta.revisions}
             out.write(orjson.dumps(doc) + b"\n")
@@ -158,9 +159,10 @@ def compact(settings, name: str) -> int:
 
 def index(settings, name: str) -> int:
     """Build or catch up every view of ``name`` (Python modules, design docs, Mango)."""
+    from tqdm import tqdm
+
     from settee.views import definitions
     from settee.views.engine import View
-    from tqdm import tqdm
     definitions.load_modules(settings["views_modules"])
     db = Catalog(settings).get(name)
     specs = definitions.module_views(name, settings["views_modules"])

@@ -197,6 +197,9 @@ def _yaml_to_json(value: Any, path: str = "body") -> Any:
         out = {}
         for key, item in value.items():
             name = _yaml_key(key, path)
+            if name in out:             # 1 and "1": one JSON key, and one value lost
+                raise HTTPError(400, "bad_request", f"{path} has the key {name!r} twice "
+                                "once written as JSON")
             out[name] = _yaml_to_json(item, f"{path}.{name}")
         return out
     kind = {set: "a set (!!set)", bytes: "binary (!!binary)"}.get(type(value),

@@ -7,9 +7,22 @@ from . import exceptions
 from .catalog import Catalog, open_database
 from .database import Database
 from .document import Doc, Document, Meta
-from .exceptions import (BackendError, BadRequest, ConfigurationError, Conflict, CorruptValue,
-                         DatabaseExists, DatabaseNotFound, DecryptionError, Deleted, InvalidKey,
-                         NotFound, StorageFull, StoreError, ValidationFailed)
+from .exceptions import (
+                         BackendError,
+                         BadRequest,
+                         ConfigurationError,
+                         Conflict,
+                         CorruptValue,
+                         DatabaseExists,
+                         DatabaseNotFound,
+                         DecryptionError,
+                         Deleted,
+                         InvalidKey,
+                         NotFound,
+                         StorageFull,
+                         StoreError,
+                         ValidationFailed,
+)
 from .uuids import new_id
 
 __all__ = ["Catalog", "Database", "Doc", "Document", "Meta", "open_database", "new_id",

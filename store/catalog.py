@@ -33,8 +33,8 @@ import uuid
 from urllib.parse import unquote
 
 from .database import Database
-from .layers.encryption import parse_key
 from .exceptions import BadRequest, ConfigurationError, DatabaseExists, DatabaseNotFound
+from .layers.encryption import parse_key
 from .stack import LOCATIONS, backend_factory, build_stack, check_stack, storage_dir, storage_name
 
 log = logging.getLogger("settee.store")

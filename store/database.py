@@ -23,8 +23,8 @@ from . import keyspace
 from .base import Layer, Store
 from .document import CURRENT, Doc, Document, Meta, as_doc
 from .exceptions import BadRequest
-from .uuids import new_id
 from .layers.versioning import Change, Versioning
+from .uuids import new_id
 
 
 class Database(MutableMapping[str, Document]):

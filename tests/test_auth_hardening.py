@@ -7,10 +7,9 @@ import hashlib
 import orjson
 import pytest
 from httpclient import make_app
+from test_auth import ADMIN, basic, put, signup
 
 from settee.server import auth as auth_module
-
-from test_auth import ADMIN, basic, put, signup
 
 FAST = 1000          # the tests' PBKDF2 iterations
 

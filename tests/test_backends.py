@@ -6,17 +6,17 @@ import threading
 import time
 
 import pytest
-from settee.store.layers.compression import Compression
-from settee.store.layers.encryption import AESGCMEncryption
-from settee.store.testing import HOSTILE_KEYS, BackendContract
 
-from settee.store.base import MISSING
 from settee.store.backends.dbmstore import DBMBackend
-from settee.store.exceptions import StorageFull
 from settee.store.backends.filestore import FileBackend
 from settee.store.backends.journal import encode_journal, write_journal
 from settee.store.backends.memory import MemoryBackend
 from settee.store.backends.sqlite import SQLiteBackend
+from settee.store.base import MISSING
+from settee.store.exceptions import StorageFull
+from settee.store.layers.compression import Compression
+from settee.store.layers.encryption import AESGCMEncryption
+from settee.store.testing import HOSTILE_KEYS, BackendContract
 
 try:
     from settee.store.backends.lmdbstore import LMDBBackend

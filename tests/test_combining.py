@@ -6,14 +6,14 @@ import threading
 import pytest
 from threads import run_threads
 
+from settee.store.backends.memory import MemoryBackend
+from settee.store.backends.sqlite import SQLiteBackend
 from settee.store.combining import Combiner
 from settee.store.document import Doc, Meta
-from settee.store.exceptions import BackendError, Conflict, NotFound, StorageFull
-from settee.store.backends.memory import MemoryBackend
-from settee.store.pending import Pending
+from settee.store.exceptions import BackendError, Conflict, NotFound
 from settee.store.layers.serialization import JSONSerializer
-from settee.store.backends.sqlite import SQLiteBackend
 from settee.store.layers.versioning import Versioning, new_revision
+from settee.store.pending import Pending
 
 
 # -- the combiner ---------------------------------------------------------------------

@@ -9,7 +9,6 @@ import time
 
 import pytest
 import requests
-
 from liveserver import LiveServer, until
 
 pytestmark = pytest.mark.slow

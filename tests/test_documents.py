@@ -16,7 +16,6 @@ import pytest
 
 from settee.config import load_settings
 from settee.store.catalog import Catalog
-from settee.store.document import Doc
 from settee.store.exceptions import Conflict, Deleted, NotFound, ValidationFailed
 
 DEFAULT_STACK = ["validation", "timestamps", "versioning", "serialization", "compression"]

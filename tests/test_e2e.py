@@ -63,8 +63,8 @@ def test_bulk_docs_and_all_docs(db):
 def test_racing_writers_through_both_workers_get_one_winner_per_round(db):
     rev = requests.put(f"{db}/hot", json={"n": 0}).json()["rev"]
     for round_ in range(10):
-        def attempt(i, base=rev):
-            return requests.put(f"{db}/hot", json={"n": round_ + 1, "by": i, "_rev": base})
+        def attempt(i, base=rev, n=round_ + 1):
+            return requests.put(f"{db}/hot", json={"n": n, "by": i, "_rev": base})
         with ThreadPoolExecutor(8) as pool:
             results = list(pool.map(attempt, range(8)))
         winners = [r for r in results if r.status_code == 201]

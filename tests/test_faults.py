@@ -508,7 +508,7 @@ def mixed_invoice_workload(url: str, sessions: list[requests.Session],
     def client(i: int, seed: int):
         local = random.Random(seed)
         s = sessions[i]
-        for n in range(MIXED_OPS):
+        for _ in range(MIXED_OPS):
             op = local.choices(["update", "create", "delete", "bulk", "view"],
                                weights=[40, 15, 10, 15, 20])[0]
             doc_id = f"inv-{local.randrange(MIXED_SEED_DOCS + 20):04d}"

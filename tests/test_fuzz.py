@@ -38,11 +38,10 @@ from urllib.parse import quote
 import orjson
 import pytest
 import yaml
+from httpclient import make_app
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from httpclient import make_app
 from liveserver import LiveServer
-
 from webtest.lint import WSGIWarning
 
 from settee.server.openapi import description

@@ -6,8 +6,8 @@ import threading
 import pytest
 from threads import run_threads
 
-from settee.store.exceptions import StorageFull
 from settee.store.backends.sqlite import SQLiteBackend
+from settee.store.exceptions import StorageFull
 
 
 def test_concurrent_writers_share_commits_and_lose_nothing(tmp_path, monkeypatch):

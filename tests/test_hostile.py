@@ -125,7 +125,7 @@ def test_ids_cannot_leave_the_data_directory(jailed):
         assert r.status_int in (201, 400, 409), (raw, r.status, r.body)
     # the same ids from bodies, where no URL decoding stands in the way
     ids = [unquote(raw) for raw in TRAVERSING_IDS if "%C0" not in raw]
-    for i, docid in enumerate(ids):
+    for docid in ids:
         r = app.post("/victim", orjson.dumps({"_id": docid + "-posted"}),
                      content_type="application/json", expect_errors=True)
         assert r.status_int in (201, 400), (docid, r.status, r.body)

@@ -170,3 +170,8 @@ def test_a_body_with_a_length_over_the_limit_is_refused_unread(tmp_path):
 @pytest.mark.parametrize("text", ['a: "\\ud800"\n', '"\\ud800": 1\n'])
 def test_yaml_half_characters_are_refused(app, text):
     assert put_yaml(app, "/db/y", text).status_int == 400
+
+
+def test_yaml_keys_that_are_one_json_key_are_refused(app):
+    r = put_yaml(app, "/db/y", '1: one\n"1": uno\n')
+    assert r.status_int == 400 and "twice" in r.json["reason"]

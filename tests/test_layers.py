@@ -8,17 +8,22 @@ import zlib
 import pytest
 
 from settee.config import load_settings
-from settee.store.catalog import Catalog
-from settee.store.layers.compression import ZlibCompression
-from settee.store.document import Doc, Meta
-from settee.store.layers.encryption import AESGCMEncryption
-from settee.store.exceptions import (BadRequest, ConfigurationError, CorruptValue,
-                                     DecryptionError, ValidationFailed)
-from settee.store.backends.memory import MemoryBackend
-from settee.store.layers.serialization import JSONSerializer
 from settee.examples.invoices import InvoiceSchema
-from settee.store.stack import check_stack
+from settee.store.backends.memory import MemoryBackend
+from settee.store.catalog import Catalog
+from settee.store.document import Doc, Meta
+from settee.store.exceptions import (
+    BadRequest,
+    ConfigurationError,
+    CorruptValue,
+    DecryptionError,
+    ValidationFailed,
+)
+from settee.store.layers.compression import ZlibCompression
+from settee.store.layers.encryption import AESGCMEncryption
+from settee.store.layers.serialization import JSONSerializer
 from settee.store.layers.validation import Validation, formencode, validation_layer
+from settee.store.stack import check_stack
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 OTHER_KEY = "ff" * 32

@@ -7,11 +7,10 @@ import threading
 
 import pytest
 import requests
+from liveserver import LiveServer
 
 from settee.config import load_settings
 from settee.store import Catalog
-
-from liveserver import LiveServer
 
 
 def open_fds(pid: int | str = "self") -> int:

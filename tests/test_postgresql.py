@@ -22,10 +22,14 @@ from pgserver import fresh_schema
 psycopg = pytest.importorskip("psycopg")
 
 from settee.config import load_settings  # noqa: E402
+from settee.store.backends.postgresql import (  # noqa: E402
+    MIGRATIONS,
+    CommitOutcomeUnknown,
+    ConnectionLost,
+    PostgreSQLBackend,
+)
 from settee.store.catalog import Catalog  # noqa: E402
 from settee.store.exceptions import DatabaseNotFound, InvalidKey  # noqa: E402
-from settee.store.backends.postgresql import (  # noqa: E402
-    MIGRATIONS, CommitOutcomeUnknown, ConnectionLost, PostgreSQLBackend)
 
 MAKE_INVOICES = Path(__file__).resolve().parents[2] / "shared" / "bench" / "make_invoices.py"
 

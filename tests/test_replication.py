@@ -7,11 +7,11 @@ import time
 import pytest
 
 from settee.config import load_settings
+from settee.store.backends.memory import MemoryBackend
+from settee.store.backends.sqlite import SQLiteBackend
 from settee.store.catalog import Catalog
 from settee.store.exceptions import BackendError, ConfigurationError, InvalidKey
-from settee.store.backends.memory import MemoryBackend
 from settee.store.layers.replication import OUTBOX, Replication, replication_layer
-from settee.store.backends.sqlite import SQLiteBackend
 
 STACK = ["validation", "timestamps", "versioning", "serialization", "compression"]
 

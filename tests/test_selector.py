@@ -10,9 +10,23 @@ from hypothesis import strategies as st
 
 from settee.store.exceptions import BadRequest
 from settee.views.selector import (
-    MAX, MIN, MISSING, BadArgument, InvalidFields, InvalidOperator, InvalidSelector,
-    InvalidSort, collate, compile_selector, get_field, parse_field, parse_sort, project,
-    range_for, selector_fields, sort_key,
+    MAX,
+    MIN,
+    MISSING,
+    BadArgument,
+    InvalidFields,
+    InvalidOperator,
+    InvalidSelector,
+    InvalidSort,
+    collate,
+    compile_selector,
+    get_field,
+    parse_field,
+    parse_sort,
+    project,
+    range_for,
+    selector_fields,
+    sort_key,
 )
 
 

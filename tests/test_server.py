@@ -224,7 +224,7 @@ def test_document_requests_leave_nothing_for_the_cycle_collector(db):
         try:
             for environ, _ in environs:
                 seen = []
-                b"".join(wsgi(environ, lambda status, headers, exc_info=None:
+                b"".join(wsgi(environ, lambda status, headers, exc_info=None, seen=seen:
                               seen.append(int(status.split()[0]))))
                 statuses.append(seen[0])
             found = gc.collect()

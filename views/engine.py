@@ -118,7 +118,7 @@ class View:
                 state = self.state()
                 if state.get("building") and time.time() - state["building"]["beat"] < STALE_BUILD:
                     continue
-                changes = list(islice(takewhile(lambda c: c.seq <= target,
+                changes = list(islice(takewhile(lambda c, last=target: c.seq <= last,
                                                 self.db.versions.changes(state["seq"])), BATCH))
                 if not changes:
                     return state

@@ -27,8 +27,17 @@ from settee.store.exceptions import BadRequest, NotFound
 from .collation import MAX, MIN
 from .deadline import Deadline, unlimited
 from .definitions import ViewSpec
-from .selector import (MISSING, QueryError, compile_selector, get_field,
-                       parse_field, parse_sort, project, range_for, selector_fields)
+from .selector import (
+    MISSING,
+    QueryError,
+    compile_selector,
+    get_field,
+    parse_field,
+    parse_sort,
+    project,
+    range_for,
+    selector_fields,
+)
 
 DEFAULT_LIMIT = 25
 ALL_DOCS = {"ddoc": None, "name": "_all_docs", "type": "special",

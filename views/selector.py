@@ -46,7 +46,6 @@ from settee.store.exceptions import BadRequest
 
 from .collation import MAX, MIN, Sentinel, collate, raw_key, sort_key, string_levels  # noqa: F401
 
-
 #: What :func:`get_field` returns for a path the document does not have.
 MISSING = Sentinel("MISSING")
 

@@ -39,10 +39,10 @@ import threading
 from functools import lru_cache
 
 from ..base import DELETE_BATCH, Backend
-from .checkpoint import Checkpointer
 from ..exceptions import BackendError, StorageFull
 from ..groupcommit import GroupCommit
 from ..locking import FileLock
+from .checkpoint import Checkpointer
 
 
 class translate_errors:

@@ -69,6 +69,7 @@ from typing import Any
 from ..base import Backend, Layer, Store
 from ..exceptions import ConfigurationError, InvalidKey
 from ..keyspace import OUTBOX  # keys of the outbox: the layer neither shows nor accepts them
+
 #: Backends a backup can be kept in (``replication_target = "<backend>:<dir>"``).
 BACKUP_BACKENDS = ("memory", "sqlite", "file", "dbm", "lmdb")
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .validation import formencode  # noqa: F401  (imported there, quietly)
 from formencode import FancyValidator, ForEach, Invalid, NoDefault, Schema, validators
+
+from .validation import formencode  # noqa: F401  (imported there, quietly)
 
 
 def _type_name(value: Any) -> str:
