@@ -227,10 +227,12 @@ def test_writers_whose_batch_fsync_fails_are_told_so_not_given_a_conflict(versio
     import os
     import time
     real_fsync, calls = os.fsync, []
+    first_batch = threading.Event()
 
     def fsync(fd):
         calls.append(fd)
         if len(calls) == 1:                # the first batch: let the others queue behind
+            first_batch.set()
             deadline = time.monotonic() + 10
             while len(versions._combiner._queue) < 3 and time.monotonic() < deadline:
                 time.sleep(0.001)
@@ -244,7 +246,7 @@ def test_writers_whose_batch_fsync_fails_are_told_so_not_given_a_conflict(versio
 
     def writer(i):
         if i:
-            time.sleep(0.05)               # after the first writer's batch began
+            assert first_batch.wait(10)    # after the first writer's batch began
         try:
             versions[f"k{i}"] = Doc({"n": i}, Meta())
             results[i] = "ok"
