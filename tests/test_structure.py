@@ -12,8 +12,8 @@ import ast
 from pathlib import Path
 
 import pytest
+from paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"store": "settee.store", "views": "settee.views", "server": "settee.server",
             "config": "settee.config", "examples": "settee.examples"}
 MAX_LINES = 800

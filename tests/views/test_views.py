@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 from httpclient import make_app
+from paths import SHARED_BENCH as SHARED  # noqa: E402
 
 from settee.config import load_settings
 from settee.store import Catalog
@@ -19,8 +20,6 @@ from settee.views import build, engine
 from settee.views.collation import encode
 from settee.views.definitions import ViewSpec, design_views
 from settee.views.engine import View
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "bench"
 
 # CouchDB's documented view collation order ("Views Collation", examples table).
 COLLATION = [None, False, True, -2, -1.5, 0, 1, 2, 3.0, 4, "a", "A", "aa", "b", "B", "ba",

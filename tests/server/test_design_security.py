@@ -23,9 +23,9 @@ from pathlib import Path
 import orjson
 import pytest
 from httpclient import make_app
+from paths import ROOT  # noqa: E402
 from webtest.lint import WSGIWarning
 
-ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {"error": "forbidden",
              "reason": "Only server admins may save Python design documents: Python code "
                        "runs unsandboxed as the server"}

@@ -31,11 +31,11 @@ import orjson
 import pytest
 from httpclient import make_app
 from liveserver import LiveServer
+from paths import ROOT  # noqa: E402
 from webtest.lint import WSGIWarning
 
 from settee.store.catalog import SYSTEM_DBS, check_name
 
-ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ["sqlite", "file", "dbm", "lmdb"]
 TOKEN = "escapee"
 

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -20,6 +19,8 @@ from liveserver import LiveServer
 from pgserver import fresh_schema
 
 psycopg = pytest.importorskip("psycopg")
+
+from paths import SHARED_BENCH  # noqa: E402
 
 from settee.config import load_settings  # noqa: E402
 from settee.store.backends.postgresql import (  # noqa: E402
@@ -31,7 +32,7 @@ from settee.store.backends.postgresql import (  # noqa: E402
 from settee.store.catalog import Catalog  # noqa: E402
 from settee.store.exceptions import DatabaseNotFound, InvalidKey  # noqa: E402
 
-MAKE_INVOICES = Path(__file__).resolve().parents[2] / "shared" / "bench" / "make_invoices.py"
+MAKE_INVOICES = SHARED_BENCH / "make_invoices.py"
 
 
 def terminate_other_connections(dsn: str) -> int:

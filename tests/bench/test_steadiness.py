@@ -3,11 +3,11 @@ samples into slow windows and machine-wide episodes, and one real short run."""
 import importlib.util
 import os
 import sys
-from pathlib import Path
 
 import pytest
+from paths import ROOT  # noqa: E402
 
-_path = Path(__file__).resolve().parents[1] / "bench" / "steadiness.py"
+_path = ROOT / "bench" / "steadiness.py"
 _spec = importlib.util.spec_from_file_location("steadiness", _path)
 steadiness = importlib.util.module_from_spec(_spec)
 sys.modules["steadiness"] = steadiness       # its dataclasses look their module up

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -20,7 +19,7 @@ from settee.store.exceptions import Conflict, Deleted, NotFound, ValidationFaile
 
 DEFAULT_STACK = ["validation", "timestamps", "versioning", "serialization", "compression"]
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
-BENCH = Path(__file__).resolve().parents[2] / "shared" / "bench"
+from paths import SHARED_BENCH as BENCH  # noqa: E402
 
 HOSTILE_IDS = ["ünïcødé-ключ-鍵", "emoji-😀", "a/b/c", "../../etc/passwd", "..", ".",
                "with space", "%2F..%2F", "-rf", "~outbox/x", "x" * 1000, "d/x", "CON"]
