@@ -4,14 +4,14 @@ view ETags (they change when the index does) and ``_active_tasks``."""
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from itertools import islice
 
 from settee.store import NotFound, StoreError
 from settee.views import definitions
 from settee.views.deadline import Deadline, QueryTimeout
-from settee.views.engine import MISSING, View, drop_view
+from settee.views.engine import MISSING, View
+from settee.views.indexes import Indexes, indexes_of
 
 from . import attachments
 from .errors import HTTPError, bad_request
@@ -97,21 +97,9 @@ def answered(rows, deadline: Deadline) -> tuple[Iterator, dict]:
 
 
 class ViewEndpoints:
-    def _view_cache(self) -> dict:
-        if not hasattr(self, "_views"):
-            self._views, self._views_lock = {}, threading.Lock()
-        return self._views
-
-    def view_for(self, database, spec) -> View:
-        cache = self._view_cache()
-        key = (database.name, spec.identity)
-        view = cache.get(key)
-        if view is None or view.db is not database:   # a re-opened database: a new view
-            with self._views_lock:
-                view = cache.get(key)
-                if view is None or view.db is not database:
-                    view = cache[key] = View(database, spec)
-        return view
+    @staticmethod
+    def view_for(database, spec) -> View:
+        return indexes_of(database).view(spec)
 
     def on_design_view(self, request, db, ddoc, view):
         database = self.db(db)
@@ -147,7 +135,7 @@ class ViewEndpoints:
         if update == "true":
             view.update()
         elif update == "lazy":
-            threading.Thread(target=self._update_quietly, args=(view,), daemon=True).start()
+            indexes_of(database).update_in_background(view)
         deadline = Deadline(self.settings["query_timeout"])    # the update above not counted
         state = view.state()
         etag = f'"{view.vid}-{state.get("version", 0)}"'
@@ -241,13 +229,6 @@ class ViewEndpoints:
         tags = [t.strip().removeprefix("W/") for t in header.split(",") if t.strip()]
         return etag in tags
 
-    @staticmethod
-    def _update_quietly(view) -> None:
-        try:
-            view.update()
-        except Exception:               # a background catch-up: log, the next query retries
-            log.exception("background update of view %s failed", view.spec.name)
-
     # -- design documents ---------------------------------------------------------------
     def check_design(self, request, database, docid: str, body: dict) -> None:
         """A write of a design document, by any route: database admins only; Python
@@ -256,57 +237,18 @@ class ViewEndpoints:
             return
         self.auth.require_db_admin(request.user, database)
         require_code_author(request.user, body)
-        if body.get("_deleted") is not True:
-            definitions.check_design_doc({**body, "_id": docid})
+        Indexes.check_design(docid, body)
 
-    def design_saved(self, database, docid: str) -> None:
-        """Build the saved design document's views in the background, up to the save
-        (later changes are a query's to apply, as ``update`` says); drop unused ones."""
-        threading.Thread(target=self._after_design_change,
-                         args=(database, docid, database.update_seq()),
-                         daemon=True, name=f"views {database.name}").start()
-
-    def _after_design_change(self, database, docid: str, until: int) -> None:
-        try:
-            self.drop_unused_views(database)
-            doc = database.get(docid)
-            if doc is None:
-                return
-            for spec in definitions.design_views(doc).values():
-                self.view_for(database, spec).update(until=until)
-        except Exception:
-            log.exception("building the views of %s/%s failed", database.name, docid)
-
-    def drop_unused_views(self, database) -> int:
-        live = {spec.identity for (db, _), spec in definitions.MODULE_VIEWS.items()
-                if db == database.name}
-        for _, doc in database.docs("_design/", "_design/\uffff"):
-            try:
-                live.update(s.identity for s in definitions.design_views(doc).values())
-            except StoreError:
-                continue
-        store = database.versions.inner
-        unused = [key[3:] for key in store.prefix("vx/", keys_only=True) if key[3:] not in live]
-        return sum(drop_view(store, vid) for vid in unused)
+    @staticmethod
+    def design_saved(database, docid: str) -> None:
+        indexes_of(database).design_saved(docid)
 
     # -- tasks --------------------------------------------------------------------------
     def on_active_tasks(self, request):
         tasks = []
         for name in self.catalog.names():
             try:
-                store = self.catalog.get(name).versions.inner
+                tasks += indexes_of(self.catalog.get(name)).tasks()
             except StoreError:
                 continue
-            for key, info in store.prefix("vx/"):
-                state = store.get(f"v/{key[3:]}/state") or {}
-                building = state.get("building")
-                if building:
-                    tasks.append({"type": "indexer", "database": name,
-                                  "design_document": info.get("name"),
-                                  "changes_done": building.get("done", 0),
-                                  "total_changes": building.get("total", 0),
-                                  "progress": int(100 * building.get("done", 0)
-                                                  / max(1, building.get("total", 0))),
-                                  "started_on": int(building.get("beat", 0)),
-                                  "updated_on": int(building.get("beat", 0))})
         return self.respond(request, tasks)

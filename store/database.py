@@ -40,6 +40,8 @@ class Database(MutableMapping[str, Document]):
         self.versions: Versioning = versions
         self.opener: tuple | None = None      # (settings, name): how other processes open it
         self.last_used = 0.0                  # time.monotonic() of the last lookup (catalog)
+        #: What other packages keep per open database (views: its indexes), gone with it.
+        self.extensions: dict[str, Any] = {}
         self._leases: list[None] = []         # one entry per user (append, pop: atomic)
 
     # -- who uses it (the catalog closes only databases nobody uses) -----------------
