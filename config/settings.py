@@ -7,7 +7,7 @@ names are aliases (:data:`ENV_ALIASES`: ``SETTEE_BIND``, ``SETTEE_DATA_DIR``, ..
 
 In the file, keys are written flat (``storage_backend = "sqlite"``) or by component
 (``[storage]`` then ``backend = "sqlite"``). Every value is checked once, at start:
-a bad one raises :class:`~settee.store.exceptions.ConfigurationError` naming the key.
+a bad one raises :class:`~.errors.ConfigurationError` naming the key.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from settee.store.exceptions import ConfigurationError
+from .errors import ConfigurationError
 
 #: key -> (default, type, help). ``list`` values are comma-separated in the environment,
 #: ``dict`` values are ``name=value`` pairs separated by commas.

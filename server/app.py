@@ -27,7 +27,14 @@ from werkzeug.routing import BaseConverter, Map, Rule
 from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import ClosingIterator
 
-from settee.store import Catalog, DatabaseExists, DatabaseNotFound, StoreError, new_id
+from settee.store import (
+    Catalog,
+    ConfigurationError,
+    DatabaseExists,
+    DatabaseNotFound,
+    StoreError,
+    new_id,
+)
 from settee.views.definitions import load_modules
 
 from . import representation as rep
@@ -36,7 +43,7 @@ from .auth import USERS_DB, Authenticator, check_security
 from .bulk import BulkEndpoints
 from .changes import ChangesEndpoints
 from .documents import DocumentEndpoints
-from .errors import HTTPError, bad_request, from_store
+from .errors import HTTPError, bad_request, from_store, public_reason
 from .mango import MangoEndpoints
 from .metrics import MetricsEndpoints, observe
 from .openapi import OpenAPIEndpoints
@@ -293,6 +300,9 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
             return getattr(self, f"on_{endpoint}")(request, **values)
         except HTTPError as e:
             return self.error(request, e)
+        except ConfigurationError as e:   # a setting met at first use (a schema, a key)
+            log.error("configuration error on %s %s: %s", request.method, request.path, e)
+            return self.error(request, HTTPError(500, e.error, public_reason(e)))
         except StoreError as e:
             if from_store(e).status >= 500:
                 log.exception("store error on %s %s", request.method, request.path)

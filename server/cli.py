@@ -26,7 +26,7 @@ import sys
 import orjson
 
 from settee.config import load_settings
-from settee.store import Catalog, DatabaseExists, StoreError
+from settee.store import Catalog, ConfigurationError, DatabaseExists, StoreError
 
 LOAD_BATCH = 500
 
@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "index":
             return index(settings, args.db)
         return compact(settings, args.db)
-    except StoreError as e:
+    except (StoreError, ConfigurationError) as e:
         print(f"settee: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -43,7 +43,6 @@ STATUS = {
     store.StorageFull: (507, "insufficient_storage"),
     store.DecryptionError: (500, "decryption_failed"),
     store.CorruptValue: (500, "corrupt_value"),
-    store.ConfigurationError: (500, "configuration_error"),
     store.BackendError: (500, "backend_error"),
     store.StoreError: (500, None),
 }
@@ -61,7 +60,7 @@ PUBLIC_REASONS = {
 }
 
 
-def public_reason(error: store.StoreError) -> str:
+def public_reason(error: store.StoreError | store.ConfigurationError) -> str:
     for cls in type(error).__mro__:
         if cls in PUBLIC_REASONS:
             return PUBLIC_REASONS[cls] or error.reason

@@ -89,14 +89,10 @@ class DecryptionError(CorruptValue):
     error = "decryption_failed"
 
 
-class ConfigurationError(StoreError):
-    """A setting is missing or invalid; ``key`` names it."""
-
-    error = "configuration_error"
-
-    def __init__(self, key: str, reason: str):
-        super().__init__(f"setting {key!r}: {reason}", key=key)
-        self.key = key
+# A setting that is missing or invalid: the settings' own error (not a StoreError: the
+# settings are checked before any store exists), raised here too where a layer or a
+# backend meets a setting.
+from settee.config.errors import ConfigurationError  # noqa: E402, F401 - re-exported
 
 
 class BackendError(StoreError):

@@ -4,6 +4,7 @@
   werkzeug;
 * ``server/`` uses the store through ``settee.store``'s public names only (what its
   ``__init__`` exports), never a module below it;
+* ``config/`` imports none of the packages it configures;
 * no module of the packages passes 800 lines.
 """
 from __future__ import annotations
@@ -54,6 +55,16 @@ def test_store_and_views_know_nothing_of_http(folder):
     wrong = [f"{path.name}:{line} imports {name}" for path in modules(folder)
              for line, name in imported(path)
              if name.startswith(("settee.server", "werkzeug", "gunicorn"))]
+    assert not wrong, wrong
+
+
+def test_settings_import_none_of_the_packages_they_configure():
+    """config/ is below everything (gunicorn.conf.py, the server's own start-up file that
+    gunicorn reads, aside): the store re-exports its ConfigurationError, not the reverse."""
+    wrong = [f"{path.name}:{line} imports {name}" for path in modules("config")
+             if path.name != "gunicorn.conf.py"
+             for line, name in imported(path)
+             if name.startswith(("settee.store", "settee.views", "settee.server"))]
     assert not wrong, wrong
 
 
