@@ -25,6 +25,7 @@ layers, which change values but not keys, subclass :class:`CodecLayer` and imple
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, MutableMapping
 from itertools import islice
 from typing import Any, Generic, TypeVar
@@ -214,12 +215,14 @@ class Backend(Store[bytes]):
                 continue
 
 
-class ReentrantTransactions:
+class ReentrantTransactions(ABC):
     """Mix-in: a per-thread re-entrant ``transaction()`` over begin/commit/rollback hooks.
 
     The outermost ``with`` in a thread takes ``self._thread_lock`` (one writer thread
     per process at a time) and calls ``_begin``; it calls ``_commit`` when the block
     ends normally and ``_rollback`` when it raises. Inner blocks join the outer one.
+    A backend implements the three hooks (abstract: a class missing one cannot be
+    made); ``_commit`` returns once the transaction is durable (docs/DURABILITY.md).
     """
 
     def _init_transactions(self) -> None:
@@ -232,14 +235,17 @@ class ReentrantTransactions:
     def transaction(self) -> _Transaction:
         return _Transaction(self)
 
-    def _begin(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _begin(self) -> None:
+        """Begin the process's transaction, holding the backend's cross-process lock."""
 
-    def _commit(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _commit(self) -> None:
+        """Commit it: when this returns, it is durable (as the backend promises)."""
 
-    def _rollback(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def _rollback(self) -> None:
+        """Undo everything since ``_begin``."""
 
 
 class _Transaction:

@@ -25,18 +25,21 @@ want to write at the same time share one backend transaction:
 Across processes nothing changes: the shared transaction holds the backend's
 cross-process lock from its first member to its commit.
 
-A backend mixes this in and provides ``_writer()`` (the process's write connection),
-``_open_batch()``/``_commit_batch()``/``_abort_batch()`` and
-``_savepoint(name)``/``_release(name)``/``_rollback_to(name)``, and may provide
-``_sync_batch()``: the fsync that makes a commit durable, if ``_commit_batch`` leaves
-it out; it runs after the gate is released, so the process's next batch is written
-while the last one is being synced.
+A backend mixes this in and implements its hooks, declared below as abstract methods
+(a backend missing one cannot be made): ``_writer()``, ``_open_batch()``,
+``_commit_batch()``, ``_abort_batch()``, ``_savepoint(name)``, ``_release(name)`` and
+``_rollback_to(name)``; and it may override ``_sync_batch()``: the fsync that makes a
+commit durable, if ``_commit_batch`` leaves it out; it runs after the gate is
+released, so the process's next batch is written while the last one is being synced.
+When a 2xx is durable, backend by backend: docs/DURABILITY.md.
 """
 from __future__ import annotations
 
 import os
 import threading
 import time
+from abc import ABC, abstractmethod
+from typing import Any
 
 
 class _Batch:
@@ -50,10 +53,42 @@ class _Batch:
         self.error: BaseException | None = None
 
 
-class GroupCommit:
+class GroupCommit(ABC):
     max_batch = 128                   # transactions before a batch commits regardless
     max_batch_seconds = 0.004         # age at which a batch commits regardless
 
+    # -- what a backend provides ------------------------------------------------------
+    @abstractmethod
+    def _writer(self) -> Any:
+        """The process's write connection: every statement of a batch runs on it."""
+
+    @abstractmethod
+    def _open_batch(self) -> None:
+        """Take the backend's cross-process writers' lock and begin the shared
+        transaction (releasing the lock again if beginning fails)."""
+
+    @abstractmethod
+    def _commit_batch(self) -> None:
+        """Commit the shared transaction and release the lock. Durable when this
+        returns, unless ``_sync_batch`` is what makes it so."""
+
+    @abstractmethod
+    def _abort_batch(self) -> None:
+        """Roll the shared transaction back and release the lock."""
+
+    @abstractmethod
+    def _savepoint(self, name: str) -> None:
+        """Begin one member's part of the batch (a nested, undoable unit)."""
+
+    @abstractmethod
+    def _release(self, name: str) -> None:
+        """Keep that member's part in the batch."""
+
+    @abstractmethod
+    def _rollback_to(self, name: str) -> None:
+        """Undo that member's part only, leaving its neighbours' in the batch."""
+
+    # -- the batches -----------------------------------------------------------------
     def _init_group_commit(self) -> None:
         self._gc_pid = os.getpid()
         self._gate = threading.Lock()         # one transaction body at a time

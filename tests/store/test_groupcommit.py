@@ -266,3 +266,14 @@ def test_synchronous_settings_other_than_full_are_sqlites_own(tmp_path, monkeypa
         store.close()
     assert calls == []
     assert os.path.exists(tmp_path / "OFF.sqlite")
+
+
+def test_a_backend_missing_a_commit_hook_cannot_be_made():
+    """The hooks group commit needs are a declared protocol, not prose."""
+    from settee.store.base import Backend
+    from settee.store.groupcommit import GroupCommit
+
+    class Incomplete(GroupCommit, Backend):      # no _commit_batch and the others
+        pass
+    with pytest.raises(TypeError, match="_commit_batch"):
+        Incomplete()
