@@ -16,10 +16,10 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from .base import Backend, Store
 from .exceptions import ConfigurationError
+from .locations import MemoryLocations, storage_dir, storage_name  # noqa: F401 - re-exported
 
 KINDS = ("document", "versioning", "serializer", "bytes")
 
@@ -50,16 +50,6 @@ def register_backend(name: str, factory, locations=None) -> None:
     BACKENDS[name] = factory
     if locations is not None:
         LOCATIONS[name] = locations
-
-
-def storage_name(db: str) -> str:
-    """A database name as a file name: ``/`` and anything unusual percent-encoded."""
-    return quote(db, safe="").replace(".", "%2E")
-
-
-def storage_dir(settings, db: str) -> str:
-    """The directory that holds database ``db``'s files (one directory per database)."""
-    return os.path.join(settings["storage_data_dir"], storage_name(db))
 
 
 def check_stack(names: list[str]) -> None:
@@ -129,7 +119,6 @@ def _lmdb(settings, db):
 
 
 def _memory_locations(settings, factory):
-    from .catalog import MemoryLocations
     return MemoryLocations(settings, factory)
 
 

@@ -487,7 +487,7 @@ def create_database(shared: _Shared, name: str, errors: translate_errors) -> int
 class PostgreSQLLocations:
     """Where the ``postgresql`` backend's databases live: rows of ``settee_databases``.
 
-    The catalog's driver (see :class:`settee.store.catalog.Locations`). The generation of
+    The catalog's driver (see :class:`settee.store.locations.Locations`). The generation of
     a database is its id. Answers of :meth:`generation` are cached while this process's
     listener is connected and no catalog notification came (creating and deleting
     notify), so a request costs no catalog query; a node notices another node's
