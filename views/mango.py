@@ -26,7 +26,6 @@ from settee.store.exceptions import BadRequest, NotFound
 
 from .collation import MAX, MIN
 from .deadline import Deadline, unlimited
-from .definitions import ViewSpec
 from .selector import (
     MISSING,
     QueryError,
@@ -38,6 +37,7 @@ from .selector import (
     range_for,
     selector_fields,
 )
+from .spec import ViewSpec
 
 DEFAULT_LIMIT = 25
 ALL_DOCS = {"ddoc": None, "name": "_all_docs", "type": "special",
