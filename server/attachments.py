@@ -26,8 +26,8 @@ from werkzeug.wrappers import Response
 
 from settee.store import Doc, Meta, NotFound
 
-from . import documents  # (which imports this module: names are used at call time)
 from .errors import HTTPError, bad_request
+from .ids import check_docid
 from .representation import dump_json
 
 LOCAL_REFUSED = "_local documents do not accept attachments."
@@ -114,7 +114,7 @@ class AttachmentEndpoints:
     def attachment(self, request, db, docid, name):
         if docid == "_local" or docid.startswith("_local/"):
             raise bad_request(LOCAL_REFUSED)       # /db/_local/x/att routes here as "_local"
-        documents.check_docid(docid)
+        check_docid(docid)
         database = self.db(db)
         rev = request.args.get("rev")
         if request.method in ("GET", "HEAD"):

@@ -7,8 +7,9 @@ from itertools import islice
 from settee.store import BadRequest, Deleted, Doc, Meta, NotFound, StoreError
 
 from . import attachments
-from .documents import check_docid, check_fields
+from .documents import check_fields
 from .errors import HTTPError, bad_request, from_store
+from .ids import check_docid
 from .params import Params
 from .representation import Listing
 

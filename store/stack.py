@@ -147,7 +147,7 @@ def _validation(inner, settings, db):
 
 def _replication(inner, settings, db):
     from .layers.replication import replication_layer
-    return replication_layer(inner, settings, db)    # None when no target is set
+    return replication_layer(inner, settings, db, BACKENDS)    # None without a target
 
 
 def _serialization(inner, settings, db):

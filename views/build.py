@@ -36,14 +36,14 @@ POOL_WORTH_SECONDS = 2.0     # estimated one-process build time below which no p
 _worker_view = None
 
 
-def _init_worker(opener, spec, cpus) -> None:
+def _init_worker(opener, spec, cpus, view_class) -> None:
+    """A pool process's start: the view to map with (``view_class``: the building
+    view's own class, passed by reference, so this module imports no engine)."""
     global _worker_view
     from settee.store import Catalog
-
-    from .engine import View
     restore(cpus)                # a pinned server worker's pool: the CPUs it had before
     settings, name = opener
-    _worker_view = View(Catalog(settings).get(name), spec)
+    _worker_view = view_class(Catalog(settings).get(name), spec)
 
 
 def _map_chunk(ids: list[str]) -> tuple[list, dict, int]:
@@ -87,7 +87,7 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
         if view.db.opener is not None and processes > 1:
             ctx = multiprocessing.get_context("forkserver")
             pool = ctx.Pool(processes, initializer=_init_worker,
-                            initargs=(view.db.opener, view.spec, unpinned()))
+                            initargs=(view.db.opener, view.spec, unpinned(), type(view)))
             results = _pooled(pool, chunks, processes * 2)
         else:
             results = (_map_here(view, ids) for ids in chunks)

@@ -69,6 +69,7 @@ from typing import Any
 from ..base import Backend, Layer, Store
 from ..exceptions import ConfigurationError, InvalidKey
 from ..keyspace import OUTBOX  # keys of the outbox: the layer neither shows nor accepts them
+from ..locations import storage_dir
 
 #: Backends a backup can be kept in (``replication_target = "<backend>:<dir>"``).
 BACKUP_BACKENDS = ("memory", "sqlite", "file", "dbm", "lmdb")
@@ -320,14 +321,14 @@ def parse_target(target: str) -> tuple[str, str]:
     return name, path
 
 
-def open_backup(settings, db: str) -> Backend:
-    """The backup store of database ``db`` named by ``settings["replication_target"]``.
+def open_backup(settings, db: str, backends) -> Backend:
+    """The backup store of database ``db`` named by ``settings["replication_target"]``,
+    opened by its factory in ``backends`` (the backend registry, :mod:`..stack`'s).
 
     The backup of ``db`` is kept where the backend would keep ``db`` if the target's
     directory were ``storage_data_dir``, so the target directory can be opened as a
     data directory to restore from it.
     """
-    from ..stack import BACKENDS, storage_dir
     name, path = parse_target(settings["replication_target"])
     copy = type(settings)(settings)
     copy["storage_data_dir"] = path
@@ -344,17 +345,17 @@ def open_backup(settings, db: str) -> Backend:
             raise ConfigurationError("replication_target",
                                      f"cannot create {backup_dir}: {e.strerror}") from e
     try:
-        return BACKENDS[name](copy, db)
+        return backends[name](copy, db)
     except ImportError as e:
         raise ConfigurationError("replication_target", f"backend {name!r} is not "
                                  f"available: {e}") from e
 
 
-def replication_layer(inner, settings, db: str) -> Replication | None:
+def replication_layer(inner, settings, db: str, backends) -> Replication | None:
     """The registry's factory: None when ``replication_target`` is empty."""
     if not settings["replication_target"]:
         return None
-    return Replication(inner, open_backup(settings, db),
+    return Replication(inner, open_backup(settings, db, backends),
                        interval=settings["replication_interval"])
 
 

@@ -12,6 +12,7 @@ from settee.store.backends.sqlite import SQLiteBackend
 from settee.store.catalog import Catalog
 from settee.store.exceptions import BackendError, ConfigurationError, InvalidKey
 from settee.store.layers.replication import OUTBOX, Replication, replication_layer
+from settee.store.stack import BACKENDS
 
 STACK = ["validation", "timestamps", "versioning", "serialization", "compression"]
 
@@ -265,7 +266,7 @@ def settings_for(tmp_path, **extra):
 
 
 def test_no_target_means_no_layer(tmp_path):
-    assert replication_layer(MemoryBackend(), settings_for(tmp_path), "db") is None
+    assert replication_layer(MemoryBackend(), settings_for(tmp_path), "db", BACKENDS) is None
 
 
 @pytest.mark.parametrize("target", ["backup", "ftp:/backup", "sqlite:", "  :/x",
@@ -274,7 +275,7 @@ def test_a_bad_target_fails_naming_the_setting(tmp_path, target):
     target = target.format(data=tmp_path / "data")
     settings = settings_for(tmp_path, replication_target=target)
     with pytest.raises(ConfigurationError) as info:
-        replication_layer(MemoryBackend(), settings, "db")
+        replication_layer(MemoryBackend(), settings, "db", BACKENDS)
     assert info.value.key == "replication_target"
 
 
