@@ -40,7 +40,9 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "server_max_json_depth": (64, int, "deepest JSON nesting accepted (400 above)"),
     "server_log_level": ("info", str, "debug, info, warning or error"),
     "server_access_log": ("-", str, "access log file, - for stdout, empty for none"),
-    "storage_backend": ("sqlite", str, "memory, file, dbm, sqlite, lmdb or postgresql"),
+    "storage_backend": ("sqlite", str, "memory, file, dbm, sqlite, lmdb, postgresql, or a "
+                        "backend registered with settee.store.stack.register_backend "
+                        "(checked against the registry when the store opens)"),
     "storage_data_dir": ("./data", str, "directory holding one store per database"),
     "storage_stack": (["validation", "timestamps", "versioning", "serialization", "compression"],
                       list, "layers from top to bottom over the backend"),
@@ -86,7 +88,6 @@ ENV_ALIASES = {
 }
 
 CHOICES = {
-    "storage_backend": ("memory", "file", "dbm", "sqlite", "lmdb", "postgresql"),
     "sqlite_synchronous": ("OFF", "NORMAL", "FULL", "EXTRA"),
     "compression_algorithm": ("lz4", "zlib"),
     "server_log_level": ("debug", "info", "warning", "error"),

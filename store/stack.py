@@ -72,9 +72,12 @@ def check_stack(names: list[str]) -> None:
 
 
 def backend_factory(settings):
+    """The registered factory of ``storage_backend``: the registry is the one list of
+    backends (the settings cannot know what another package registered)."""
     name = settings["storage_backend"]
     if name not in BACKENDS:
-        raise ConfigurationError("storage_backend", f"unknown backend {name!r}")
+        raise ConfigurationError("storage_backend", f"unknown backend {name!r}; "
+                                 f"registered: {', '.join(sorted(BACKENDS))}")
     return BACKENDS[name]
 
 

@@ -305,7 +305,6 @@ def test_the_environment_overrides_the_file_and_overrides_win(tmp_path):
     ({"SETTEE_COMPRESSION_LEVEL": "11"}, "compression_level"),
     ({"SETTEE_COMPRESSION_LEVEL": "six"}, "compression_level"),
     ({"SETTEE_FOO": "1"}, "SETTEE_FOO"),
-    ({"SETTEE_STORAGE_BACKEND": "floppy"}, "storage_backend"),
     ({"SETTEE_SERVER_BIND": "nowhere"}, "server_bind"),
     ({"SETTEE_REPLICATION_INTERVAL": "0"}, "replication_interval"),
 ])
@@ -371,3 +370,22 @@ def test_a_full_setting_name_wins_over_its_short_alias():
     env = {"SETTEE_SERVER_BIND": "127.0.0.1:7000", "SETTEE_BIND": "127.0.0.1:6000"}
     assert load_settings(env=env)["server_bind"] == "127.0.0.1:7000"
     assert load_settings(env=dict(reversed(env.items())))["server_bind"] == "127.0.0.1:7000"
+
+
+def test_backends_are_checked_against_the_registry_where_the_store_opens(tmp_path):
+    settings = load_settings(env={"SETTEE_STORAGE_BACKEND": "floppy"},
+                             storage_data_dir=str(tmp_path / "data"))
+    with pytest.raises(ConfigurationError) as info:
+        Catalog(settings)
+    assert info.value.key == "storage_backend" and "sqlite" in str(info.value)
+
+
+def test_a_registered_backend_is_accepted(tmp_path, monkeypatch):
+    from settee.store import stack
+    from settee.store.backends.memory import MemoryBackend
+    monkeypatch.setitem(stack.BACKENDS, "mine", lambda settings, db: MemoryBackend())
+    settings = load_settings(env={"SETTEE_STORAGE_BACKEND": "mine"},
+                             storage_data_dir=str(tmp_path / "data"))
+    db = Catalog(settings).create("db")
+    db["a"] = {"n": 1}
+    assert db["a"]["n"] == 1
