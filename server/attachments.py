@@ -26,6 +26,7 @@ from werkzeug.wrappers import Response
 
 from settee.store import Doc, Meta, NotFound
 
+from .conditional import etag, if_match, none_match, not_modified
 from .errors import HTTPError, bad_request
 from .ids import check_docid
 from .representation import dump_json
@@ -122,13 +123,13 @@ class AttachmentEndpoints:
             att = (doc.get("_attachments") or {}).get(name)
             if not isinstance(att, dict) or "data" not in att:
                 raise NotFound(f"{docid}/{name}", "Document is missing attachment")
-            etag = f'"{att.get("digest", "")}"'
-            if request.headers.get("If-None-Match", "").strip() == etag:
-                return self.not_modified({"ETag": etag})
+            tag = etag(att.get("digest", ""))
+            if none_match(request, att.get("digest", "")):
+                return not_modified({"ETag": tag})
             return Response(base64.b64decode(att["data"]), content_type=att["content_type"],
-                            headers={"ETag": etag, "Cache-Control": "must-revalidate"})
+                            headers={"ETag": tag, "Cache-Control": "must-revalidate"})
         self.check_writable()
-        rev = rev or request.headers.get("If-Match", "").strip('"') or None
+        rev = rev or if_match(request)
         try:
             current = database[docid]
         except NotFound:

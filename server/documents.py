@@ -2,19 +2,17 @@
 ``_local`` documents, with CouchDB's revision, ETag and conditional-request rules."""
 from __future__ import annotations
 
-import email.utils
 import re
-from functools import lru_cache
 from urllib.parse import quote
 
 from settee.store import Doc, Meta, NotFound
 
 from . import attachments
 from .auth import HASH_FIELDS, USERS_DB
+from .conditional import etag, http_date, if_match, none_match, not_modified, not_modified_since
 from .errors import HTTPError, bad_request
 from .ids import check_docid, illegal_docid  # noqa: F401 - the routes use them here
 from .params import Params
-from .reply import Reply
 
 SPECIAL_FIELDS = {"_id", "_rev", "_deleted", "_revisions", "_attachments", "_conflicts",
                   "_deleted_conflicts", "_local_seq", "_revs_info"}
@@ -26,44 +24,10 @@ ENDPOINT_NAMES = {"_all_docs", "_design_docs", "_bulk_docs", "_bulk_get", "_revs
                   "_find", "_index", "_explain", "_security", "_view", "_purge"}
 
 
-@lru_cache(maxsize=4096)
-def http_date(seconds: int) -> str:
-    """``Last-Modified`` text for a timestamp (cached: many GETs, few distinct seconds)."""
-    return email.utils.formatdate(seconds, usegmt=True)
-
-
 def check_fields(doc: dict) -> None:
     for name in doc:
         if isinstance(name, str) and name.startswith("_") and name not in SPECIAL_FIELDS:
             raise HTTPError(400, "doc_validation", f"Bad special document member: {name}")
-
-
-def etag(rev: str) -> str:
-    return f'"{rev}"'
-
-
-def if_match(request) -> str | None:
-    value = request.headers.get("If-Match")
-    if not value:
-        return None
-    value = value.strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    return value.strip('"')
-
-
-def none_match(request, rev: str) -> bool:
-    """Whether ``If-None-Match`` names ``rev`` (a proxy's ``W/`` prefix is ignored)."""
-    header = request.headers.get("If-None-Match")
-    if not header:
-        return False
-    for tag in header.split(","):
-        tag = tag.strip()
-        if tag.startswith("W/"):
-            tag = tag[2:]
-        if tag == "*" or tag.strip('"') == rev:
-            return True
-    return False
 
 
 _HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
@@ -118,7 +82,7 @@ class DocumentEndpoints:
         headers = {"ETag": etag(meta.rev), "Cache-Control": "must-revalidate"}
         if meta.timestamp:
             headers["Last-Modified"] = http_date(int(meta.timestamp))
-        if none_match(request, meta.rev) or self.not_modified_since(request, meta.timestamp):
+        if none_match(request, meta.rev) or not_modified_since(request, meta.timestamp):
             return self.not_modified(headers)
         if request.args:                # revs, revs_info, conflicts, attachments, ...
             self.decorate(database, doc, p)
@@ -129,16 +93,7 @@ class DocumentEndpoints:
                 doc.pop(field, None)
         return self.respond(request, doc, headers=headers)
 
-    @staticmethod
-    def not_modified_since(request, timestamp) -> bool:
-        since = request.if_modified_since
-        if since is None or not timestamp or request.headers.get("If-None-Match"):
-            return False
-        return int(timestamp) <= int(since.timestamp())
-
-    @staticmethod
-    def not_modified(headers):
-        return Reply(status=304, headers=headers)
+    not_modified = staticmethod(not_modified)
 
     def decorate(self, database, doc: Doc, p: Params) -> Doc:
         """Add what ``revs``, ``revs_info``, ``conflicts``, ``local_seq`` ask for."""

@@ -14,6 +14,7 @@ from settee.views.engine import MISSING, View
 from settee.views.indexes import Indexes, indexes_of
 
 from . import attachments
+from .conditional import none_match, not_modified
 from .errors import HTTPError, bad_request
 from .params import Params
 from .representation import Listing
@@ -139,8 +140,8 @@ class ViewEndpoints:
         deadline = Deadline(self.settings["query_timeout"])    # the update above not counted
         state = view.state()
         etag = f'"{view.vid}-{state.get("version", 0)}"'
-        if self.none_match_tag(request, etag):
-            return self.not_modified({"ETag": etag})
+        if none_match(request, f"{view.vid}-{state.get('version', 0)}"):
+            return not_modified({"ETag": etag})
 
         reduce_requested = get("reduce", "bool", None)
         group = get("group", "bool", False)
@@ -222,12 +223,6 @@ class ViewEndpoints:
             if value is not MISSING:
                 return value
         return MISSING if kind == "json" else None
-
-    @staticmethod
-    def none_match_tag(request, etag: str) -> bool:
-        header = request.headers.get("If-None-Match", "")
-        tags = [t.strip().removeprefix("W/") for t in header.split(",") if t.strip()]
-        return etag in tags
 
     # -- design documents ---------------------------------------------------------------
     def check_design(self, request, database, docid: str, body: dict) -> None:

@@ -491,7 +491,7 @@ def test_no_module_deserializes_or_evaluates_client_data():
                                  text, re.M), path
             assert not re.search(r"\byaml\.(load|unsafe_load|full_load)\(", text), path
             assert not re.search(r"(?<![\w.])eval\(", text), path
-            if path.name != "definitions.py":
+            if path.name != "spec.py":          # views/spec.py compiles design documents
                 assert not re.search(r"(?<![\w.])exec\(", text), path
 
 
