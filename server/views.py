@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import islice
 
 from settee.store import NotFound, StoreError
@@ -14,7 +15,7 @@ from settee.views.engine import MISSING, View
 from settee.views.indexes import Indexes, indexes_of
 
 from . import attachments
-from .conditional import none_match, not_modified
+from .conditional import etag, none_match, not_modified
 from .errors import HTTPError, bad_request
 from .params import Params
 from .representation import Listing
@@ -97,6 +98,103 @@ def answered(rows, deadline: Deadline) -> tuple[Iterator, dict]:
     return stream(), failure
 
 
+@dataclass
+class ViewQuery:
+    """A view query's parameters, read and checked (CouchDB's names and rules)."""
+
+    update: str = "true"                # true, false or lazy
+    reduce: bool = False
+    group: bool = False
+    group_level: int | None = None
+    include_docs: bool = False
+    conflicts: bool = False
+    keys: list | None = None
+    start: object = MISSING
+    end: object = MISSING
+    start_docid: str | None = None
+    end_docid: str | None = None
+    descending: bool = False
+    inclusive_end: bool = True
+    limit: int | None = None
+    skip: int = 0
+    update_seq: bool = False
+
+    def page(self, rows):
+        return islice(rows, self.skip, None if self.limit is None else self.skip + self.limit)
+
+
+def parse_view_query(p: Params, body: dict, view: View) -> ViewQuery:
+    """The query's parameters, from the URL or a POST's body (the body wins); 400 for a
+    bad one, as CouchDB words them."""
+    unknown = set(body) - VIEW_PARAMS
+    if unknown:
+        raise bad_request(f"unknown view parameters: {', '.join(sorted(unknown))}")
+
+    def get(name, kind="json", default=None):
+        if name in body:
+            return body[name]
+        return getattr(p, kind)(name) if name in p.args else default
+
+    def first_of(*names, kind="json"):
+        for name in names:
+            value = get(name, kind, MISSING)
+            if value is not MISSING:
+                return value
+        return MISSING if kind == "json" else None
+
+    q = ViewQuery()
+    update = get("update", "text", "true")
+    if isinstance(update, bool):
+        update = "true" if update else "false"
+    stale = get("stale", "text")
+    if stale in ("ok", "update_after"):
+        update = "false" if stale == "ok" else "lazy"
+    if update not in ("true", "false", "lazy"):
+        raise bad_request("update must be true, false or lazy")
+    q.update = update
+    reduce_requested = get("reduce", "bool", None)
+    q.group = get("group", "bool", False)
+    q.group_level = get("group_level", "int", None)
+    if q.group_level is not None and (not isinstance(q.group_level, int) or q.group_level < 0):
+        raise bad_request("group_level must be a non-negative integer")
+    grouped = q.group or q.group_level is not None
+    q.reduce = view.reducer is not None if reduce_requested is None else reduce_requested
+    if q.reduce and view.reducer is None:
+        raise HTTPError(400, "query_parse_error", "Reduce is invalid for a map-only view.")
+    if grouped and view.reducer is None:
+        raise HTTPError(400, "query_parse_error", "Invalid use of grouping on a map view.")
+    if grouped and reduce_requested is False:
+        raise HTTPError(400, "query_parse_error", "Invalid use of grouping with reduce=false")
+    q.include_docs = get("include_docs", "bool", False)
+    if q.include_docs and q.reduce:
+        raise HTTPError(400, "query_parse_error",
+                        "include_docs is invalid for reduce; add reduce=false")
+    keys = get("keys")
+    if keys is not None and not isinstance(keys, list):
+        raise bad_request("`keys` must be an array")
+    if "key" in body or "key" in p.args:
+        keys = [get("key")]
+    q.keys = keys
+    if q.reduce and keys is not None and not grouped:
+        raise HTTPError(400, "query_parse_error", "Multi-key fetches for reduce views "
+                        "must use group=true")
+    q.start = first_of("startkey", "start_key")
+    q.end = first_of("endkey", "end_key")
+    q.start_docid = first_of("startkey_docid", "start_key_doc_id", kind="text")
+    q.end_docid = first_of("endkey_docid", "end_key_doc_id", kind="text")
+    q.descending = get("descending", "bool", False)
+    q.inclusive_end = get("inclusive_end", "bool", True)
+    q.limit = get("limit", "int", None)
+    q.skip = get("skip", "int", 0)
+    for name, value in (("limit", q.limit), ("skip", q.skip)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 0):
+            raise bad_request(f"{name} must be a non-negative integer")
+    q.conflicts = get("conflicts", "bool", False)
+    q.update_seq = get("update_seq", "bool", False)
+    return q
+
+
 class ViewEndpoints:
     @staticmethod
     def view_for(database, spec) -> View:
@@ -113,116 +211,52 @@ class ViewEndpoints:
 
     # -- queries ----------------------------------------------------------------------
     def query_view(self, request, database, spec):
-        p = Params(request.args)
+        """A view query: its parameters read and checked (:func:`parse_view_query`),
+        the index brought up to date as ``update`` says, then rows or reductions."""
         body = self.json_object(request) if request.method == "POST" else {}
-        unknown = set(body) - VIEW_PARAMS
-        if unknown:
-            raise bad_request(f"unknown view parameters: {', '.join(sorted(unknown))}")
-
-        def get(name, kind="json", default=None):
-            if name in body:
-                return body[name]
-            return getattr(p, kind)(name) if name in request.args else default
-
         view = self.view_for(database, spec)
-        update = get("update", "text", "true")
-        if isinstance(update, bool):
-            update = "true" if update else "false"
-        stale = get("stale", "text")
-        if stale in ("ok", "update_after"):
-            update = "false" if stale == "ok" else "lazy"
-        if update not in ("true", "false", "lazy"):
-            raise bad_request("update must be true, false or lazy")
-        if update == "true":
+        q = parse_view_query(Params(request.args), body, view)
+        if q.update == "true":
             view.update()
-        elif update == "lazy":
+        elif q.update == "lazy":
             indexes_of(database).update_in_background(view)
         deadline = Deadline(self.settings["query_timeout"])    # the update above not counted
         state = view.state()
-        etag = f'"{view.vid}-{state.get("version", 0)}"'
-        if none_match(request, f"{view.vid}-{state.get('version', 0)}"):
-            return not_modified({"ETag": etag})
-
-        reduce_requested = get("reduce", "bool", None)
-        group = get("group", "bool", False)
-        group_level = get("group_level", "int", None)
-        if group_level is not None and (not isinstance(group_level, int) or group_level < 0):
-            raise bad_request("group_level must be a non-negative integer")
-        reduce = view.reducer is not None if reduce_requested is None else reduce_requested
-        if reduce and view.reducer is None:
-            raise HTTPError(400, "query_parse_error", "Reduce is invalid for a map-only view.")
-        if (group or group_level is not None) and view.reducer is None:
-            raise HTTPError(400, "query_parse_error",
-                            "Invalid use of grouping on a map view.")
-        if (group or group_level is not None) and reduce_requested is False:
-            raise HTTPError(400, "query_parse_error", "Invalid use of grouping with reduce=false")
-        include_docs = get("include_docs", "bool", False)
-        if include_docs and reduce:
-            raise HTTPError(400, "query_parse_error",
-                            "include_docs is invalid for reduce; add reduce=false")
-        keys = get("keys")
-        if keys is not None and not isinstance(keys, list):
-            raise bad_request("`keys` must be an array")
-        if "key" in body or "key" in request.args:
-            keys = [get("key")]
-        start = self.first_of(get, "startkey", "start_key")
-        end = self.first_of(get, "endkey", "end_key")
-        start_docid = self.first_of(get, "startkey_docid", "start_key_doc_id", kind="text")
-        end_docid = self.first_of(get, "endkey_docid", "end_key_doc_id", kind="text")
-        descending = get("descending", "bool", False)
-        inclusive_end = get("inclusive_end", "bool", True)
-        limit = get("limit", "int", None)
-        skip = get("skip", "int", 0)
-        for name, value in (("limit", limit), ("skip", skip)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                      or value < 0):
-                raise bad_request(f"{name} must be a non-negative integer")
-        headers = {"ETag": etag, "Cache-Control": "must-revalidate"}
-        page = (lambda rows: islice(rows, skip, None if limit is None else skip + limit))
-
-        if reduce:
-            if keys is not None and not (group or group_level is not None):
-                raise HTTPError(400, "query_parse_error", "Multi-key fetches for reduce views "
-                                "must use group=true")
-            entries = view.reductions(start=start, end=end, keys=keys, descending=descending,
-                                      inclusive_end=inclusive_end)
-            rows, failure = answered(page(view.reduce(
-                deadline.watch(entries), group_level if group_level is not None else None,
-                group or group_level is not None)), deadline)
+        version = f"{view.vid}-{state.get('version', 0)}"
+        if none_match(request, version):
+            return not_modified({"ETag": etag(version)})
+        headers = {"ETag": etag(version), "Cache-Control": "must-revalidate"}
+        if q.reduce:
+            entries = view.reductions(start=q.start, end=q.end, keys=q.keys,
+                                      descending=q.descending, inclusive_end=q.inclusive_end)
+            rows, failure = answered(q.page(view.reduce(
+                deadline.watch(entries), q.group_level, q.group or q.group_level is not None)),
+                deadline)
             return self.stream(request, Listing({}, "rows", rows, lambda: failure), headers)
-
-        conflicts = get("conflicts", "bool", False)
-
-        def map_rows():
-            for key, doc_id, value in deadline.watch(view.rows(
-                    start=start, end=end, keys=keys, descending=descending,
-                    inclusive_end=inclusive_end, start_docid=start_docid, end_docid=end_docid)):
-                row = {"id": doc_id, "key": key, "value": value}
-                if include_docs:
-                    linked = value.get("_id") if isinstance(value, dict) else None
-                    target = linked if isinstance(linked, str) else doc_id
-                    try:
-                        doc = database[target]
-                        if conflicts and doc.meta.conflicts:
-                            doc["_conflicts"] = doc.meta.conflicts
-                    except (NotFound, StoreError):
-                        doc = None
-                    row["doc"] = attachments.stubs(doc) if doc is not None else None
-                yield row
-
-        head = {"total_rows": state["rows"], "offset": skip}
-        rows, failure = answered(page(map_rows()), deadline)
-        seq = {"update_seq": str(state["seq"])} if get("update_seq", "bool", False) else {}
-        return self.stream(request, Listing(head, "rows", rows, lambda: {**seq, **failure}),
-                           headers)
+        rows, failure = answered(q.page(self.map_rows(database, view, q, deadline)), deadline)
+        seq = {"update_seq": str(state["seq"])} if q.update_seq else {}
+        return self.stream(request, Listing({"total_rows": state["rows"], "offset": q.skip},
+                                            "rows", rows, lambda: {**seq, **failure}), headers)
 
     @staticmethod
-    def first_of(get, *names, kind="json"):
-        for name in names:
-            value = get(name, kind, MISSING)
-            if value is not MISSING:
-                return value
-        return MISSING if kind == "json" else None
+    def map_rows(database, view, q: ViewQuery, deadline: Deadline):
+        """A map query's rows, with their documents when ``include_docs`` asks."""
+        for key, doc_id, value in deadline.watch(view.rows(
+                start=q.start, end=q.end, keys=q.keys, descending=q.descending,
+                inclusive_end=q.inclusive_end, start_docid=q.start_docid,
+                end_docid=q.end_docid)):
+            row = {"id": doc_id, "key": key, "value": value}
+            if q.include_docs:
+                linked = value.get("_id") if isinstance(value, dict) else None
+                target = linked if isinstance(linked, str) else doc_id
+                try:
+                    doc = database[target]
+                    if q.conflicts and doc.meta.conflicts:
+                        doc["_conflicts"] = doc.meta.conflicts
+                except (NotFound, StoreError):
+                    doc = None
+                row["doc"] = attachments.stubs(doc) if doc is not None else None
+            yield row
 
     # -- design documents ---------------------------------------------------------------
     def check_design(self, request, database, docid: str, body: dict) -> None:
