@@ -11,7 +11,7 @@ from . import attachments
 from .auth import HASH_FIELDS, USERS_DB
 from .conditional import etag, http_date, if_match, none_match, not_modified, not_modified_since
 from .errors import HTTPError, bad_request
-from .ids import check_docid, illegal_docid  # noqa: F401 - the routes use them here
+from .ids import check_docid
 from .params import Params
 
 SPECIAL_FIELDS = {"_id", "_rev", "_deleted", "_revisions", "_attachments", "_conflicts",
@@ -83,7 +83,7 @@ class DocumentEndpoints:
         if meta.timestamp:
             headers["Last-Modified"] = http_date(int(meta.timestamp))
         if none_match(request, meta.rev) or not_modified_since(request, meta.timestamp):
-            return self.not_modified(headers)
+            return not_modified(headers)
         if request.args:                # revs, revs_info, conflicts, attachments, ...
             self.decorate(database, doc, p)
         else:
@@ -92,8 +92,6 @@ class DocumentEndpoints:
             for field in HASH_FIELDS:
                 doc.pop(field, None)
         return self.respond(request, doc, headers=headers)
-
-    not_modified = staticmethod(not_modified)
 
     def decorate(self, database, doc: Doc, p: Params) -> Doc:
         """Add what ``revs``, ``revs_info``, ``conflicts``, ``local_seq`` ask for."""

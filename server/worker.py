@@ -195,7 +195,16 @@ class Worker(ThreadWorker):
     def _refuse(self, sock: socket.socket, answer: bytes) -> None:
         """Send ``answer`` and close, reading what the client still sends for a moment
         (:data:`LINGER`): closing with unread data would reset the connection, and the
-        client might lose the answer."""
+        client might lose the answer. At most ``max_connections`` linger at once: past
+        that (a flood of refused clients), a socket is closed at once."""
+        if len(self.closing) >= self.max_connections:
+            try:
+                sock.setblocking(False)
+                sock.send(answer)
+            except OSError:
+                pass
+            util.close(sock)
+            return
         try:
             sock.setblocking(False)
             if answer:

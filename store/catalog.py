@@ -24,7 +24,7 @@ import time
 from .database import Database
 from .exceptions import ConfigurationError, DatabaseExists, DatabaseNotFound
 from .layers.encryption import parse_key
-from .locations import DirectoryLocations, IllegalDatabaseName, Locations, MemoryLocations  # noqa: F401
+from .locations import DirectoryLocations, IllegalDatabaseName, Locations
 from .stack import LOCATIONS, backend_factory, build_stack, check_stack
 
 log = logging.getLogger("settee.store")

@@ -19,7 +19,7 @@ from typing import Any
 
 from .base import Backend, Store
 from .exceptions import ConfigurationError
-from .locations import MemoryLocations, storage_dir, storage_name  # noqa: F401 - re-exported
+from .locations import MemoryLocations, storage_dir
 
 KINDS = ("document", "versioning", "serializer", "bytes")
 

@@ -44,7 +44,7 @@ import re2
 
 from settee.store.exceptions import BadRequest
 
-from .collation import MAX, MIN, Sentinel, collate, raw_key, sort_key, string_levels  # noqa: F401
+from .collation import MAX, MIN, Sentinel, raw_key, sort_key
 
 #: What :func:`get_field` returns for a path the document does not have.
 MISSING = Sentinel("MISSING")

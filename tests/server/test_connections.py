@@ -214,3 +214,27 @@ def test_the_metrics_count_waiting_and_slow_connections(one_thread):
         assert until(lambda: one_thread.connections().get("waiting") == 1)
         gauges = one_thread.connections()
         assert gauges["reading_head"] >= 1 and gauges["open"] >= 2
+
+
+def test_a_flood_of_refused_connections_holds_a_bounded_number_of_files(tmp_path):
+    """Refused sockets linger a moment to read what their clients still send; no more of
+    them than the cap at once, however fast they come."""
+    with LiveServer(tmp_path / "data", workers=1, threads=2,
+                    SETTEE_SERVER_MAX_CONNECTIONS="16") as server:
+        pid = server.worker_pids(1)[0]
+        before = open_fds(pid)
+        idle = [connect(server) for _ in range(16)]
+        flood, peak = [], 0
+        try:
+            for sock in idle:
+                sock.sendall(b"GET /_up HTTP/1.1\r\n")
+            for _ in range(150):
+                try:
+                    flood.append(connect(server))
+                except OSError:
+                    break
+                peak = max(peak, open_fds(pid))
+            assert peak <= before + 16 + 16 + 8, (before, peak)
+        finally:
+            for sock in idle + flood:
+                sock.close()

@@ -9,16 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from settee.store.exceptions import BadRequest
+from settee.views.collation import MAX, MIN, collate, sort_key
 from settee.views.selector import (
-    MAX,
-    MIN,
     MISSING,
     BadArgument,
     InvalidFields,
     InvalidOperator,
     InvalidSelector,
     InvalidSort,
-    collate,
     compile_selector,
     get_field,
     parse_field,
@@ -26,7 +24,6 @@ from settee.views.selector import (
     project,
     range_for,
     selector_fields,
-    sort_key,
 )
 
 
