@@ -1,11 +1,22 @@
 """The WSGI application: CouchDB's HTTP API over Settee's databases.
 
-One werkzeug :class:`Map` of named endpoints, each dispatched to an ``on_<endpoint>``
-method (server and database endpoints here, documents in :mod:`.documents`, bulk
-reads and writes in :mod:`.bulk`, the changes feed in :mod:`.changes`). Store errors
-become HTTP errors in one table (:mod:`.errors`); representations are chosen in one
-place (:mod:`.representation`). ``create_app(settings)`` builds the application;
-gunicorn imports ``settee.server.wsgi:application``.
+One werkzeug :class:`Map` of named endpoints; each is a method ``on_<endpoint>`` of one
+endpoint group, and the groups are built here with what each uses, passed explicitly:
+
+* :class:`~.http.Http` (every group): answers in the representation ``Accept`` asks
+  for, request bodies within the limits, databases leased for the request;
+* :class:`~.writes.WriteRules` (every group that writes documents): design documents'
+  authority and compilation, ``_users``' rules, attachments and the size limit;
+* :class:`~.auth.Authenticator`: who the request is; :meth:`Settee.authorize` says
+  what they may call.
+
+The groups: server (:mod:`.node`), databases (:mod:`.databases`), documents
+(:mod:`.documents`), attachments (:mod:`.attachments`), bulk reads and writes
+(:mod:`.bulk`), the changes feed (:mod:`.changes`), views (:mod:`.views`), Mango
+(:mod:`.mango`), metrics (:mod:`.metrics`) and the API's description
+(:mod:`.openapi`). Store errors become HTTP errors in one table (:mod:`.errors`).
+``create_app(settings)`` builds the application; gunicorn imports
+``settee.server.wsgi:application``.
 
 Paths are matched segment by segment on the *raw* request path, so that ``%2F``
 inside a database name or document id (``couchdb-python%2F12``, ``_design%2Fname``)
@@ -14,11 +25,7 @@ stays inside its segment instead of splitting it.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import time
-import uuid
-from contextvars import ContextVar
 from functools import partial
 from urllib.parse import unquote
 
@@ -33,27 +40,27 @@ from settee.store import (
     DatabaseExists,
     DatabaseNotFound,
     StoreError,
-    new_id,
 )
 from settee.views.definitions import load_modules
 
-from . import representation as rep
-from .attachments import AttachmentEndpoints, document_size
-from .auth import USERS_DB, Authenticator, check_security
+from .attachments import AttachmentEndpoints
+from .auth import USERS_DB, Authenticator
 from .bulk import BulkEndpoints
 from .changes import ChangesEndpoints
+from .databases import DatabaseEndpoints
 from .documents import DocumentEndpoints
 from .errors import HTTPError, bad_request, from_store, public_reason
+from .http import LEASES, Http, release
 from .mango import MangoEndpoints
 from .metrics import MetricsEndpoints, observe
+from .node import NodeEndpoints
 from .openapi import OpenAPIEndpoints
-from .params import Params
 from .parking import CLOSE
 from .reply import Reply
 from .views import ViewEndpoints
+from .writes import WriteRules
 
 log = logging.getLogger("settee.server")
-VERSION = "0.1.0"
 SLASH = "\x00"   # stands for an encoded "/" inside one path segment while routing
 DOCUMENT_METHODS = {"GET", "HEAD", "PUT", "DELETE", "COPY"}
 DATABASE_METHODS = {"GET", "HEAD", "PUT", "DELETE", "POST"}
@@ -61,54 +68,12 @@ PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi"}
 SERVER_ADMIN_ENDPOINTS = {"all_dbs", "active_tasks", "metrics"}
 DB_ADMIN_ENDPOINTS = {"compact", "index_drop"}
 DB_ADMIN_WRITES = {"security", "revs_limit", "design_doc", "index"}
-SERVER_ENDPOINTS = {"_all_dbs", "_uuids", "_up", "_active_tasks", "_session", "_utils",
-                    "_node", "_config", "_replicate", "_scheduler", "_membership",
-                    "_cluster_setup", "_dbs_info", "_stats", "_metrics", "_openapi.json"}
+
 
 
 #: What reading a request body raises when it stalls (the server's socket time limit:
 #: a Python socket timeout, or the kernel's SO_RCVTIMEO as Settee's worker sets it).
 STALLED = (TimeoutError, BlockingIOError)
-
-#: Largest body of a POST /_session (a name and a password), which anyone may send.
-SESSION_MAX_BODY = 64 * 1024
-#: A body this large, or of no stated length, is not read to its end after an error
-#: answered without reading it (a refused client's upload): the connection is closed.
-DRAIN_LIMIT = 64 * 1024
-#: Bodies a browser form can send to any site (with no preflight); JSON and YAML it can't.
-FORM_TYPES = {"", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
-
-
-def check_body_type(request: Request) -> None:
-    """415 unless a POST's body is JSON or YAML; a design document's PUT may not be one
-    of the types a form sends. Other PUTs take any type, as CouchDB's do (curl -d)."""
-    mimetype = request.mimetype
-    if mimetype == rep.JSON or mimetype.endswith("+json") or mimetype in rep.YAML_BODY_TYPES:
-        return
-    if request.method == "POST" or (request.method == "PUT" and mimetype in FORM_TYPES
-                                    and "/_design/" in request.path):
-        raise HTTPError(415, "bad_content_type", "Content-Type must be application/json")
-
-
-def unread_big_body(request: Request) -> bool:
-    if "stream" in request.__dict__:
-        return False                        # read (perhaps in part): gunicorn finishes it
-    length = request.content_length
-    if length is None:
-        return "chunked" in request.headers.get("Transfer-Encoding", "").lower()
-    return length > DRAIN_LIMIT
-
-
-#: The databases the current request uses (:meth:`Settee.db`), released when its
-#: response is done. Per thread, as each request runs on one.
-LEASES: ContextVar[list | None] = ContextVar("settee_leases", default=None)
-
-
-def release(leases: list) -> None:
-    for database in leases:
-        database.release()
-    leases.clear()
-
 
 def databases_kept_open(settings) -> int:
     """``storage_max_dbs_open``, lowered to what the open file limit allows. A SQLite
@@ -207,9 +172,22 @@ def endpoints() -> Map:
        merge_slashes=False)
 
 
-class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
-             MangoEndpoints, MetricsEndpoints, OpenAPIEndpoints):
-    """The application: one catalog of databases, one URL map."""
+def handlers(*groups) -> dict:
+    """Endpoint name -> handler, from the groups' ``on_<endpoint>`` methods; a name
+    claimed by two groups is a mistake in the code, refused at start."""
+    table: dict = {}
+    for group in groups:
+        for attr in dir(group):
+            if attr.startswith("on_") and callable(getattr(group, attr)):
+                name = attr[3:]
+                if name in table:
+                    raise TypeError(f"endpoint {name!r} is handled by two groups")
+                table[name] = getattr(group, attr)
+    return table
+
+
+class Settee:
+    """The application: one catalog of databases, one URL map, the endpoint groups."""
 
     def __init__(self, settings):
         self.settings = settings
@@ -222,10 +200,17 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
                 pass
         load_modules(settings["views_modules"])
         self.url_map = endpoints()
-        self.max_body = settings["server_max_body"]
-        self.max_document = settings["server_max_document"]
-        self.max_depth = settings["server_max_json_depth"]
-        self._disk_checked = (0.0, 0)
+        self.http = http = Http(settings, self.catalog)
+        writes = WriteRules(self.auth, http.max_document)
+        documents = DocumentEndpoints(http, writes, self.auth)
+        self.handlers = handlers(
+            NodeEndpoints(http, self.auth), DatabaseEndpoints(http, documents), documents,
+            AttachmentEndpoints(http, writes), BulkEndpoints(http, writes, self.auth),
+            ChangesEndpoints(http), ViewEndpoints(http), MangoEndpoints(http, writes),
+            MetricsEndpoints(http), OpenAPIEndpoints(http))
+        missing = {rule.endpoint for rule in self.url_map.iter_rules()} - set(self.handlers)
+        if missing:
+            raise TypeError(f"endpoints without a handler: {sorted(missing)}")
 
     # -- WSGI ---------------------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -234,7 +219,7 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
         request = Request(environ, populate_request=False)
         # One byte past the limit: werkzeug stops a body without a length (chunked) there
         # without a word, and body() tells 413 from a body that fits.
-        request.max_content_length = self.max_body + 1
+        request.max_content_length = self.http.max_body + 1
         cors = self.cors_headers(request)
         if cors and request.method == "OPTIONS" and \
                 "Access-Control-Request-Method" in request.headers:
@@ -297,39 +282,39 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
             endpoint, values = self.route(request, path)
             request.user = self.auth.authenticate(request)
             self.authorize(request, endpoint, values)
-            return getattr(self, f"on_{endpoint}")(request, **values)
+            return self.handlers[endpoint](request, **values)
         except HTTPError as e:
-            return self.error(request, e)
+            return self.http.error(request, e)
         except ConfigurationError as e:   # a setting met at first use (a schema, a key)
             log.error("configuration error on %s %s: %s", request.method, request.path, e)
-            return self.error(request, HTTPError(500, e.error, public_reason(e)))
+            return self.http.error(request, HTTPError(500, e.error, public_reason(e)))
         except StoreError as e:
             if from_store(e).status >= 500:
                 log.exception("store error on %s %s", request.method, request.path)
-            return self.error(request, from_store(e))
+            return self.http.error(request, from_store(e))
         except MethodNotAllowed as e:
             allowed = ", ".join(e.valid_methods or [])
-            return self.error(request, HTTPError(405, "method_not_allowed",
+            return self.http.error(request, HTTPError(405, "method_not_allowed",
                                                  f"Only {allowed} allowed", {"Allow": allowed}))
         except NotFound:
-            return self.error(request, HTTPError(404, "not_found", "missing"))
+            return self.http.error(request, HTTPError(404, "not_found", "missing"))
         except HTTPException as e:        # werkzeug's own: 413, 400 from form parsing, ...
             if isinstance(e.__context__, STALLED):          # werkzeug's ClientDisconnected
                 return self.stalled(request)
             name = {413: "too_large"}.get(e.code, "bad_request")
-            return self.error(request, HTTPError(e.code or 400, name, e.description or name))
+            return self.http.error(request, HTTPError(e.code or 400, name, e.description or name))
         except STALLED:
             return self.stalled(request)
         except Exception:                 # a bug: say so in JSON, log the traceback
             log.exception("unhandled error on %s %s", request.method, request.path)
-            return self.error(request, HTTPError(500, "unknown_error",
+            return self.http.error(request, HTTPError(500, "unknown_error",
                                                  "internal server error (logged)"))
 
     def stalled(self, request: Request) -> Response:
         """The request's body stopped arriving (``server_io_timeout``): 408, and the
         connection is closed (what is left of the body will not be read)."""
         request.environ[CLOSE] = True
-        return self.error(request, HTTPError(408, "request_timeout",
+        return self.http.error(request, HTTPError(408, "request_timeout",
                                              "The request body stopped arriving"))
 
     def route(self, request: Request, path: str) -> tuple[str, dict]:
@@ -346,193 +331,6 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
             return "database", {"db": parts[1].replace(SLASH, "/")}
         adapter = self.url_map.bind_to_environ(request.environ)
         return adapter.match(path_info=path, method=request.method)
-
-    # -- helpers shared by the endpoint mixins --------------------------------------
-    def kind(self, request: Request) -> str:
-        return rep.choose(request.environ.get("HTTP_ACCEPT"))
-
-    def respond(self, request: Request, value, status: int = 200, headers=None) -> Reply:
-        kind = self.kind(request)
-        body = rep.render(value, kind, title=f"Settee {request.path}")
-        return Reply(body, status, headers,
-                     kind + ("; charset=utf-8" if kind != rep.JSON else ""))
-
-    def stream(self, request: Request, listing: rep.Listing, headers=None) -> Response:
-        kind = self.kind(request)
-        listing.title = listing.title or f"Settee {request.path}"
-        return Response(rep.stream(listing, kind), headers=headers, direct_passthrough=True,
-                        content_type=kind + ("; charset=utf-8" if kind != rep.JSON else ""))
-
-    def error(self, request: Request, e: HTTPError) -> Response:
-        if e.status in (408, 413) or unread_big_body(request):
-            request.environ[CLOSE] = True      # not read on to the end of the body after this
-        try:
-            kind = self.kind(request)
-        except HTTPError:           # nothing acceptable: the error itself still goes as JSON
-            kind = rep.JSON
-        body = rep.render(e.body(), kind, title=f"{e.status} {e.error}")
-        return Response(body, status=e.status, headers=e.headers,
-                        content_type=kind + ("; charset=utf-8" if kind != rep.JSON else ""))
-
-    def data(self, request: Request, limit: int | None = None) -> bytes:
-        """The request body's bytes: 413 as soon as it passes ``limit`` (``max_body``),
-        before reading when its length says so, else when one byte more arrives."""
-        limit = self.max_body if limit is None else min(limit, self.max_body)
-        length = request.content_length
-        if length is not None and length > limit:
-            raise HTTPError(413, "too_large", f"Request body over {limit} bytes")
-        if "stream" not in request.__dict__:            # not opened yet: bound it
-            request.max_content_length = limit + 1
-        data = request.get_data(cache=True)
-        if len(data) > limit:
-            raise HTTPError(413, "too_large", f"Request body over {limit} bytes")
-        return data
-
-    def body(self, request: Request, *, required: bool = True):
-        """The request body as a JSON value (JSON or YAML), within the size limits.
-
-        A POST (and a design document's PUT) must say it is JSON or YAML: a browser
-        form on another site can send a body as text/plain or form data, never as
-        those, so it cannot write through Settee's JSON endpoints (CouchDB's rule)."""
-        check_body_type(request)
-        data = self.data(request)
-        if not data and not required:
-            return None
-        return rep.parse_body(data, request.mimetype, self.max_depth)
-
-    def json_object(self, request: Request) -> dict:
-        value = self.body(request)
-        if not isinstance(value, dict):
-            raise bad_request("Request body must be a JSON object")
-        return value
-
-    def document_body(self, request: Request) -> dict:
-        """A request body that is one document: also within the document size limit.
-        One with attachments is measured once they are decoded (check_document_size),
-        as its base64 would charge them a third more."""
-        check_body_type(request)
-        data = self.data(request)
-        if len(data) <= self.max_document:
-            return self.json_object(request)
-        # over as sent: only base64 attachments (measured decoded later) may make it fit
-        body = self.json_object(request) if b"_attachments" in data else None
-        if body is None or "_attachments" not in body:
-            raise HTTPError(413, "document_too_large", f"Document over {self.max_document} bytes")
-        return body
-
-    def check_document_size(self, doc) -> None:
-        """413 unless ``doc`` with its attachments fits (attachments.document_size)."""
-        if document_size(doc) > self.max_document:
-            raise HTTPError(413, "document_too_large",
-                            f"Document over {self.max_document} bytes with its attachments")
-
-    def db(self, name: str):
-        """The open database ``name``, leased until the request's response is done (the
-        catalog closes only databases nobody uses)."""
-        database = self.catalog.get(name)
-        leases = LEASES.get()
-        if leases is not None:
-            leases.append(database.lease())
-        return database
-
-    def check_writable(self) -> None:
-        """507 before the disk is full: the free-space floor.
-
-        Far above the floor the check is cached for a second; within ``max_body`` of
-        it (a request can write that much) every write checks, so the floor cannot be
-        overshot by a second's worth of writes.
-        """
-        floor = self.settings["storage_free_space_floor"]
-        if not floor or self.catalog.in_memory:
-            return
-        checked_at, free = self._disk_checked
-        now = time.monotonic()
-        if now - checked_at > 1.0 or free < floor + self.max_body + (64 << 20):
-            free = shutil.disk_usage(self.settings["storage_data_dir"]).free
-            self._disk_checked = (now, free)
-        if free < floor:
-            raise HTTPError(507, "insufficient_storage",
-                            f"Less than {floor} bytes free on the data volume; writes refused")
-
-    # -- server endpoints -----------------------------------------------------------
-    def on_root(self, request):
-        return self.respond(request, {
-            "couchdb": "Welcome", "version": "3.3.3", "settee": VERSION,
-            "git_sha": "settee", "uuid": uuid.uuid5(uuid.NAMESPACE_URL,
-                                                    os.path.abspath(self.settings["storage_data_dir"])).hex,
-            "features": ["settee-python-views", "settee-yaml"],
-            "vendor": {"name": "Settee", "version": VERSION}})
-
-    def on_all_dbs(self, request):
-        p = Params(request.args)
-        names = self.catalog.names()
-        if p.bool("descending"):
-            names.reverse()
-        start, end = p.first("startkey", "start_key"), p.first("endkey", "end_key")
-        desc = p.bool("descending")
-        if not all(isinstance(key, (str, type(None))) for key in (start, end)):
-            raise bad_request("startkey and endkey of _all_dbs must be JSON strings")
-        if start is not None:
-            names = [n for n in names if (n <= start if desc else n >= start)]
-        if end is not None:
-            names = [n for n in names if (n >= end if desc else n <= end)]
-        skip = p.int("skip", 0)
-        limit = p.int("limit")
-        names = names[skip:skip + limit if limit is not None else None]
-        return self.respond(request, names)
-
-    def on_uuids(self, request):
-        count = Params(request.args).int("count", 1, minimum=1, maximum=1000)
-        return self.respond(request, {"uuids": [new_id() for _ in range(count)]},
-                            headers={"Cache-Control": "must-revalidate, no-cache",
-                                     "Pragma": "no-cache"})
-
-    def on_up(self, request):
-        data_dir = self.settings["storage_data_dir"]
-        if self.catalog.in_memory:
-            return self.respond(request, {"status": "ok", "seeds": {}})
-        try:
-            probe = os.path.join(data_dir, f".up-{os.getpid()}")
-            with open(probe, "wb") as f:
-                f.write(b"ok")
-            os.unlink(probe)
-            free = shutil.disk_usage(data_dir).free
-        except OSError as e:
-            raise HTTPError(503, "unavailable", f"storage not writable: {e.strerror}") from e
-        floor = self.settings["storage_free_space_floor"]
-        if free < floor:
-            raise HTTPError(503, "unavailable", f"{free} bytes free, below the floor of {floor}")
-        return self.respond(request, {"status": "ok", "seeds": {}, "free_bytes": free})
-
-    def on_session(self, request):
-        if request.method == "GET":
-            user = request.user
-            info = {"authentication_handlers": ["cookie", "default"]}
-            if user.method:
-                info["authenticated"] = user.method
-            return self.respond(request, {"ok": True, "userCtx": user.ctx(), "info": info})
-        if request.method == "DELETE":
-            response = self.respond(request, {"ok": True})
-            response.delete_cookie("AuthSession", path="/")
-            return response
-        if request.mimetype == "application/x-www-form-urlencoded":
-            self.data(request, SESSION_MAX_BODY)        # bounded, then parsed from memory
-            form = request.form
-            name, password = form.get("name"), form.get("password")
-        else:
-            self.data(request, SESSION_MAX_BODY)
-            body = self.json_object(request)
-            name, password = body.get("name"), body.get("password")
-        if not isinstance(name, str) or not isinstance(password, str):
-            raise bad_request("POST /_session needs a name and a password")
-        user = self.auth.login(name, password)
-        if user is None:
-            raise HTTPError(401, "unauthorized", "Name or password is incorrect.")
-        response = self.respond(request, {"ok": True, "name": user.name, "roles": list(user.roles)})
-        response.set_cookie("AuthSession", self.auth.cookie_for(user.name), path="/",
-                            max_age=self.settings["auth_session_timeout"], httponly=True,
-                            samesite="Lax")
-        return response
 
     # -- authorization ------------------------------------------------------------------
     def authorize(self, request, endpoint: str, values: dict) -> None:
@@ -554,7 +352,7 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
                 raise DatabaseNotFound(db)
             raise auth.deny(user, "You are not a db or server admin." if admin_only
                             else "You are not allowed to access this db.")
-        database = self.db(db)
+        database = self.http.db(db)
         if db == USERS_DB:
             docid = values.get("docid")
             if endpoint == "document" and docid is not None and auth.may_touch_user_doc(
@@ -566,69 +364,6 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
             auth.require_db_admin(user, database)
         else:
             auth.require_member(user, database)
-
-    def on_security(self, request, db):
-        database = self.db(db)
-        if request.method == "GET":
-            return self.respond(request, database.security())
-        database.set_security(check_security(self.json_object(request)))
-        return self.respond(request, {"ok": True})
-
-    # -- databases --------------------------------------------------------------------
-    def on_database(self, request, db):
-        method = request.method
-        if db in SERVER_ENDPOINTS:
-            raise HTTPError(405, "method_not_allowed", f"{db} does not take {method}")
-        if method in ("GET", "HEAD"):
-            return self.respond(request, self.database_info(self.db(db)))
-        if method == "PUT":
-            self.check_writable()
-            self.catalog.create(db)
-            return self.respond(request, {"ok": True}, 201,
-                                {"Location": "/" + quote_segment(db)})
-        if method == "DELETE":
-            if "rev" in request.args:
-                raise bad_request("You tried to DELETE a database with a ?rev= parameter. "
-                                  "Did you mean to DELETE a document instead?")
-            self.catalog.delete(db)
-            return self.respond(request, {"ok": True})
-        return self.post_document(request, db)
-
-    def database_info(self, database) -> dict:
-        info = database.info()
-        seq = str(info["update_seq"])
-        return {"db_name": database.name, "doc_count": info["doc_count"],
-                "doc_del_count": info["doc_del_count"], "update_seq": seq,
-                "purge_seq": "0", "compact_running": False,
-                "sizes": {"file": info["size"], "external": info["size"], "active": info["size"]},
-                "disk_size": info["size"], "data_size": info["size"],
-                "disk_format_version": 8, "committed_update_seq": info["update_seq"],
-                "instance_start_time": "0",
-                "props": {}, "cluster": {"q": 1, "n": 1, "w": 1, "r": 1}}
-
-    def on_compact(self, request, db):
-        database = self.db(db)
-        database.compact()
-        return self.respond(request, {"ok": True}, 202)
-
-    def on_ensure_full_commit(self, request, db):
-        self.db(db)
-        return self.respond(request, {"ok": True, "instance_start_time": "0"}, 201)
-
-    def on_revs_limit(self, request, db):
-        database = self.db(db)
-        if request.method == "GET":
-            return self.respond(request, database.revs_limit())
-        limit = self.body(request)
-        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-            raise bad_request("The revs_limit must be a positive integer")
-        database.set_revs_limit(limit)
-        return self.respond(request, {"ok": True})
-
-
-def quote_segment(text: str) -> str:
-    from urllib.parse import quote
-    return quote(text, safe="")
 
 
 def create_app(settings=None) -> Settee:

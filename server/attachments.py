@@ -106,6 +106,13 @@ def stubs(doc: dict, full: bool = False) -> dict:
 
 
 class AttachmentEndpoints:
+    """``/{db}/{docid}/{name}``: an attachment read, or written as a new revision of its
+    document (through the write rules)."""
+
+    def __init__(self, http, writes):
+        self.http = http
+        self.writes = writes
+
     def on_attachment(self, request, db, docid, name):
         return self.attachment(request, db, docid, name)
 
@@ -116,7 +123,7 @@ class AttachmentEndpoints:
         if docid == "_local" or docid.startswith("_local/"):
             raise bad_request(LOCAL_REFUSED)       # /db/_local/x/att routes here as "_local"
         check_docid(docid)
-        database = self.db(db)
+        database = self.http.db(db)
         rev = request.args.get("rev")
         if request.method in ("GET", "HEAD"):
             doc = database[(docid, rev)] if rev else database[docid]
@@ -128,7 +135,7 @@ class AttachmentEndpoints:
                 return not_modified({"ETag": tag})
             return Response(base64.b64decode(att["data"]), content_type=att["content_type"],
                             headers={"ETag": tag, "Cache-Control": "must-revalidate"})
-        self.check_writable()
+        self.http.check_writable()
         rev = rev or if_match(request)
         try:
             current = database[docid]
@@ -144,10 +151,10 @@ class AttachmentEndpoints:
             del attachments[name]
         else:
             check_name(name)
-            data = self.data(request)
-            if len(data) > self.max_document:       # could never fit: no need to build it
+            data = self.http.data(request)
+            if len(data) > self.http.max_document:       # could never fit: no need to build it
                 raise HTTPError(413, "document_too_large",
-                                f"Attachment over the document size limit ({self.max_document} "
+                                f"Attachment over the document size limit ({self.http.max_document} "
                                 "bytes)")
             generation = int(current["_rev"].split("-")[0]) + 1 if current else 1
             attachments[name] = {"content_type": request.mimetype or "application/octet-stream",
@@ -157,8 +164,8 @@ class AttachmentEndpoints:
         body["_attachments"] = attachments
         # the new revision is a write of the whole document: a design document's
         # checks (who may write it, its code) and the size limit with every attachment
-        self.check_design(request, database, docid, body)
-        self.check_document_size(body)
+        self.writes.check_design(request, database, docid, body)
+        self.writes.check_size(body)
         doc = Doc(body, Meta(rev=rev))
         database[docid] = doc
-        return self.saved(request, db, docid, doc, 201 if request.method == "PUT" else 200)
+        return self.http.saved(request, db, docid, doc, 201 if request.method == "PUT" else 200)

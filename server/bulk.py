@@ -7,7 +7,7 @@ from itertools import islice
 from settee.store import BadRequest, Deleted, Doc, Meta, NotFound, StoreError
 
 from . import attachments
-from .documents import check_fields
+from .documents import check_fields, decorate
 from .errors import HTTPError, bad_request, from_store
 from .ids import check_docid
 from .params import Params
@@ -29,11 +29,18 @@ def id_bound(value, *, lower: bool):
 
 
 class BulkEndpoints:
+    """Many documents at a time; writes go through the write rules, as single ones do."""
+
+    def __init__(self, http, writes, auth):
+        self.http = http
+        self.writes = writes
+        self.auth = auth
+
     def all_docs_params(self, request):
         p = Params(request.args)
         keys = p.json("keys")
         if request.method == "POST":
-            body = self.json_object(request)
+            body = self.http.json_object(request)
             keys = body.get("keys", keys)
             for name in ("limit", "skip"):
                 if name in body and (not isinstance(body[name], int) or body[name] < 0):
@@ -47,7 +54,7 @@ class BulkEndpoints:
         return p, body, keys
 
     def on_all_docs(self, request, db, prefix: str | None = None):
-        database = self.db(db)
+        database = self.http.db(db)
         p, body, keys = self.all_docs_params(request)
         descending = p.bool("descending")
         include_docs = body.get("include_docs", p.bool("include_docs"))
@@ -88,7 +95,7 @@ class BulkEndpoints:
             rows = islice(rows, skip, None if limit is None else skip + limit)
         head = {"total_rows": info["doc_count"], "offset": skip}
         tail = (lambda: {"update_seq": str(info["update_seq"])}) if p.bool("update_seq") else (lambda: {})
-        return self.stream(request, Listing(head, "rows", rows, tail))
+        return self.http.stream(request, Listing(head, "rows", rows, tail))
 
     def on_design_docs(self, request, db):
         return self.on_all_docs(request, db, prefix="_design/")
@@ -111,9 +118,9 @@ class BulkEndpoints:
 
     # -- writes -----------------------------------------------------------------------
     def on_bulk_docs(self, request, db):
-        self.check_writable()
-        database = self.db(db)
-        body = self.json_object(request)
+        self.http.check_writable()
+        database = self.http.db(db)
+        body = self.http.json_object(request)
         docs = body.get("docs")
         if not isinstance(docs, list):
             raise bad_request("POST body must include `docs` parameter.")
@@ -124,9 +131,9 @@ class BulkEndpoints:
             if isinstance(item, dict) and isinstance(item.get("_id"), str):
                 if item["_id"].startswith("_design/"):      # members: the whole batch is 403
                     self.auth.require_db_admin(request.user, database)
-                self.check_user_doc(request, database, item["_id"], item)
+                self.writes.check_user_doc(request, database, item["_id"], item)
         results = []
-        check_sizes = len(request.get_data(cache=True)) > self.max_document
+        check_sizes = len(request.get_data(cache=True)) > self.http.max_document
         for start in range(0, len(docs), BULK_CHUNK):
             with database.transaction():
                 for item in docs[start:start + BULK_CHUNK]:
@@ -134,10 +141,10 @@ class BulkEndpoints:
                                                    check_sizes))
         for item in docs:
             if isinstance(item, dict) and str(item.get("_id", "")).startswith("_design/"):
-                self.design_saved(database, item["_id"])
+                self.writes.design_saved(database, item["_id"])
         if not new_edits:
             results = [r for r in results if "error" in r]
-        return self.respond(request, results, 201)
+        return self.http.respond(request, results, 201)
 
     def bulk_write(self, request, database, item, new_edits: bool, check_size: bool) -> dict:
         """One item of a batch: its own answer, an error (as CouchDB) rather than the
@@ -152,11 +159,11 @@ class BulkEndpoints:
             check_fields(item)
             if doc_id is not None:
                 check_docid(doc_id)
-                self.check_design(request, database, doc_id, item)
+                self.writes.check_design(request, database, doc_id, item)
             doc = Doc(item, Meta(new_edits=new_edits))
-            self.prepare_attachments(database, doc_id, doc, new_edits=new_edits)
+            self.writes.prepare_attachments(database, doc_id, doc, new_edits=new_edits)
             if check_size and "_attachments" not in doc:
-                self.check_document_size(doc)
+                self.writes.check_size(doc)
             database.save(doc, new_edits=new_edits)
             return {"ok": True, "id": doc.meta.id, "rev": doc.meta.rev}
         except HTTPError as e:
@@ -169,8 +176,8 @@ class BulkEndpoints:
 
     # -- replication helpers -------------------------------------------------------------
     def on_bulk_get(self, request, db):
-        database = self.db(db)
-        body = self.json_object(request)
+        database = self.http.db(db)
+        body = self.http.json_object(request)
         wanted = body.get("docs")
         if not isinstance(wanted, list):
             raise bad_request("POST body must include `docs` parameter.")
@@ -185,7 +192,7 @@ class BulkEndpoints:
             doc_id, rev = item["id"], item.get("rev")
             try:
                 doc = database[(doc_id, rev)] if rev else database[doc_id]
-                entry = {"ok": self.decorate(database, doc, p)}
+                entry = {"ok": decorate(database, doc, p)}
             except StoreError as e:
                 http = from_store(e)
                 if http.status >= 500:
@@ -193,26 +200,26 @@ class BulkEndpoints:
                 entry = {"error": {"id": doc_id, "rev": rev or "undefined",
                                    "error": http.error, "reason": http.reason}}
             results.append({"id": doc_id, "docs": [entry]})
-        return self.respond(request, {"results": results})
+        return self.http.respond(request, {"results": results})
 
     def revs_request(self, request):
-        body = self.json_object(request)
+        body = self.http.json_object(request)
         for doc_id, revs in body.items():
             if not isinstance(revs, list) or not all(isinstance(r, str) for r in revs):
                 raise bad_request(f"revisions of {doc_id!r} must be a list of strings")
         return body
 
     def on_revs_diff(self, request, db):
-        database = self.db(db)
+        database = self.http.db(db)
         out = {}
         for doc_id, revs in self.revs_request(request).items():
             missing = database.revs_diff(doc_id, revs)
             if missing:
                 out[doc_id] = {"missing": missing}
-        return self.respond(request, out)
+        return self.http.respond(request, out)
 
     def on_missing_revs(self, request, db):
-        database = self.db(db)
+        database = self.http.db(db)
         out = {doc_id: missing for doc_id, revs in self.revs_request(request).items()
                if (missing := database.revs_diff(doc_id, revs))}
-        return self.respond(request, {"missing_revs": out})
+        return self.http.respond(request, {"missing_revs": out})

@@ -50,10 +50,15 @@ def parse_since(value: str | None, current: int) -> int:
 
 
 class ChangesEndpoints:
+    """``/{db}/_changes``: normal, longpoll, continuous and eventsource feeds."""
+
+    def __init__(self, http):
+        self.http = http
+
     def on_changes(self, request, db):
-        database = self.db(db)
+        database = self.http.db(db)
         p = Params(request.args)
-        body = self.json_object(request) if request.method == "POST" and request.content_length else {}
+        body = self.http.json_object(request) if request.method == "POST" and request.content_length else {}
         feed = p.choice("feed", ("normal", "longpoll", "continuous", "eventsource"), "normal")
         since_text = p.text("since", request.headers.get("Last-Event-ID"))
         if "since" in body:
@@ -190,7 +195,7 @@ class ChangesEndpoints:
 
         def tail():
             return {"last_seq": str(state["seq"]), "pending": 0}
-        return self.stream(request, Listing({}, "results", results(), tail))
+        return self.http.stream(request, Listing({}, "results", results(), tail))
 
     @staticmethod
     def longpoll(database, batch, entry, since, wait, timeout):

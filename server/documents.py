@@ -2,9 +2,6 @@
 ``_local`` documents, with CouchDB's revision, ETag and conditional-request rules."""
 from __future__ import annotations
 
-import re
-from urllib.parse import quote
-
 from settee.store import Doc, Meta, NotFound
 
 from . import attachments
@@ -30,24 +27,43 @@ def check_fields(doc: dict) -> None:
             raise HTTPError(400, "doc_validation", f"Bad special document member: {name}")
 
 
-_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+def decorate(database, doc: Doc, p: Params) -> Doc:
+    """Add what ``revs``, ``revs_info``, ``conflicts``, ``local_seq`` ask for."""
+    meta = doc.meta
+    if p.bool("revs") and meta.revisions:
+        doc["_revisions"] = {"start": meta.generation, "ids": meta.revisions}
+    if p.bool("revs_info") and meta.revisions:
+        doc["_revs_info"] = revs_info(database, doc)
+    if (p.bool("conflicts") or p.bool("meta")) and meta.conflicts:
+        doc["_conflicts"] = meta.conflicts
+    if p.bool("local_seq") and meta.seq is not None:
+        doc["_local_seq"] = str(meta.seq)
+    return attachments.stubs(doc, full=p.bool("attachments"))
 
 
-def location(request, db: str, docid: str) -> str:
-    """The new document's absolute URL, every id character percent-encoded (no header
-    can be split through an id). Built from the environ: werkzeug's ``host_url`` was a
-    tenth of a write's CPU."""
-    environ = request.environ
-    host = environ.get("HTTP_HOST", "")
-    if not _HOST.fullmatch(host):
-        host = f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
-    prefix = docid.startswith(("_design/", "_local/"))
-    tail = quote(docid, safe="/" if prefix else "")
-    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}/{quote(db, safe='')}/{tail}"
+def revs_info(database, doc: Doc) -> list[dict]:
+    meta = doc.meta
+    revs = [f"{meta.generation - i}-{h}" for i, h in enumerate(meta.revisions)]
+    info = []
+    for rev in revs:
+        try:
+            old = database[(doc["_id"], rev)]
+            status = "deleted" if old.meta.deleted else "available"
+        except NotFound:
+            status = "missing"
+        info.append({"rev": rev, "status": status})
+    return info
 
 
 class DocumentEndpoints:
-    """Mixed into the application class; uses its ``respond``/``body``/``db`` helpers."""
+    """One document at a time: reads with CouchDB's parameters, and writes through the
+    write rules (:class:`.writes.WriteRules`); ``POST /{db}`` comes here from the
+    database endpoints."""
+
+    def __init__(self, http, writes, auth):
+        self.http = http
+        self.writes = writes
+        self.auth = auth
 
     def on_document(self, request, db, docid):
         if docid in ENDPOINT_NAMES:
@@ -72,7 +88,7 @@ class DocumentEndpoints:
 
     # -- reading ----------------------------------------------------------------------
     def get_document(self, request, db, docid):
-        database = self.db(db)
+        database = self.http.db(db)
         p = Params(request.args)
         if "open_revs" in request.args:
             return self.open_revs(request, database, docid, p)
@@ -85,40 +101,13 @@ class DocumentEndpoints:
         if none_match(request, meta.rev) or not_modified_since(request, meta.timestamp):
             return not_modified(headers)
         if request.args:                # revs, revs_info, conflicts, attachments, ...
-            self.decorate(database, doc, p)
+            decorate(database, doc, p)
         else:
             attachments.stubs(doc)
         if database.name == USERS_DB and not request.user.is_admin:
             for field in HASH_FIELDS:
                 doc.pop(field, None)
-        return self.respond(request, doc, headers=headers)
-
-    def decorate(self, database, doc: Doc, p: Params) -> Doc:
-        """Add what ``revs``, ``revs_info``, ``conflicts``, ``local_seq`` ask for."""
-        meta = doc.meta
-        if p.bool("revs") and meta.revisions:
-            doc["_revisions"] = {"start": meta.generation, "ids": meta.revisions}
-        if p.bool("revs_info") and meta.revisions:
-            doc["_revs_info"] = self.revs_info(database, doc)
-        if (p.bool("conflicts") or p.bool("meta")) and meta.conflicts:
-            doc["_conflicts"] = meta.conflicts
-        if p.bool("local_seq") and meta.seq is not None:
-            doc["_local_seq"] = str(meta.seq)
-        return attachments.stubs(doc, full=p.bool("attachments"))
-
-    @staticmethod
-    def revs_info(database, doc: Doc) -> list[dict]:
-        meta = doc.meta
-        revs = [f"{meta.generation - i}-{h}" for i, h in enumerate(meta.revisions)]
-        info = []
-        for rev in revs:
-            try:
-                old = database[(doc["_id"], rev)]
-                status = "deleted" if old.meta.deleted else "available"
-            except NotFound:
-                status = "missing"
-            info.append({"rev": rev, "status": status})
-        return info
+        return self.http.respond(request, doc, headers=headers)
 
     def open_revs(self, request, database, docid, p: Params):
         wanted = p.text("open_revs")
@@ -137,58 +126,58 @@ class DocumentEndpoints:
         results = []
         for rev in revs:
             try:
-                results.append({"ok": self.decorate(database, database[(docid, rev)], p)})
+                results.append({"ok": decorate(database, database[(docid, rev)], p)})
             except NotFound:
                 results.append({"missing": rev})
-        return self.respond(request, results)
+        return self.http.respond(request, results)
 
     # -- writing ----------------------------------------------------------------------
     def put_document(self, request, db, docid):
-        self.check_writable()
-        database = self.db(db)
-        body = self.document_body(request)
+        self.http.check_writable()
+        database = self.http.db(db)
+        body = self.http.document_body(request)
         check_fields(body)
         p = Params(request.args)
         rev = self.base_revision(request, body, p)
         doc = Doc(body, Meta(rev=rev, new_edits=p.bool("new_edits", True)))
         doc.pop("_id", None)
-        self.check_design(request, database, docid, doc)
-        self.check_user_doc(request, database, docid, doc)
-        self.prepare_attachments(database, docid, doc, rev)
+        self.writes.check_design(request, database, docid, doc)
+        self.writes.check_user_doc(request, database, docid, doc)
+        self.writes.prepare_attachments(database, docid, doc, rev)
         database[docid] = doc
         if docid.startswith("_design/"):
-            self.design_saved(database, docid)
-        return self.saved(request, db, docid, doc, 201 if p.text("batch") != "ok" else 202)
+            self.writes.design_saved(database, docid)
+        return self.http.saved(request, db, docid, doc, 201 if p.text("batch") != "ok" else 202)
 
     def post_document(self, request, db):
-        self.check_writable()
-        database = self.db(db)
-        body = self.document_body(request)
+        self.http.check_writable()
+        database = self.http.db(db)
+        body = self.http.document_body(request)
         check_fields(body)
         if "_id" in body:
             check_docid(body["_id"])
-            self.check_design(request, database, body["_id"], body)
-            self.check_user_doc(request, database, body["_id"], body)
+            self.writes.check_design(request, database, body["_id"], body)
+            self.writes.check_user_doc(request, database, body["_id"], body)
         elif database.name == USERS_DB:
             raise bad_request("documents in _users need an _id")
-        self.prepare_attachments(database, body.get("_id"), body)
+        self.writes.prepare_attachments(database, body.get("_id"), body)
         doc = database.save(body)
-        return self.saved(request, db, doc.meta.id, doc, 201)
+        return self.http.saved(request, db, doc.meta.id, doc, 201)
 
     def delete_document(self, request, db, docid):
-        self.check_writable()
-        database = self.db(db)
+        self.http.check_writable()
+        database = self.http.db(db)
         rev = Params(request.args).text("rev") or if_match(request)
         if docid.startswith("_design/"):
             self.auth.require_db_admin(request.user, database)
         doc = database.delete(docid, rev)
         if docid.startswith("_design/"):
-            self.design_saved(database, docid)
-        return self.saved(request, db, docid, doc, 200)
+            self.writes.design_saved(database, docid)
+        return self.http.saved(request, db, docid, doc, 200)
 
     def copy_document(self, request, db, docid):
-        self.check_writable()
-        database = self.db(db)
+        self.http.check_writable()
+        database = self.http.db(db)
         destination = request.headers.get("Destination")
         if not destination:
             raise bad_request("COPY needs a Destination header")
@@ -200,35 +189,15 @@ class DocumentEndpoints:
         target_rev = query[4:] if query.startswith("rev=") else None
         # a copy is a write of the target: the same checks as a PUT of it (a design
         # document runs code, so only admins may make one, even by copying)
-        self.check_design(request, database, target, body)
-        self.check_user_doc(request, database, target, body)
+        self.writes.check_design(request, database, target, body)
+        self.writes.check_user_doc(request, database, target, body)
         attachments.check_holder(target, body)
-        self.check_document_size(body)      # the source may predate a lower limit
+        self.writes.check_size(body)      # the source may predate a lower limit
         doc = Doc(body, Meta(rev=target_rev))
         database[target] = doc
         if target.startswith("_design/"):
-            self.design_saved(database, target)
-        return self.saved(request, db, target, doc, 201)
-
-    def prepare_attachments(self, database, docid: str | None, body: dict,
-                            rev: str | None = None, new_edits: bool = True) -> None:
-        """Check ``body``'s attachments (names, data; stubs from the current revision
-        when ``rev`` or ``_rev`` names one) and then its size with them: 413 if over."""
-        if "_attachments" not in body:
-            return
-        attachments.check_holder(docid, body)
-        rev = rev or body.get("_rev")
-        current = database.get(docid) if new_edits and docid is not None and rev else None
-        revpos = int(current["_rev"].split("-")[0]) + 1 if current else 1
-        attachments.prepare(body, current, revpos)
-        self.check_document_size(body)
-
-    def check_user_doc(self, request, database, docid: str, body: dict) -> None:
-        """In ``_users``: roles only by admins, plain passwords hashed (auth.py)."""
-        if database.name != USERS_DB:
-            return
-        current = database.get(docid)
-        self.auth.prepare_user_doc(request.user, docid, body, current)
+            self.writes.design_saved(database, target)
+        return self.http.saved(request, db, target, doc, 201)
 
     @staticmethod
     def base_revision(request, body: dict, p: Params) -> str | None:
@@ -240,8 +209,3 @@ class DocumentEndpoints:
         if rev is not None and not isinstance(rev, str):
             raise bad_request("_rev must be a string")
         return rev
-
-    def saved(self, request, db, docid, doc: Doc, status: int):
-        headers = {"ETag": etag(doc.meta.rev), "Location": location(request, db, docid)}
-        return self.respond(request, {"ok": True, "id": docid, "rev": doc.meta.rev},
-                            status, headers)

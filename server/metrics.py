@@ -51,11 +51,11 @@ def rss_bytes() -> int:
 class DataCollector:
     """Gauges read from the data when scraped."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, http):
+        self.http = http
 
     def collect(self):
-        catalog = self.app.catalog
+        catalog = self.http.catalog
         dbs = GaugeMetricFamily("settee_databases", "Databases")
         docs = GaugeMetricFamily("settee_documents", "Live documents", labels=["db"])
         deleted = GaugeMetricFamily("settee_deleted_documents", "Deleted documents", labels=["db"])
@@ -81,7 +81,7 @@ class DataCollector:
                 outbox.add_metric([name], lag_of_backup["pending"])
         yield from (dbs, docs, deleted, lag, outbox)
         if not catalog.in_memory:
-            usage = shutil.disk_usage(self.app.settings["storage_data_dir"])
+            usage = shutil.disk_usage(self.http.settings["storage_data_dir"])
             disk = GaugeMetricFamily("settee_disk_bytes", "Data volume", labels=["kind"])
             disk.add_metric(["free"], usage.free)
             disk.add_metric(["used"], usage.used)
@@ -105,7 +105,7 @@ def observe(method: str, status: int, seconds: float) -> None:
         RSS.set(rss_bytes())
 
 
-def render(app) -> tuple[bytes, str]:
+def render(http) -> tuple[bytes, str]:
     RSS.set(rss_bytes())
     registry = CollectorRegistry()
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -115,12 +115,17 @@ def render(app) -> tuple[bytes, str]:
         registry = REGISTRY
     data = generate_latest(registry)
     local = CollectorRegistry()
-    local.register(DataCollector(app))
+    local.register(DataCollector(http))
     return data + generate_latest(local), CONTENT_TYPE_LATEST
 
 
 class MetricsEndpoints:
+    """``/_node/_local/_prometheus`` (and ``/_metrics``): Prometheus' text format."""
+
+    def __init__(self, http):
+        self.http = http
+
     def on_metrics(self, request):
         from werkzeug.wrappers import Response
-        body, content_type = render(self)
+        body, content_type = render(self.http)
         return Response(body, content_type=content_type)

@@ -594,7 +594,10 @@ def description() -> dict:
 
 
 class OpenAPIEndpoints:
-    """Mixed into the application: ``GET /_openapi.json`` (public)."""
+    """``GET /_openapi.json`` (public): the API's description."""
+
+    def __init__(self, http):
+        self.http = http
 
     def on_openapi(self, request):
-        return self.respond(request, _description())
+        return self.http.respond(request, _description())

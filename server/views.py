@@ -12,7 +12,7 @@ from settee.store import NotFound, StoreError
 from settee.views import definitions
 from settee.views.deadline import Deadline, QueryTimeout
 from settee.views.engine import MISSING, View
-from settee.views.indexes import Indexes, indexes_of
+from settee.views.indexes import indexes_of
 
 from . import attachments
 from .conditional import etag, none_match, not_modified
@@ -27,34 +27,6 @@ VIEW_PARAMS = {"key", "keys", "startkey", "start_key", "endkey", "end_key", "sta
                "descending", "limit", "skip", "reduce", "group", "group_level", "include_docs",
                "update", "stale", "conflicts", "update_seq", "sorted", "attachments",
                "att_encoding_info", "stable"}
-
-
-#: Design document languages Settee never runs in its own process: database admins
-#: may write these (JavaScript is stored, not run; "query" holds Mango index fields).
-#: Any other language, Python above all, is code that runs as the server's user.
-DB_ADMIN_LANGUAGES = frozenset({"javascript", "query"})
-
-CODE_AUTHOR_ONLY = ("Only server admins may save Python design documents: Python code runs "
-                    "unsandboxed as the server")
-
-
-def require_code_author(user, body: dict) -> None:
-    """403 unless ``user`` may save design document ``body`` as it would run.
-
-    Python in a design document cannot be sandboxed in-process: a database admin's
-    view could read the data directory (the cookie secret) and become a server admin.
-    So a design document in any language but :data:`DB_ADMIN_LANGUAGES` is written
-    by server admins only, whether new, changed, copied, replicated or given an
-    attachment. Every route that writes a design document calls this (through
-    ``check_design``), before its code is compiled: compiling runs it. A deletion
-    (``"_deleted": true``, as the store reads it) runs nothing and is the database
-    admins' right, whatever body the client sends along with it.
-    """
-    if user.is_admin or body.get("_deleted") is True:
-        return
-    language = body.get("language", "javascript")
-    if not isinstance(language, str) or language not in DB_ADMIN_LANGUAGES:
-        raise HTTPError(403, "forbidden", CODE_AUTHOR_ONLY)
 
 
 def query_timeout_error(e: QueryTimeout) -> HTTPError:
@@ -195,32 +167,38 @@ def parse_view_query(p: Params, body: dict, view: View) -> ViewQuery:
     return q
 
 
+def view_for(database, spec) -> View:
+    """The view ``spec`` of ``database`` (its index, opened or built once per database)."""
+    return indexes_of(database).view(spec)
+
+
 class ViewEndpoints:
-    @staticmethod
-    def view_for(database, spec) -> View:
-        return indexes_of(database).view(spec)
+    """View queries, and the index builds' ``_active_tasks``."""
+
+    def __init__(self, http):
+        self.http = http
 
     def on_design_view(self, request, db, ddoc, view):
-        database = self.db(db)
+        database = self.http.db(db)
         return self.query_view(request, database, definitions.design_view(database, ddoc, view))
 
     def on_module_view(self, request, db, view):
-        database = self.db(db)
+        database = self.http.db(db)
         return self.query_view(request, database, definitions.module_view(
-            db, view, self.settings["views_modules"]))
+            db, view, self.http.settings["views_modules"]))
 
     # -- queries ----------------------------------------------------------------------
     def query_view(self, request, database, spec):
         """A view query: its parameters read and checked (:func:`parse_view_query`),
         the index brought up to date as ``update`` says, then rows or reductions."""
-        body = self.json_object(request) if request.method == "POST" else {}
-        view = self.view_for(database, spec)
+        body = self.http.json_object(request) if request.method == "POST" else {}
+        view = view_for(database, spec)
         q = parse_view_query(Params(request.args), body, view)
         if q.update == "true":
             view.update()
         elif q.update == "lazy":
             indexes_of(database).update_in_background(view)
-        deadline = Deadline(self.settings["query_timeout"])    # the update above not counted
+        deadline = Deadline(self.http.settings["query_timeout"])    # the update above not counted
         state = view.state()
         version = f"{view.vid}-{state.get('version', 0)}"
         if none_match(request, version):
@@ -232,10 +210,10 @@ class ViewEndpoints:
             rows, failure = answered(q.page(view.reduce(
                 deadline.watch(entries), q.group_level, q.group or q.group_level is not None)),
                 deadline)
-            return self.stream(request, Listing({}, "rows", rows, lambda: failure), headers)
+            return self.http.stream(request, Listing({}, "rows", rows, lambda: failure), headers)
         rows, failure = answered(q.page(self.map_rows(database, view, q, deadline)), deadline)
         seq = {"update_seq": str(state["seq"])} if q.update_seq else {}
-        return self.stream(request, Listing({"total_rows": state["rows"], "offset": q.skip},
+        return self.http.stream(request, Listing({"total_rows": state["rows"], "offset": q.skip},
                                             "rows", rows, lambda: {**seq, **failure}), headers)
 
     @staticmethod
@@ -258,26 +236,12 @@ class ViewEndpoints:
                 row["doc"] = attachments.stubs(doc) if doc is not None else None
             yield row
 
-    # -- design documents ---------------------------------------------------------------
-    def check_design(self, request, database, docid: str, body: dict) -> None:
-        """A write of a design document, by any route: database admins only; Python
-        only from server admins (require_code_author), and its views must compile."""
-        if not docid.startswith("_design/"):
-            return
-        self.auth.require_db_admin(request.user, database)
-        require_code_author(request.user, body)
-        Indexes.check_design(docid, body)
-
-    @staticmethod
-    def design_saved(database, docid: str) -> None:
-        indexes_of(database).design_saved(docid)
-
     # -- tasks --------------------------------------------------------------------------
     def on_active_tasks(self, request):
         tasks = []
-        for name in self.catalog.names():
+        for name in self.http.catalog.names():
             try:
-                tasks += indexes_of(self.catalog.get(name)).tasks()
+                tasks += indexes_of(self.http.catalog.get(name)).tasks()
             except StoreError:
                 continue
-        return self.respond(request, tasks)
+        return self.http.respond(request, tasks)

@@ -118,3 +118,45 @@ def test_no_import_cycles_even_through_imports_inside_functions():
     real = [c for c in cycles if not any(a.startswith(b + ".") or b.startswith(a + ".")
                                          for a, b in zip(c, c[1:]))]
     assert not real, real
+
+
+def test_endpoint_groups_get_their_collaborators_explicitly():
+    """The application is no class of mixins: each endpoint group is built with what it
+    uses (its ``__init__`` names them), and no group calls a method it does not define
+    or receive (``self.x(...)`` only for its own methods; the rest through an attribute
+    set in ``__init__``)."""
+    groups = 0
+    for path in modules("server"):
+        tree = ast.parse(path.read_text(), str(path))
+        for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+            methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)}
+            if not cls.name.endswith("Endpoints"):
+                continue
+            groups += 1
+            assert not cls.bases, f"{path.name}: {cls.name} inherits {len(cls.bases)} classes"
+            assert "__init__" in methods, f"{path.name}: {cls.name} receives nothing"
+            given = {t.attr for n in ast.walk(cls) if isinstance(n, ast.Assign)
+                     for t in n.targets if isinstance(t, ast.Attribute)
+                     and isinstance(t.value, ast.Name) and t.value.id == "self"}
+            called = {n.func.attr for n in ast.walk(cls) if isinstance(n, ast.Call)
+                      and isinstance(n.func, ast.Attribute) and isinstance(n.func.value, ast.Name)
+                      and n.func.value.id == "self"}
+            assert called <= methods, f"{path.name}: {cls.name} calls {called - methods}"
+            assert given, f"{path.name}: {cls.name} keeps none of what it receives"
+    assert groups >= 8
+
+
+def test_every_route_has_exactly_one_handler(tmp_path):
+    from settee.config import load_settings
+    from settee.server.app import Settee, handlers
+
+    app = Settee(load_settings(env={}, storage_data_dir=str(tmp_path)))
+    routed = {rule.endpoint for rule in app.url_map.iter_rules()}
+    assert routed <= set(app.handlers)
+
+    class One:
+        def on_x(self, request):
+            return request
+
+    with pytest.raises(TypeError, match="two groups"):
+        handlers(One(), One())

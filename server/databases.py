@@ -1,0 +1,78 @@
+"""Database endpoints: ``/{db}`` (info, create, delete; a POST is a new document),
+``_security``, ``_compact``, ``_ensure_full_commit`` and ``_revs_limit``."""
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from .auth import check_security
+from .errors import HTTPError, bad_request
+
+#: Names at the top of the path that are server endpoints, never databases.
+SERVER_ENDPOINTS = {"_all_dbs", "_uuids", "_up", "_active_tasks", "_session", "_utils",
+                    "_node", "_config", "_replicate", "_scheduler", "_membership",
+                    "_cluster_setup", "_dbs_info", "_stats", "_metrics", "_openapi.json"}
+
+
+def database_info(database) -> dict:
+    info = database.info()
+    seq = str(info["update_seq"])
+    return {"db_name": database.name, "doc_count": info["doc_count"],
+            "doc_del_count": info["doc_del_count"], "update_seq": seq,
+            "purge_seq": "0", "compact_running": False,
+            "sizes": {"file": info["size"], "external": info["size"], "active": info["size"]},
+            "disk_size": info["size"], "data_size": info["size"],
+            "disk_format_version": 8, "committed_update_seq": info["update_seq"],
+            "instance_start_time": "0",
+            "props": {}, "cluster": {"q": 1, "n": 1, "w": 1, "r": 1}}
+
+
+class DatabaseEndpoints:
+    """One database as a whole; ``POST /{db}`` is handed to the document endpoints."""
+
+    def __init__(self, http, documents):
+        self.http = http
+        self.documents = documents
+
+    def on_database(self, request, db):
+        http, method = self.http, request.method
+        if db in SERVER_ENDPOINTS:
+            raise HTTPError(405, "method_not_allowed", f"{db} does not take {method}")
+        if method in ("GET", "HEAD"):
+            return http.respond(request, database_info(http.db(db)))
+        if method == "PUT":
+            http.check_writable()
+            http.catalog.create(db)
+            return http.respond(request, {"ok": True}, 201, {"Location": "/" + quote(db, safe="")})
+        if method == "DELETE":
+            if "rev" in request.args:
+                raise bad_request("You tried to DELETE a database with a ?rev= parameter. "
+                                  "Did you mean to DELETE a document instead?")
+            http.catalog.delete(db)
+            return http.respond(request, {"ok": True})
+        return self.documents.post_document(request, db)
+
+    def on_security(self, request, db):
+        database = self.http.db(db)
+        if request.method == "GET":
+            return self.http.respond(request, database.security())
+        database.set_security(check_security(self.http.json_object(request)))
+        return self.http.respond(request, {"ok": True})
+
+    def on_compact(self, request, db):
+        database = self.http.db(db)
+        database.compact()
+        return self.http.respond(request, {"ok": True}, 202)
+
+    def on_ensure_full_commit(self, request, db):
+        self.http.db(db)
+        return self.http.respond(request, {"ok": True, "instance_start_time": "0"}, 201)
+
+    def on_revs_limit(self, request, db):
+        database = self.http.db(db)
+        if request.method == "GET":
+            return self.http.respond(request, database.revs_limit())
+        limit = self.http.body(request)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise bad_request("The revs_limit must be a positive integer")
+        database.set_revs_limit(limit)
+        return self.http.respond(request, {"ok": True})

@@ -1,0 +1,90 @@
+"""The rules every write of a document obeys, whatever route it takes.
+
+A document reaches the store by PUT, POST, COPY, ``_bulk_docs`` (either ``new_edits``),
+an attachment's PUT or DELETE, or Mango's ``_index``. Each route calls the same
+:class:`WriteRules` before writing: who may write a design document and whether its
+code compiles (:func:`require_code_author`), ``_users``' rules (auth.py), attachments
+checked and the document measured with them; and :meth:`WriteRules.design_saved` after.
+"""
+from __future__ import annotations
+
+from settee.views.indexes import Indexes, indexes_of
+
+from . import attachments
+from .auth import USERS_DB
+from .errors import HTTPError
+
+#: Design document languages Settee never runs in its own process: database admins
+#: may write these (JavaScript is stored, not run; "query" holds Mango index fields).
+#: Any other language, Python above all, is code that runs as the server's user.
+DB_ADMIN_LANGUAGES = frozenset({"javascript", "query"})
+
+CODE_AUTHOR_ONLY = ("Only server admins may save Python design documents: Python code runs "
+                    "unsandboxed as the server")
+
+
+def require_code_author(user, body: dict) -> None:
+    """403 unless ``user`` may save design document ``body`` as it would run.
+
+    Python in a design document cannot be sandboxed in-process: a database admin's
+    view could read the data directory (the cookie secret) and become a server admin.
+    So a design document in any language but :data:`DB_ADMIN_LANGUAGES` is written
+    by server admins only, whether new, changed, copied, replicated or given an
+    attachment. Every route that writes a design document calls this (through
+    ``check_design``), before its code is compiled: compiling runs it. A deletion
+    (``"_deleted": true``, as the store reads it) runs nothing and is the database
+    admins' right, whatever body the client sends along with it.
+    """
+    if user.is_admin or body.get("_deleted") is True:
+        return
+    language = body.get("language", "javascript")
+    if not isinstance(language, str) or language not in DB_ADMIN_LANGUAGES:
+        raise HTTPError(403, "forbidden", CODE_AUTHOR_ONLY)
+
+
+class WriteRules:
+    """The checks before a document write and the work after it; one per application."""
+
+    def __init__(self, auth, max_document: int):
+        self.auth = auth
+        self.max_document = max_document
+
+    def check_design(self, request, database, docid: str, body: dict) -> None:
+        """A write of a design document, by any route: database admins only; Python
+        only from server admins (require_code_author), and its views must compile."""
+        if not docid.startswith("_design/"):
+            return
+        self.auth.require_db_admin(request.user, database)
+        require_code_author(request.user, body)
+        Indexes.check_design(docid, body)
+
+    @staticmethod
+    def design_saved(database, docid: str) -> None:
+        """After a design document's write: its new views build in the background."""
+        indexes_of(database).design_saved(docid)
+
+    def check_user_doc(self, request, database, docid: str, body: dict) -> None:
+        """In ``_users``: roles only by admins, plain passwords hashed (auth.py)."""
+        if database.name != USERS_DB:
+            return
+        current = database.get(docid)
+        self.auth.prepare_user_doc(request.user, docid, body, current)
+
+    def prepare_attachments(self, database, docid: str | None, body: dict,
+                            rev: str | None = None, new_edits: bool = True) -> None:
+        """Check ``body``'s attachments (names, data; stubs from the current revision
+        when ``rev`` or ``_rev`` names one) and then its size with them: 413 if over."""
+        if "_attachments" not in body:
+            return
+        attachments.check_holder(docid, body)
+        rev = rev or body.get("_rev")
+        current = database.get(docid) if new_edits and docid is not None and rev else None
+        revpos = int(current["_rev"].split("-")[0]) + 1 if current else 1
+        attachments.prepare(body, current, revpos)
+        self.check_size(body)
+
+    def check_size(self, doc) -> None:
+        """413 unless ``doc`` with its attachments fits (attachments.document_size)."""
+        if attachments.document_size(doc) > self.max_document:
+            raise HTTPError(413, "document_too_large",
+                            f"Document over {self.max_document} bytes with its attachments")
