@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 
+import settee.store  # noqa: F401  (declares its layers' and backends' settings)
 from settee.config import load_settings
 from settee.server.balance import ConnectionTable
 

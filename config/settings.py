@@ -1,5 +1,10 @@
 """Settee's settings: one table of defaults with component-prefixed keys.
 
+The server's own settings are defined here; each layer and backend declares its own
+(:func:`declare`, called by the store's registries when they register it), so the
+table is complete once ``settee.store`` is imported, as the server, the command line
+and ``open_database`` do before they load settings.
+
 Precedence, lowest first: :data:`DEFAULTS`, the settings file (TOML; its path from
 ``SETTEE_CONFIG`` or the ``path`` argument), ``SETTEE_<KEY>`` environment variables
 (``SETTEE_STORAGE_BACKEND=lmdb``), then explicit overrides. A few short environment
@@ -14,6 +19,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigurationError
@@ -50,23 +56,12 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
                              "recently used idle one is closed past this"),
     "storage_free_space_floor": (64 * 1024 * 1024, int,
                                  "refuse writes (507) when less disk is free, in bytes"),
-    "sqlite_synchronous": ("FULL", str, "FULL: fsync at every commit; NORMAL: not on commit"),
-    "lmdb_map_size": (1 << 34, int, "largest LMDB file in bytes"),
-    "postgres_dsn": ("", str, "PostgreSQL connection string for the postgresql backend"),
-    "compression_algorithm": ("lz4", str, "lz4 (fast) or zlib (smaller) for new writes"),
-    "compression_level": (1, int, "0-9: zlib's level; LZ4: 0-1 fast, 2-9 high compression"),
-    "compression_min_size": (128, int, "values shorter than this are stored as is"),
-    "encryption_key": ("", str, "AES-256 key, 64 hex digits or base64 (encryption layer)"),
-    "versioning_revs_limit": (1000, int, "revisions remembered per document"),
-    "validation_schemas": ({}, dict, "database name = module:Schema (FormEncode)"),
     "query_timeout": (60.0, float, "seconds a _find may run, or a view query read rows "
                       "without answering one (503 timeout above)"),
     "views_modules": ([], list,
                       "Python modules whose registered views are served at /{db}/_view/{name}"),
     "examples": ([], list, "demos to enable (settee.examples): invoices, the design talk's "
                  "Invoice schema and accounts-receivable view on the invoices database"),
-    "replication_target": ("", str, "backup store, as backend:path (e.g. sqlite:/backup)"),
-    "replication_interval": (0.5, float, "seconds between outbox drains"),
     "auth_admin_user": ("", str, "server admin name"),
     "auth_admin_password": ("", str, "server admin password (hashed at start)"),
     "auth_secret": ("", str, "cookie-signing secret; default: one kept in the data directory"),
@@ -88,18 +83,14 @@ ENV_ALIASES = {
 }
 
 CHOICES = {
-    "sqlite_synchronous": ("OFF", "NORMAL", "FULL", "EXTRA"),
-    "compression_algorithm": ("lz4", "zlib"),
     "server_log_level": ("debug", "info", "warning", "error"),
     "server_cpu_affinity": ("auto", "off"),
 }
 RANGES = {
     "server_workers": (1, 256), "server_threads": (1, 256), "server_timeout": (1, 86400),
     "server_max_body": (1024, 1 << 40), "server_max_document": (64, 1 << 40),
-    "server_max_json_depth": (2, 10_000), "compression_level": (0, 9),
-    "compression_min_size": (0, 1 << 30), "versioning_revs_limit": (1, 1_000_000),
-    "storage_free_space_floor": (0, 1 << 50), "lmdb_map_size": (1 << 20, 1 << 50),
-    "replication_interval": (0.001, 3600), "query_timeout": (0.001, 86400),
+    "server_max_json_depth": (2, 10_000),
+    "storage_free_space_floor": (0, 1 << 50), "query_timeout": (0.001, 86400),
     "server_max_connections": (16, 1 << 20), "server_header_timeout": (0.1, 3600),
     "server_io_timeout": (0.1, 86400), "storage_max_dbs_open": (1, 1 << 20),
     "auth_session_timeout": (1, 10**8), "auth_pbkdf2_iterations": (1, 10**8),
@@ -111,6 +102,34 @@ EXAMPLES = {
     "invoices": ({"invoices": "settee.examples.invoices:InvoiceSchema"},
                  ["settee.examples.invoices"]),
 }
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting a component declares (:func:`declare`): a layer's or a backend's."""
+
+    key: str                  # <component>_<name>, e.g. compression_level
+    default: Any
+    kind: type                # str, int, float, bool, list or dict
+    help: str
+    choices: tuple[str, ...] | None = None
+    range: tuple[float, float] | None = None
+
+
+def declare(*settings: Setting) -> None:
+    """Add a component's settings to the table, where its code is registered (the
+    store's layer and backend registries do it for theirs: ``register_layer(...,
+    settings=[...])``), so the settings a component reads are defined beside it.
+    Declaring a key again with a different definition is a mistake in the code."""
+    for setting in settings:
+        entry = (setting.default, setting.kind, setting.help)
+        if DEFAULTS.get(setting.key, entry) != entry:
+            raise ValueError(f"setting {setting.key!r} is declared twice, differently")
+        DEFAULTS[setting.key] = entry
+        if setting.choices:
+            CHOICES[setting.key] = setting.choices
+        if setting.range:
+            RANGES[setting.key] = setting.range
 
 
 class Settings(dict):
@@ -165,11 +184,11 @@ def _convert(key: str, value: Any, kind: type) -> Any:
 
 
 def _check(key: str, value: Any) -> Any:
-    if key in CHOICES:
-        folded = value.upper() if key == "sqlite_synchronous" else value.lower()
-        if folded not in CHOICES[key]:
+    if key in CHOICES:                  # any case; the value is the choice's own spelling
+        spelled = {choice.lower(): choice for choice in CHOICES[key]}.get(value.lower())
+        if spelled is None:
             raise ConfigurationError(key, f"{value!r} is not one of {', '.join(CHOICES[key])}")
-        value = folded
+        value = spelled
     if key in RANGES:
         low, high = RANGES[key]
         if not low <= value <= high:
@@ -240,7 +259,7 @@ def _with_examples(settings: Settings) -> Settings:
             raise ConfigurationError("examples", f"{name!r} is not one of "
                                                  f"{', '.join(EXAMPLES)}")
         schemas, modules = EXAMPLES[name]
-        settings["validation_schemas"] = {**schemas, **settings["validation_schemas"]}
+        settings["validation_schemas"] = {**schemas, **settings.get("validation_schemas", {})}
         settings["views_modules"] = [*settings["views_modules"],
                                      *(m for m in modules if m not in settings["views_modules"])]
     return settings

@@ -13,9 +13,11 @@ Layers come in four kinds, and the stack must keep them in this order, top down:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from settee.config.settings import Setting, declare
 
 from .base import Backend, Store
 from .exceptions import ConfigurationError
@@ -40,13 +42,19 @@ BACKENDS: dict[str, Callable[[Any, str], Backend]] = {}
 LOCATIONS: dict[str, Callable[[Any, Callable], Any]] = {}
 
 
-def register_layer(name: str, kind: str, factory) -> None:
+def register_layer(name: str, kind: str, factory, settings: Iterable[Setting] = ()) -> None:
+    """Add layer ``name``; ``settings`` are the ones its factory reads (keys
+    ``<name>_...``), added to the settings table (:func:`settee.config.settings.declare`)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
+    declare(*settings)
     LAYERS[name] = LayerSpec(kind, factory)
 
 
-def register_backend(name: str, factory, locations=None) -> None:
+def register_backend(name: str, factory, locations=None,
+                     settings: Iterable[Setting] = ()) -> None:
+    """Add backend ``name``; ``settings`` as for :func:`register_layer`."""
+    declare(*settings)
     BACKENDS[name] = factory
     if locations is not None:
         LOCATIONS[name] = locations
@@ -181,15 +189,35 @@ def _versioning(inner, settings, db):
 
 
 register_backend("memory", _memory, locations=_memory_locations)
-register_backend("sqlite", _sqlite)
+register_backend("sqlite", _sqlite, settings=[
+    Setting("sqlite_synchronous", "FULL", str, "FULL: fsync at every commit; NORMAL: not on "
+            "commit", choices=("OFF", "NORMAL", "FULL", "EXTRA"))])
 register_backend("file", _file)
 register_backend("dbm", _dbm)
-register_backend("lmdb", _lmdb)
-register_backend("postgresql", _postgresql, locations=_postgresql_locations)
-register_layer("validation", "document", _validation)
-register_layer("replication", "bytes", _replication)
+register_backend("lmdb", _lmdb, settings=[
+    Setting("lmdb_map_size", 1 << 34, int, "largest LMDB file in bytes",
+            range=(1 << 20, 1 << 50))])
+register_backend("postgresql", _postgresql, locations=_postgresql_locations, settings=[
+    Setting("postgres_dsn", "", str, "PostgreSQL connection string for the postgresql backend")])
+register_layer("validation", "document", _validation, settings=[
+    Setting("validation_schemas", {}, dict, "database name = module:Schema (FormEncode)")])
+register_layer("replication", "bytes", _replication, settings=[
+    Setting("replication_target", "", str, "backup store, as backend:path "
+            "(e.g. sqlite:/backup)"),
+    Setting("replication_interval", 0.5, float, "seconds between outbox drains",
+            range=(0.001, 3600))])
 register_layer("timestamps", "document", _timestamps)
-register_layer("versioning", "versioning", _versioning)
+register_layer("versioning", "versioning", _versioning, settings=[
+    Setting("versioning_revs_limit", 1000, int, "revisions remembered per document",
+            range=(1, 1_000_000))])
 register_layer("serialization", "serializer", _serialization)
-register_layer("compression", "bytes", _compression)
-register_layer("encryption", "bytes", _encryption)
+register_layer("compression", "bytes", _compression, settings=[
+    Setting("compression_algorithm", "lz4", str, "lz4 (fast) or zlib (smaller) for new "
+            "writes", choices=("lz4", "zlib")),
+    Setting("compression_level", 1, int, "0-9: zlib's level; LZ4: 0-1 fast, 2-9 high "
+            "compression", range=(0, 9)),
+    Setting("compression_min_size", 128, int, "values shorter than this are stored as is",
+            range=(0, 1 << 30))])
+register_layer("encryption", "bytes", _encryption, settings=[
+    Setting("encryption_key", "", str, "AES-256 key, 64 hex digits or base64 "
+            "(encryption layer)")])

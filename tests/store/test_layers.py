@@ -389,3 +389,48 @@ def test_a_registered_backend_is_accepted(tmp_path, monkeypatch):
     db = Catalog(settings).create("db")
     db["a"] = {"n": 1}
     assert db["a"]["n"] == 1
+
+
+def test_a_registered_layer_declares_its_own_settings(tmp_path):
+    """A third-party layer's settings come with its registration: read from the file
+    and the environment, checked like the built-in ones, handed to its factory."""
+    from settee.config.settings import DEFAULTS, Setting
+    from settee.store.stack import LAYERS, build_stack, register_layer
+
+    seen = {}
+
+    def factory(inner, settings, db):
+        seen["suffix"], seen["times"] = settings["shout_suffix"], settings["shout_times"]
+        return None
+
+    register_layer("shout", "document", factory, settings=[
+        Setting("shout_suffix", "!", str, "appended to every title"),
+        Setting("shout_times", 1, int, "how many times", range=(1, 5))])
+    try:
+        path = tmp_path / "settee.toml"
+        path.write_text('[shout]\nsuffix = "!!"\n')
+        settings = load_settings(str(path), env={"SETTEE_SHOUT_TIMES": "3"},
+                                 storage_stack=["shout", "versioning", "serialization"])
+        build_stack(MemoryBackend(), settings, "db")
+        assert seen == {"suffix": "!!", "times": 3}
+        with pytest.raises(ConfigurationError, match="shout_times"):
+            load_settings(env={"SETTEE_SHOUT_TIMES": "9"})
+    finally:
+        LAYERS.pop("shout")
+        DEFAULTS.pop("shout_suffix")
+        DEFAULTS.pop("shout_times")
+
+
+def test_a_setting_declared_twice_differently_is_refused():
+    from settee.config.settings import Setting, declare
+    declare(Setting("compression_min_size", 128, int,
+                    "values shorter than this are stored as is"))          # the same: fine
+    with pytest.raises(ValueError, match="declared twice"):
+        declare(Setting("compression_min_size", 64, int, "something else"))
+
+
+def test_a_choice_is_read_in_any_case_and_kept_in_its_own_spelling():
+    settings = load_settings(env={"SETTEE_SQLITE_SYNCHRONOUS": "normal",
+                                  "SETTEE_COMPRESSION_ALGORITHM": "ZLIB"})
+    assert settings["sqlite_synchronous"] == "NORMAL"
+    assert settings["compression_algorithm"] == "zlib"
