@@ -24,8 +24,6 @@ layers, which change values but not keys, subclass :class:`CodecLayer` and imple
 """
 from __future__ import annotations
 
-import threading
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, MutableMapping
 from itertools import islice
 from typing import Any, Generic, TypeVar
@@ -213,88 +211,6 @@ class Backend(Store[bytes]):
                 yield key, self[key]
             except KeyError:  # deleted by another writer since the scan
                 continue
-
-
-class ReentrantTransactions(ABC):
-    """Mix-in: a per-thread re-entrant ``transaction()`` over begin/commit/rollback hooks.
-
-    The outermost ``with`` in a thread takes ``self._thread_lock`` (one writer thread
-    per process at a time) and calls ``_begin``; it calls ``_commit`` when the block
-    ends normally and ``_rollback`` when it raises. Inner blocks join the outer one.
-    A backend implements the three hooks (abstract: a class missing one cannot be
-    made); ``_commit`` returns once the transaction is durable (docs/DURABILITY.md).
-    """
-
-    def _init_transactions(self) -> None:
-        self._thread_lock = threading.RLock()
-        self._tx_state = threading.local()
-
-    def in_transaction(self) -> bool:
-        return getattr(self._tx_state, "depth", 0) > 0
-
-    def transaction(self) -> _Transaction:
-        return _Transaction(self)
-
-    @abstractmethod
-    def _begin(self) -> None:
-        """Begin the process's transaction, holding the backend's cross-process lock."""
-
-    @abstractmethod
-    def _commit(self) -> None:
-        """Commit it: when this returns, it is durable (as the backend promises)."""
-
-    @abstractmethod
-    def _rollback(self) -> None:
-        """Undo everything since ``_begin``."""
-
-
-class _Transaction:
-    """``ReentrantTransactions.transaction()``: a plain context manager, not a generator.
-
-    It is entered several times per document write (each layer's write joins the
-    outer transaction), so it avoids ``@contextmanager``'s generator machinery. The
-    behaviour is the generator's: the outermost block holds the thread lock from
-    ``_begin`` to ``_commit``/``_rollback``; inner blocks only count depth.
-    """
-
-    __slots__ = ("store", "saved")
-
-    def __init__(self, store: ReentrantTransactions):
-        self.store = store
-        self.saved = 0
-
-    def __enter__(self):
-        store = self.store
-        state = store._tx_state
-        depth = getattr(state, "depth", 0)
-        self.saved = depth
-        if depth:
-            state.depth = depth + 1
-            return store
-        lock = store._thread_lock
-        lock.acquire()
-        try:
-            store._begin()
-        except BaseException:
-            lock.release()
-            raise
-        state.depth = 1
-        return store
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        store = self.store
-        if self.saved:
-            store._tx_state.depth = self.saved
-            return False
-        store._tx_state.depth = 0
-        try:
-            if exc_type is None:
-                store._commit()
-            else:
-                store._rollback()
-        finally:
-            store._thread_lock.release()
-        return False
 
 
 class Layer(Store[V], Generic[V, W]):

@@ -55,9 +55,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..base import MISSING, ReentrantTransactions
+from ..base import MISSING
 from ..exceptions import BackendError, InvalidKey, StorageFull
-from ..locking import FileLock
+from ..transactions import Transactions
+from .locking import FileLock
 
 MAGIC = b"settee-journal 1\n"
 PUT, DELETE = b"P", b"D"
@@ -151,7 +152,7 @@ def write_journal(path: str, ops: list[Operation]) -> None:
     fsync_path(os.path.dirname(path) or ".", directory=True)
 
 
-class Journaled(ReentrantTransactions):
+class Journaled(Transactions):
     """Mix-in: the mapping and ``transaction()`` of a backend, over storage hooks.
 
     Subclasses call :meth:`_init_journal` from ``__init__`` and implement the hooks
@@ -208,7 +209,7 @@ class Journaled(ReentrantTransactions):
         self._locks = threading.local()
         self._all_locks: list[FileLock] = []
         self._locks_guard = threading.Lock()
-        with self._thread_lock:
+        with self._gate:
             lock = self._file_lock()
             lock.acquire()
             try:
@@ -281,7 +282,7 @@ class Journaled(ReentrantTransactions):
             lock.release()
 
     # -- transactions ---------------------------------------------------------------
-    def _begin(self) -> None:
+    def _open_batch(self) -> None:
         lock = self._file_lock()
         lock.acquire()
         try:
@@ -293,7 +294,7 @@ class Journaled(ReentrantTransactions):
             raise
         self._pending = {}
 
-    def _commit(self) -> None:
+    def _commit_batch(self) -> None:
         ops, self._pending = list(self._pending.items()), {}
         try:
             with translate_errors(self._journal_path):
@@ -330,7 +331,7 @@ class Journaled(ReentrantTransactions):
             return
         self._drop_journal()
 
-    def _rollback(self) -> None:
+    def _abort_batch(self) -> None:
         self._pending = {}
         self._file_lock().release()
 

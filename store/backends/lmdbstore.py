@@ -41,8 +41,9 @@ from contextlib import contextmanager
 
 import lmdb
 
-from ..base import Backend, ReentrantTransactions, in_range
+from ..base import Backend, in_range
 from ..exceptions import BackendError, InvalidKey, StorageFull
+from ..transactions import Transactions
 
 #: Longest key, in UTF-8 bytes, stored as itself (LMDB's 511 minus 0xFF and a SHA-256).
 PREFIX = 478
@@ -105,7 +106,7 @@ def decode(stored: bytes, data: bytes) -> tuple[str, bytes]:
     return data[_LENGTH.size:end].decode(), data[end:]
 
 
-class LMDBBackend(ReentrantTransactions, Backend):
+class LMDBBackend(Transactions, Backend):
     """An LMDB environment; see the module docstring."""
 
     ordered = True
@@ -128,17 +129,16 @@ class LMDBBackend(ReentrantTransactions, Backend):
                 entry = _envs[self._key] = [env, 0, threading.RLock()]
             entry[1] += 1
         self.env: lmdb.Environment | None = entry[0]
-        self._init_transactions()
-        # Backends sharing the environment share the writer lock too, so their threads
-        # queue here rather than inside LMDB's own writer mutex.
-        self._thread_lock = entry[2]
+        # Backends sharing the environment share the writers' gate too, so their threads
+        # queue there rather than inside LMDB's own writer mutex.
+        self._init_transactions(gate=entry[2])
 
     # -- transactions -----------------------------------------------------------------
-    def _begin(self) -> None:
+    def _open_batch(self) -> None:
         with translate_errors(self.path):
             self._tx_state.txn = self.env.begin(write=True)
 
-    def _commit(self) -> None:
+    def _commit_batch(self) -> None:
         txn, self._tx_state.txn = self._tx_state.txn, None
         try:
             with translate_errors(self.path):
@@ -150,7 +150,7 @@ class LMDBBackend(ReentrantTransactions, Backend):
                 pass
             raise
 
-    def _rollback(self) -> None:
+    def _abort_batch(self) -> None:
         txn, self._tx_state.txn = self._tx_state.txn, None
         if txn is not None:
             txn.abort()

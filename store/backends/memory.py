@@ -1,15 +1,16 @@
 """The ``memory`` backend: a dict, for tests and ephemeral databases.
 
-Transactions: a per-process re-entrant lock serializes writers; an undo log restores
+Transactions (:mod:`..transactions`): one writer thread at a time; an undo log restores
 the touched keys when a transaction rolls back. Nothing survives the process, and
 nothing is shared with other processes. Ranges scan and sort (``ordered = False``).
 """
 from __future__ import annotations
 
-from ..base import MISSING, Backend, ReentrantTransactions
+from ..base import MISSING, Backend
+from ..transactions import Transactions
 
 
-class MemoryBackend(ReentrantTransactions, Backend):
+class MemoryBackend(Transactions, Backend):
     ordered = False
 
     def __init__(self):
@@ -46,13 +47,13 @@ class MemoryBackend(ReentrantTransactions, Backend):
         if self._undo is not None and key not in self._undo:
             self._undo[key] = self._data.get(key, MISSING)
 
-    def _begin(self) -> None:
+    def _open_batch(self) -> None:
         self._undo = {}
 
-    def _commit(self) -> None:
+    def _commit_batch(self) -> None:
         self._undo = None
 
-    def _rollback(self) -> None:
+    def _abort_batch(self) -> None:
         for key, old in (self._undo or {}).items():
             if old is MISSING:
                 self._data.pop(key, None)

@@ -23,7 +23,7 @@ between nodes), one migration covers every database, and the generation id keeps
 re-created database apart from the rows of its predecessor. The cost is a bigger
 B-tree and a ``DELETE`` of its rows when a database is deleted.
 
-Transactions (``transaction()``, re-entrant per thread, :class:`ReentrantTransactions`):
+Transactions (``transaction()``, re-entrant per thread, :class:`~..transactions.Transactions`):
 the outermost block of a thread takes the process's thread lock for this database,
 a connection from the process's pool, and sends in one round trip
 ``BEGIN; SELECT pg_advisory_xact_lock(<namespace>, <db id>)`` and a check that the
@@ -71,8 +71,9 @@ import zlib
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..base import Backend, ReentrantTransactions
+from ..base import Backend
 from ..exceptions import BackendError, DatabaseNotFound, InvalidKey, StorageFull
+from ..transactions import Transactions
 from .pgnotify import Listener
 
 log = logging.getLogger("settee.store.backends.postgresql")
@@ -241,7 +242,7 @@ def _storable(key: object) -> bool:
         key.isascii() or not re.search("[\ud800-\udfff]", key))
 
 
-class PostgreSQLBackend(ReentrantTransactions, Backend):
+class PostgreSQLBackend(Transactions, Backend):
     """Database ``database_name`` of the Settee installation at ``dsn``.
 
     Without ``db_id`` the database is found by name, and created when missing; the
@@ -289,7 +290,7 @@ class PostgreSQLBackend(ReentrantTransactions, Backend):
         return self._state().query(sql, params, many=many, errors=self._errors)
 
     # -- transactions -----------------------------------------------------------
-    def _begin(self) -> None:
+    def _open_batch(self) -> None:
         shared = self._state()
         sql = (f"BEGIN; SELECT pg_advisory_xact_lock({shared.space}, {self._lock_key}); "
                f"SELECT count(*) FROM settee_databases WHERE id = {self.db_id}")
@@ -316,7 +317,7 @@ class PostgreSQLBackend(ReentrantTransactions, Backend):
             raise DatabaseNotFound(self.name)
         self._tx.conn, self._tx.shared, self._tx.dirty = conn, shared, False
 
-    def _commit(self) -> None:
+    def _commit_batch(self) -> None:
         tx = self._tx
         conn, shared, dirty = tx.conn, tx.shared, tx.dirty
         tx.conn = None
@@ -333,7 +334,7 @@ class PostgreSQLBackend(ReentrantTransactions, Backend):
                 raise
         shared.pool.putconn(conn)
 
-    def _rollback(self) -> None:
+    def _abort_batch(self) -> None:
         conn, self._tx.conn = getattr(self._tx, "conn", None), None
         if conn is not None:
             self._finish(self._tx.shared, conn)

@@ -21,7 +21,7 @@ acknowledgement.
 
 Transactions across threads and processes: every thread reads on its own connection
 (re-opened after a fork); transactions run on the process's one write connection.
-A batch of transactions (group commit, :mod:`..groupcommit`) takes an exclusive
+A batch of transactions (group commit, :mod:`..transactions`) takes an exclusive
 ``flock`` on ``<file>-lock``, then ``BEGIN IMMEDIATE``; each transaction of the batch
 is a ``SAVEPOINT``, run one at a time; the batch commits (one fsync) when no other
 thread of the process is waiting to write, and only then do its transactions return.
@@ -40,9 +40,9 @@ from functools import lru_cache
 
 from ..base import DELETE_BATCH, Backend
 from ..exceptions import BackendError, StorageFull
-from ..groupcommit import GroupCommit
-from ..locking import FileLock
+from ..transactions import Transactions
 from .checkpoint import Checkpointer
+from .locking import FileLock
 
 
 class translate_errors:
@@ -89,8 +89,9 @@ def _insert_sql(rows: int) -> str:
     return "INSERT OR REPLACE INTO kv (key, value) VALUES " + ",".join(["(?, ?)"] * rows)
 
 
-class SQLiteBackend(GroupCommit, Backend):
+class SQLiteBackend(Transactions, Backend):
     ordered = True
+    max_batch = 128                   # group commit: transactions sharing one commit
     synchronous_modes = ("OFF", "NORMAL", "FULL", "EXTRA")
     writer_cache_kib = 65536
 
@@ -105,7 +106,7 @@ class SQLiteBackend(GroupCommit, Backend):
         self.timeout = timeout
         self._local = threading.local()
         self._lock = FileLock(path + "-lock")
-        self._init_group_commit()
+        self._init_transactions()
         self._checkpoints = Checkpointer(path, self._connect)
         self._all_connections: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._errors = translate_errors(path)
@@ -135,7 +136,7 @@ class SQLiteBackend(GroupCommit, Backend):
             self._all_connections.append((threading.current_thread(), con))
         return local.con
 
-    # -- transactions (group commit: see groupcommit.py) ----------------------------
+    # -- transactions (group commit: see transactions.py) ---------------------------
     def _writer(self) -> sqlite3.Connection:
         """The process's write connection: every transaction's statements run on it."""
         if getattr(self, "_writer_pid", None) != os.getpid():

@@ -25,11 +25,11 @@ from typing import Any, NamedTuple
 import orjson
 
 from ..base import Layer, prefix_end
-from ..combining import Combiner
 from ..document import CURRENT, RESERVED_FIELDS, Doc, Meta, as_doc, rev_generation
 from ..exceptions import BackendError, BadRequest, Conflict, Deleted, NotFound
 from ..keyspace import DOC, INFO, LOCAL, OLD, SEQ, TOMB
-from ..pending import Pending
+from .combining import Combiner
+from .pending import Pending
 
 LOCAL_PREFIX = "_local/"
 SEQ_DIGITS = 16

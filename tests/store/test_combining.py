@@ -8,12 +8,12 @@ from threads import run_threads
 
 from settee.store.backends.memory import MemoryBackend
 from settee.store.backends.sqlite import SQLiteBackend
-from settee.store.combining import Combiner
 from settee.store.document import Doc, Meta
 from settee.store.exceptions import BackendError, Conflict, NotFound
+from settee.store.layers.combining import Combiner
+from settee.store.layers.pending import Pending
 from settee.store.layers.serialization import JSONSerializer
 from settee.store.layers.versioning import Versioning, new_revision
-from settee.store.pending import Pending
 
 
 # -- the combiner ---------------------------------------------------------------------

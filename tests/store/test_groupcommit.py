@@ -1,6 +1,7 @@
 """Group commit on SQLite: shared fsyncs, isolated failures, errors reach every member."""
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -256,7 +257,6 @@ def test_a_failing_log_fsync_fails_the_write(tmp_path, monkeypatch):
 
 
 def test_synchronous_settings_other_than_full_are_sqlites_own(tmp_path, monkeypatch):
-    import os
     calls = []
     monkeypatch.setattr("settee.store.backends.sqlite.os.fsync", calls.append)
     for mode, pragma in (("NORMAL", 1), ("OFF", 0), ("EXTRA", 3)):
@@ -269,11 +269,48 @@ def test_synchronous_settings_other_than_full_are_sqlites_own(tmp_path, monkeypa
 
 
 def test_a_backend_missing_a_commit_hook_cannot_be_made():
-    """The hooks group commit needs are a declared protocol, not prose."""
+    """The hooks transactions need are a declared protocol, not prose."""
     from settee.store.base import Backend
-    from settee.store.groupcommit import GroupCommit
+    from settee.store.transactions import Transactions
 
-    class Incomplete(GroupCommit, Backend):      # no _commit_batch and the others
+    class Incomplete(Transactions, Backend):      # no _commit_batch and the others
         pass
     with pytest.raises(TypeError, match="_commit_batch"):
         Incomplete()
+
+
+def test_group_commit_without_savepoints_cannot_be_declared():
+    """Sharing a commit needs savepoints (a failed member is undone alone): a backend
+    asking for group commit without them is refused when its class is made."""
+    from settee.store.backends.memory import MemoryBackend
+
+    with pytest.raises(TypeError, match="savepoints: _savepoint, _release, _rollback_to"):
+        class Grouped(MemoryBackend):
+            max_batch = 16
+
+
+@pytest.mark.parametrize("backend", ["memory", "sqlite", "lmdb", "file"])
+def test_every_backend_runs_the_one_transaction_implementation(backend, tmp_path):
+    """One implementation for all: re-entrant per thread, a raising block leaves
+    nothing, a committed one is there for the next reader."""
+    from settee.config import load_settings
+    from settee.store.locations import storage_dir
+    from settee.store.stack import backend_factory
+    from settee.store.transactions import Transactions
+
+    settings = load_settings(env={}, storage_backend=backend, storage_data_dir=str(tmp_path))
+    os.makedirs(storage_dir(settings, "db"))
+    store = backend_factory(settings)(settings, "db")
+    try:
+        assert isinstance(store, Transactions)
+        with store.transaction():
+            with store.transaction():                 # joins the outer one
+                store["a"] = b"1"
+            assert store.in_transaction()
+        assert not store.in_transaction() and store["a"] == b"1"
+        with pytest.raises(RuntimeError), store.transaction():
+            store["b"] = b"2"
+            raise RuntimeError("undo")
+        assert "b" not in store
+    finally:
+        store.close()
