@@ -37,6 +37,11 @@ ALGORITHMS = ("lz4", "zlib")
 class Compression(CodecLayer[bytes, bytes]):
     """Compress values with ``algorithm`` at ``level`` when it saves space."""
 
+    # Options: Layer.__init__ sets them.
+    algorithm: str
+    level: int
+    min_size: int
+
     def __init__(self, inner, algorithm: str = "lz4", level: int = 1, min_size: int = 128):
         if algorithm not in ALGORITHMS:
             raise ValueError(f"compression algorithm must be one of {ALGORITHMS}")

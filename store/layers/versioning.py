@@ -84,6 +84,8 @@ def split_body(doc: Doc) -> dict:
 class Versioning(Layer[Doc, Any]):
     """Revisions and conflicts over a store of JSON values; one instance per database."""
 
+    revs_limit: int     # an option: Layer.__init__ sets it
+
     def __init__(self, inner, revs_limit: int = 1000):
         if revs_limit < 1:
             raise ValueError("revs_limit must be at least 1")
