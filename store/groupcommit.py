@@ -39,7 +39,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Literal
 
 
 class _Batch:
@@ -200,7 +200,7 @@ class _GroupTransaction:
         state.depth = 1
         return store
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         store = self.store
         state = store._tx_state
         if not self.outer:
@@ -208,6 +208,7 @@ class _GroupTransaction:
             return False
         state.depth = 0
         batch = self.batch
+        assert batch is not None            # the outermost __enter__ set it
         committed = False
         try:
             try:

@@ -67,6 +67,7 @@ import os
 import re
 import threading
 import zlib
+from typing import Literal
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -128,7 +129,7 @@ class translate_errors:
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type, e, tb) -> bool:
+    def __exit__(self, exc_type, e, tb) -> Literal[False]:
         if exc_type is None or not issubclass(exc_type, psycopg.Error):
             return False
         text = f"{self.where}: {str(e).strip() or exc_type.__name__}"

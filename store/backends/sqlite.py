@@ -37,6 +37,7 @@ import os
 import sqlite3
 import threading
 from functools import lru_cache
+from typing import Literal
 
 from ..base import DELETE_BATCH, Backend
 from ..exceptions import BackendError, StorageFull
@@ -61,7 +62,7 @@ class translate_errors:
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type, e, tb) -> bool:
+    def __exit__(self, exc_type, e, tb) -> Literal[False]:
         if exc_type is None:
             return False
         path = self.path
