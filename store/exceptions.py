@@ -15,7 +15,7 @@ class StoreError(Exception):
 
     def __init__(self, reason: str = "", **fields):
         super().__init__(reason)
-        self.reason = reason or self.__class__.__doc__.splitlines()[0]
+        self.reason = reason or (self.__class__.__doc__ or self.error).splitlines()[0]
         self.fields = fields
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
