@@ -92,7 +92,7 @@ class DecryptionError(CorruptValue):
 # A setting that is missing or invalid: the settings' own error (not a StoreError: the
 # settings are checked before any store exists), raised here too where a layer or a
 # backend meets a setting.
-from settee.config.errors import ConfigurationError  # noqa: E402, F401 - re-exported
+from settee.config.errors import ConfigurationError as ConfigurationError  # noqa: E402
 
 
 class BackendError(StoreError):

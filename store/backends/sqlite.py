@@ -94,6 +94,9 @@ class SQLiteBackend(GroupCommit, Backend):
     ordered = True
     synchronous_modes = ("OFF", "NORMAL", "FULL", "EXTRA")
     writer_cache_kib = 65536
+    # The process's write connection, opened by _writer() (absent until then).
+    _writer_con: sqlite3.Connection
+    _writer_pid: int | None
 
     def __init__(self, path: str, synchronous: str = "FULL", timeout: float = 60.0):
         self.path = path
@@ -219,7 +222,7 @@ class SQLiteBackend(GroupCommit, Backend):
         return row[0]
 
     def get_many(self, keys):
-        found = {}
+        found: dict[str, bytes] = {}
         con = self._con()
         with self._errors:
             for i in range(0, len(keys), 500):
@@ -238,7 +241,7 @@ class SQLiteBackend(GroupCommit, Backend):
         """Every row first checked (and encoded, by the layers above), then written a
         chunk of rows per statement: a document write is one ``INSERT``, not one per
         key (each statement releases and re-takes the GIL inside the writers' turn)."""
-        rows = []
+        rows: list[str | bytes] = []
         for k, v in items:
             rows.append(self.check_key(k))
             rows.append(self.check_value(v))

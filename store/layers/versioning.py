@@ -113,7 +113,7 @@ class Versioning(Layer[Doc, Any]):
         """A stored revision as the user sees it: ``_id`` and ``_rev`` first."""
         meta = stored.meta
         meta.id = doc_id
-        head = {"_id": doc_id, "_rev": meta.rev}
+        head: dict[str, Any] = {"_id": doc_id, "_rev": meta.rev}
         if meta.deleted:
             head["_deleted"] = True
         head.update(stored)
@@ -345,7 +345,7 @@ class Versioning(Layer[Doc, Any]):
         else:
             winner, loser = current, leaf
         if not loser.meta.deleted:      # deleted branches are not conflicts
-            conflicts.append(loser.meta.rev)
+            conflicts.append(loser.meta.rev)  # type: ignore[arg-type]  # a leaf has its rev
         winner.meta.conflicts = sorted(set(conflicts) - {winner.meta.rev}, reverse=True)
         return winner, loser
 
@@ -429,7 +429,7 @@ class Versioning(Layer[Doc, Any]):
     def compact(self) -> int:
         """Drop the bodies of old revisions (keeping conflict leaves); returns how many."""
         dropped = 0
-        batch: list[str] = []
+        batch: list[tuple[str, str, str]] = []      # (key, doc id, rev)
         for key in list(self.inner.range(OLD, prefix_end(OLD), inclusive_end=False,
                                          keys_only=True)):
             doc_id, _, rev = key[len(OLD):].rpartition("/")
