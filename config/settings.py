@@ -86,7 +86,7 @@ CHOICES = {
     "server_log_level": ("debug", "info", "warning", "error"),
     "server_cpu_affinity": ("auto", "off"),
 }
-RANGES = {
+RANGES: dict[str, tuple[float, float]] = {
     "server_workers": (1, 256), "server_threads": (1, 256), "server_timeout": (1, 86400),
     "server_max_body": (1024, 1 << 40), "server_max_document": (64, 1 << 40),
     "server_max_json_depth": (2, 10_000),

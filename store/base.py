@@ -25,13 +25,16 @@ layers, which change values but not keys, subclass :class:`CodecLayer` and imple
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping
+from contextlib import AbstractContextManager
 from itertools import islice
 from typing import Any, Generic, TypeVar
 
+from .document import Doc, tombstone
 from .exceptions import InvalidKey
 
 V = TypeVar("V")
 W = TypeVar("W")
+S = TypeVar("S", bound="Store[Any]")
 
 DELETE_BATCH = 5000           # keys deleted per transaction by delete_range
 
@@ -79,7 +82,11 @@ class Store(MutableMapping[str, V], Generic[V]):
 
     ordered = True
 
-    def transaction(self):  # pragma: no cover - abstract
+    def transaction(self) -> AbstractContextManager[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def in_transaction(self) -> bool:  # pragma: no cover - abstract
+        """Whether this thread is inside one of this store's ``transaction()`` blocks."""
         raise NotImplementedError
 
     def range(self, start: str | None = None, end: str | None = None, *,
@@ -95,7 +102,7 @@ class Store(MutableMapping[str, V], Generic[V]):
 
     def get_many(self, keys: list[str]) -> dict[str, V]:
         """The values of those ``keys`` that exist (one round trip where the backend can)."""
-        found = {}
+        found: dict[str, V] = {}
         for key in keys:
             try:
                 found[key] = self[key]
@@ -110,7 +117,7 @@ class Store(MutableMapping[str, V], Generic[V]):
         can then encode in other processes and hand the bytes to the backend."""
         return None
 
-    def bottom(self) -> Store:
+    def bottom(self) -> Store[Any]:
         """The backend at the bottom of the stack (a backend is its own)."""
         return self
 
@@ -225,7 +232,7 @@ class Layer(Store[V], Generic[V, W]):
     def ordered(self) -> bool:  # type: ignore[override]
         return self.inner.ordered
 
-    def transaction(self):
+    def transaction(self) -> AbstractContextManager[Any]:
         return self.inner.transaction()
 
     def in_transaction(self) -> bool:
@@ -234,16 +241,16 @@ class Layer(Store[V], Generic[V, W]):
     def close(self) -> None:
         self.inner.close()
 
-    def bottom(self) -> Store:
+    def bottom(self) -> Store[Any]:
         """The backend at the bottom of the stack."""
-        store = self
+        store: Store[Any] = self
         while isinstance(store, Layer):
             store = store.inner
         return store
 
-    def find_layer(self, cls: type) -> Store | None:
+    def find_layer(self, cls: type[S]) -> S | None:
         """The first layer of type ``cls`` at or below this one, if any."""
-        store: Store = self
+        store: Store[Any] = self
         while True:
             if isinstance(store, cls):
                 return store
@@ -317,7 +324,7 @@ class CodecLayer(Layer[V, W]):
 
 
 
-class DocumentLayer(Layer[V, V]):
+class DocumentLayer(Layer[Doc, Doc]):
     """A document layer that acts on writes only; reads and scans pass through.
 
     Deletion is a write too: ``del layer[key]`` writes a tombstone through
@@ -328,7 +335,6 @@ class DocumentLayer(Layer[V, V]):
         return self.inner[key]
 
     def __delitem__(self, key: str) -> None:
-        from .document import tombstone
         self[key] = tombstone()
 
     def __iter__(self):

@@ -20,7 +20,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from . import keyspace
-from .base import Layer, Store
+from .base import Backend, Layer, Store
 from .document import CURRENT, Doc, Document, Meta, as_doc
 from .exceptions import BadRequest
 from .layers.versioning import Change, Versioning
@@ -30,7 +30,7 @@ from .uuids import new_id
 class Database(MutableMapping[str, Document]):
     """One database: the top of its stack, plus what a document database adds."""
 
-    def __init__(self, name: str, top: Store, backend: Store):
+    def __init__(self, name: str, top: Store, backend: Backend):
         self.name = name
         self.top = top
         self.backend = backend
@@ -98,7 +98,11 @@ class Database(MutableMapping[str, Document]):
 
     def get(self, key, default=None, *, rev: str | None = None):
         try:
-            return self.top[(key, rev)] if rev is not None else self.top[key]
+            if rev is not None:
+                # Store keys are str, but the document layers hand an (id, rev) key down
+                # to the versioning layer, which reads that revision.
+                return self.top[(key, rev)]  # type: ignore[index]
+            return self.top[key]
         except KeyError:
             return default
 

@@ -59,8 +59,10 @@ class Meta:
         return cls(**data)
 
     def copy(self) -> Meta:
-        return Meta(**{f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
-                       for f in fields(self)})
+        values: dict[str, Any] = {
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
+            for f in fields(self)}
+        return Meta(**values)
 
     @property
     def generation(self) -> int:

@@ -15,7 +15,7 @@ class StoreError(Exception):
 
     def __init__(self, reason: str = "", **fields):
         super().__init__(reason)
-        self.reason = reason or self.__class__.__doc__.splitlines()[0]
+        self.reason = reason or (self.__class__.__doc__ or self.error).splitlines()[0]
         self.fields = fields
 
     def __str__(self) -> str:  # KeyError would otherwise repr() the message
@@ -92,7 +92,7 @@ class DecryptionError(CorruptValue):
 # A setting that is missing or invalid: the settings' own error (not a StoreError: the
 # settings are checked before any store exists), raised here too where a layer or a
 # backend meets a setting.
-from settee.config.errors import ConfigurationError  # noqa: E402, F401 - re-exported
+from settee.config.errors import ConfigurationError as ConfigurationError  # noqa: E402
 
 
 class BackendError(StoreError):

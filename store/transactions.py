@@ -57,6 +57,7 @@ import os
 import threading
 import time
 from abc import ABC, abstractmethod
+from typing import Literal
 
 SAVEPOINT_HOOKS = ("_savepoint", "_release", "_rollback_to")
 
@@ -224,7 +225,7 @@ class _Transaction:
         state.depth = 1
         return store
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         store = self.store
         state = store._tx_state
         if not self.outer:

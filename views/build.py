@@ -26,6 +26,7 @@ import os
 import time
 from collections import deque
 from itertools import islice
+from typing import Any
 
 from settee.config.affinity import restore, unpinned
 
@@ -46,7 +47,7 @@ def _init_worker(opener, spec, cpus, view_class) -> None:
     _worker_view = view_class(Catalog(settings).get(name), spec)
 
 
-def _map_chunk(ids: list[str]) -> tuple[list, dict, int]:
+def _map_chunk(ids: list[str]) -> tuple[int, tuple[list, dict, int]]:
     return _map_here(_worker_view, ids)
 
 
@@ -72,8 +73,9 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
     start_seq = view.db.versions.info()["seq"]
     total = view.db.versions.info()["docs"]
     view.clear()
-    state = {"seq": 0, "rows": 0, "version": 1,
-             "building": {"token": token, "beat": time.time(), "done": 0, "total": total}}
+    state: dict[str, Any] = {
+        "seq": 0, "rows": 0, "version": 1,
+        "building": {"token": token, "beat": time.time(), "done": 0, "total": total}}
     done = 0
     chunks = _chunks(view)
     first = None

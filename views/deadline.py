@@ -57,18 +57,19 @@ class Deadline:
         if self._countdown:
             return
         self._countdown = self.every
-        if self.ends is None:
+        seconds, ends = self.seconds, self.ends
+        if seconds is None or ends is None:     # no limit (the two are None together)
             return
         now = time.monotonic()
         if self._progressed:                # rows went out: the limit starts again
             self._progressed = False
-            self.ends = now + self.seconds
-        elif now > self.ends:
-            raise QueryTimeout(self.seconds)
+            self.ends = now + seconds
+        elif now > ends:
+            raise QueryTimeout(seconds)
 
     def restart(self) -> None:
         """The limit starts again now (after work that is not the query's own)."""
-        if self.ends is not None:
+        if self.seconds is not None:        # (ends is None when seconds is)
             self.ends = time.monotonic() + self.seconds
 
     def progress(self) -> None:

@@ -91,9 +91,8 @@ def view(db: str, name: str | None = None, reduce: str | Callable | None = None)
     """Register the decorated map function as view ``name`` of database ``db``."""
     def register(function: Callable) -> Callable:
         view_name = name or function.__name__
-        reduce_ref = reduce
-        if callable(reduce):
-            reduce_ref = f"{reduce.__module__}:{reduce.__qualname__}"
+        reduce_ref = (f"{reduce.__module__}:{reduce.__qualname__}" if callable(reduce)
+                      else reduce)
         MODULE_VIEWS[(db, view_name)] = ViewSpec(
             view_name, f"{function.__module__}:{function.__qualname__}", reduce_ref, "module")
         return function

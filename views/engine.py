@@ -118,8 +118,10 @@ class View:
                 state = self.state()
                 if state.get("building") and time.time() - state["building"]["beat"] < STALE_BUILD:
                     continue
-                changes = list(islice(takewhile(lambda c, last=target: c.seq <= last,
-                                                self.db.versions.changes(state["seq"])), BATCH))
+                def upto(change, last: int = target) -> bool:
+                    return change.seq <= last
+                changes = list(islice(takewhile(upto, self.db.versions.changes(state["seq"])),
+                                      BATCH))
                 if not changes:
                     return state
                 self.apply(changes, state)

@@ -125,7 +125,7 @@ def index_request(body: dict) -> tuple[list, str, str | None]:
 
 
 def index_design_doc(current: dict | None, fields, name: str) -> dict:
-    doc = {"language": "query", "views": {}}
+    doc: dict[str, Any] = {"language": "query", "views": {}}
     if current is not None:
         doc = {k: v for k, v in current.items() if k not in ("_id",)}
         doc.setdefault("views", {})

@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import orjson
 
@@ -58,20 +59,20 @@ class ViewSpec:
             mapper = _resolve(self.map_source)
             reduce = self.reduce_source
             if reduce and reduce not in BUILTINS:
-                reduce = _resolve(reduce)
+                return mapper, make_reducer(_resolve(reduce))
             return mapper, make_reducer(reduce)
         mapper = compile_function(self.map_source, f"map of {self.name}")
         reduce = self.reduce_source
         if reduce and reduce not in BUILTINS:
             if reduce.startswith("_"):
                 raise InvalidDesignDoc(f"unknown built-in reduce {reduce!r} in {self.name}")
-            reduce = compile_function(reduce, f"reduce of {self.name}")
+            return mapper, make_reducer(compile_function(reduce, f"reduce of {self.name}"))
         return mapper, make_reducer(reduce)
 
 
 def _resolve(ref: str) -> Callable:
     module, _, attr = ref.partition(":")
-    target = importlib.import_module(module)
+    target: Any = importlib.import_module(module)
     for part in attr.split("."):
         target = getattr(target, part)
     return target

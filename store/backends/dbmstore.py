@@ -40,6 +40,7 @@ import importlib
 import os
 import struct
 import threading
+from typing import Any
 
 from ..base import Backend
 from .journal import Journaled, fsync_path
@@ -97,7 +98,9 @@ class DBMBackend(Journaled, Backend):
         # dbm.gnu locks its file against every other opener unless told not to ("u");
         # our flock does the locking instead.
         self._flag = "wu" if self._module.__name__ == "dbm.gnu" else "w"
-        self._db = None
+        # The open dbm object (of whichever module the file needs), or None when closed:
+        # the journal's hooks open it (_refresh) before they read or write.
+        self._db: Any = None
         self._generation: int | None = None
         self._gen_fd, self._gen_pid = -1, -1
         # Serializes this process's use of the dbm object, which is not thread-safe;

@@ -54,6 +54,7 @@ import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 from ..base import MISSING
 from ..exceptions import BackendError, InvalidKey, StorageFull
@@ -105,7 +106,8 @@ def encode_journal(ops: list[Operation]) -> bytes:
         if value is MISSING:
             parts += [DELETE, _KEY.pack(len(raw)), raw]
         else:
-            parts += [PUT, _KEY.pack(len(raw)), raw, _VALUE.pack(len(value)), value]
+            data = cast(bytes, value)       # not MISSING: a value
+            parts += [PUT, _KEY.pack(len(raw)), raw, _VALUE.pack(len(data)), data]
     body = b"".join(parts)
     return body + hashlib.sha256(body).digest()
 

@@ -135,8 +135,10 @@ class LMDBBackend(Transactions, Backend):
 
     # -- transactions -----------------------------------------------------------------
     def _open_batch(self) -> None:
+        env = self.env
+        assert env is not None, "LMDBBackend used after close()"
         with translate_errors(self.path):
-            self._tx_state.txn = self.env.begin(write=True)
+            self._tx_state.txn = env.begin(write=True)
 
     def _commit_batch(self) -> None:
         txn, self._tx_state.txn = self._tx_state.txn, None
@@ -162,8 +164,10 @@ class LMDBBackend(Transactions, Backend):
             with translate_errors(self.path):
                 yield self._tx_state.txn
             return
+        env = self.env
+        assert env is not None, "LMDBBackend used after close()"
         with translate_errors(self.path):
-            txn = self.env.begin()
+            txn = env.begin()
             try:
                 yield txn
             finally:

@@ -67,6 +67,7 @@ import os
 import re
 import threading
 import zlib
+from typing import Literal
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -129,7 +130,7 @@ class translate_errors:
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type, e, tb) -> bool:
+    def __exit__(self, exc_type, e, tb) -> Literal[False]:
         if exc_type is None or not issubclass(exc_type, psycopg.Error):
             return False
         text = f"{self.where}: {str(e).strip() or exc_type.__name__}"
@@ -170,11 +171,12 @@ class _Shared:
         self.refs = 0
         errors = translate_errors("PostgreSQL")
         with errors, psycopg.connect(dsn, autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
-            schema = conn.execute("SELECT current_schema()").fetchone()[0]
+            # A SELECT of one value (and SHOW, below) returns one row: never None.
+            schema = conn.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
             if schema is None:
                 raise BackendError("PostgreSQL: the search_path names no existing schema "
                                    "for Settee's tables")
-            encoding = conn.execute("SHOW server_encoding").fetchone()[0]
+            encoding = conn.execute("SHOW server_encoding").fetchone()[0]  # type: ignore[index]
             if encoding.upper() not in ("UTF8", "UTF-8"):
                 raise BackendError(f"PostgreSQL: the database's encoding is {encoding}; "
                                    "Settee needs UTF8 (key order is UTF-8 byte order)")
@@ -302,7 +304,7 @@ class PostgreSQLBackend(Transactions, Backend):
                     cur = conn.execute(sql)
                     while cur.nextset():
                         pass
-                    exists = cur.fetchone()[0]
+                    exists = cur.fetchone()[0]  # type: ignore[index]  # count(*): one row
                 break
             except ConnectionLost:             # nothing was done yet: safe to try again
                 self._finish(shared, conn)
@@ -501,15 +503,17 @@ class PostgreSQLLocations:
     def __init__(self, dsn: str):
         self.dsn = dsn
         self._errors = translate_errors("PostgreSQL catalog")
-        self._shared = _acquire(dsn)
+        self._shared: _Shared | None = _acquire(dsn)      # None once closed
         self._cache: dict[str, int] = {}
         self._cache_version = None
         self._lock = threading.Lock()
 
     def _state(self) -> _Shared:
-        if self._shared.pid != os.getpid():
-            self._shared = _acquire(self.dsn)
-        return self._shared
+        shared = self._shared
+        assert shared is not None, "PostgreSQLLocations used after close()"
+        if shared.pid != os.getpid():
+            self._shared = shared = _acquire(self.dsn)
+        return shared
 
     def generation(self, name: str) -> int | None:
         shared = self._state()

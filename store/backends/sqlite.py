@@ -37,6 +37,7 @@ import os
 import sqlite3
 import threading
 from functools import lru_cache
+from typing import Literal
 
 from ..base import DELETE_BATCH, Backend
 from ..exceptions import BackendError, StorageFull
@@ -61,7 +62,7 @@ class translate_errors:
     def __enter__(self):
         return self
 
-    def __exit__(self, exc_type, e, tb) -> bool:
+    def __exit__(self, exc_type, e, tb) -> Literal[False]:
         if exc_type is None:
             return False
         path = self.path
@@ -94,6 +95,9 @@ class SQLiteBackend(Transactions, Backend):
     max_batch = 128                   # group commit: transactions sharing one commit
     synchronous_modes = ("OFF", "NORMAL", "FULL", "EXTRA")
     writer_cache_kib = 65536
+    # The process's write connection, opened by _writer() (absent until then).
+    _writer_con: sqlite3.Connection
+    _writer_pid: int | None
 
     def __init__(self, path: str, synchronous: str = "FULL", timeout: float = 60.0):
         self.path = path
@@ -219,7 +223,7 @@ class SQLiteBackend(Transactions, Backend):
         return row[0]
 
     def get_many(self, keys):
-        found = {}
+        found: dict[str, bytes] = {}
         con = self._con()
         with self._errors:
             for i in range(0, len(keys), 500):
@@ -238,7 +242,7 @@ class SQLiteBackend(Transactions, Backend):
         """Every row first checked (and encoded, by the layers above), then written a
         chunk of rows per statement: a document write is one ``INSERT``, not one per
         key (each statement releases and re-takes the GIL inside the writers' turn)."""
-        rows = []
+        rows: list[str | bytes] = []
         for k, v in items:
             rows.append(self.check_key(k))
             rows.append(self.check_value(v))

@@ -109,7 +109,9 @@ class Combiner:
         outcomes = []
         for slot in taken:
             try:
-                outcomes.extend(self._run(lambda item=slot.item: [item]))
+                def one(item: Any = slot.item) -> list:
+                    return [item]
+                outcomes.extend(self._run(one))
             except Exception as e:
                 outcomes.append(e)
         return outcomes

@@ -25,7 +25,7 @@ try:                                    # same format, same levels, about twice 
     from zlib_ng import zlib_ng as zlib
     ZLIB = f"zlib-ng {zlib.ZLIBNG_VERSION}"
 except ImportError:
-    import zlib
+    import zlib  # type: ignore[no-redef]  # the same interface as zlib_ng's
     ZLIB = f"zlib {zlib.ZLIB_RUNTIME_VERSION}"
 
 from ..base import CodecLayer
@@ -36,6 +36,11 @@ ALGORITHMS = ("lz4", "zlib")
 
 class Compression(CodecLayer[bytes, bytes]):
     """Compress values with ``algorithm`` at ``level`` when it saves space."""
+
+    # Options: Layer.__init__ sets them.
+    algorithm: str
+    level: int
+    min_size: int
 
     def __init__(self, inner, algorithm: str = "lz4", level: int = 1, min_size: int = 128):
         if algorithm not in ALGORITHMS:
@@ -68,7 +73,8 @@ class Compression(CodecLayer[bytes, bytes]):
                 return lz4.block.decompress(stored[1:])
             if marker == b"Z":
                 return zlib.decompress(stored[1:])
-        except (zlib.error, lz4.block.LZ4BlockError, ValueError) as e:
+        # zlib-ng's stubs declare its error an instance of Exception; it is the class.
+        except (zlib.error, lz4.block.LZ4BlockError, ValueError) as e:  # type: ignore[misc]
             raise CorruptValue(key, f"bad {'LZ4' if marker == b'L' else 'zlib'} data ({e})") from e
         raise CorruptValue(key, f"unknown compression marker {marker!r}")
 

@@ -84,6 +84,10 @@ def _outboxed(key: object) -> bool:
 class Replication(Layer[bytes, bytes]):
     """Copy every committed change of ``inner`` to ``backup`` through a durable outbox."""
 
+    # Options: Layer.__init__ sets them.
+    backup: Store[bytes]
+    interval: float
+
     #: Outbox entries copied per primary transaction (bounds how long writers wait).
     batch_size = 1000
     #: Longest wait, in seconds, between retries while the backup fails.

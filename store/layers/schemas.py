@@ -16,6 +16,7 @@ document as written.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from formencode import FancyValidator, ForEach, Invalid, NoDefault, Schema, validators
@@ -37,6 +38,7 @@ class Strict:
     """
 
     accept_iterator = True
+    message: Callable[..., str]     # FormEncode's Validator.message, in the class mixed with
 
     def is_empty(self, value):
         return False

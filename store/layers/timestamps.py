@@ -12,11 +12,13 @@ import time
 from collections.abc import Callable
 
 from ..base import DocumentLayer
-from ..document import Doc, as_doc
+from ..document import as_doc
 
 
-class Timestamps(DocumentLayer[Doc]):
+class Timestamps(DocumentLayer):
     """Stamp each written revision with the time of the write."""
+
+    clock: Callable[[], float]      # an option: Layer.__init__ sets it
 
     def __init__(self, inner, clock: Callable[[], float] = time.time):
         super().__init__(inner, clock=clock)

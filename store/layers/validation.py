@@ -77,12 +77,14 @@ def is_exempt(key: str, doc: Doc) -> bool:
             or key.startswith(EXEMPT_PREFIXES))
 
 
-class Validation(DocumentLayer[Doc]):
+class Validation(DocumentLayer):
     """Refuse writes whose body does not pass ``schema.to_python``.
 
     ``schema`` is a FormEncode validator, class or instance (the invoice demo's ``InvoiceSchema``), or
     anything with a ``to_python(value)`` that raises ``formencode.Invalid``.
     """
+
+    schema: Any         # an option: Layer.__init__ sets it
 
     def __init__(self, inner, schema: Any):
         if not callable(getattr(schema, "to_python", None)):

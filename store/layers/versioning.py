@@ -84,6 +84,8 @@ def split_body(doc: Doc) -> dict:
 class Versioning(Layer[Doc, Any]):
     """Revisions and conflicts over a store of JSON values; one instance per database."""
 
+    revs_limit: int     # an option: Layer.__init__ sets it
+
     def __init__(self, inner, revs_limit: int = 1000):
         if revs_limit < 1:
             raise ValueError("revs_limit must be at least 1")
@@ -111,7 +113,7 @@ class Versioning(Layer[Doc, Any]):
         """A stored revision as the user sees it: ``_id`` and ``_rev`` first."""
         meta = stored.meta
         meta.id = doc_id
-        head = {"_id": doc_id, "_rev": meta.rev}
+        head: dict[str, Any] = {"_id": doc_id, "_rev": meta.rev}
         if meta.deleted:
             head["_deleted"] = True
         head.update(stored)
@@ -343,7 +345,7 @@ class Versioning(Layer[Doc, Any]):
         else:
             winner, loser = current, leaf
         if not loser.meta.deleted:      # deleted branches are not conflicts
-            conflicts.append(loser.meta.rev)
+            conflicts.append(loser.meta.rev)  # type: ignore[arg-type]  # a leaf has its rev
         winner.meta.conflicts = sorted(set(conflicts) - {winner.meta.rev}, reverse=True)
         return winner, loser
 
@@ -427,7 +429,7 @@ class Versioning(Layer[Doc, Any]):
     def compact(self) -> int:
         """Drop the bodies of old revisions (keeping conflict leaves); returns how many."""
         dropped = 0
-        batch: list[str] = []
+        batch: list[tuple[str, str, str]] = []      # (key, doc id, rev)
         for key in list(self.inner.range(OLD, prefix_end(OLD), inclusive_end=False,
                                          keys_only=True)):
             doc_id, _, rev = key[len(OLD):].rpartition("/")
