@@ -11,22 +11,13 @@ import uuid
 from pathlib import Path
 
 import requests
+from waiting import until
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "config" / "gunicorn.conf.py"
 
 
 LISTENING = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+)")
-
-
-def until(predicate, timeout: float = 10.0, step: float = 0.05):
-    """Poll ``predicate`` until it is true or ``timeout`` passes; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
 
 
 class LiveServer:

@@ -9,7 +9,8 @@ import time
 
 import pytest
 import requests
-from liveserver import LiveServer, until
+from liveserver import LiveServer
+from waiting import until
 
 pytestmark = pytest.mark.slow
 
