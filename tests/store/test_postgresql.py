@@ -17,6 +17,7 @@ import pytest
 import requests
 from liveserver import LiveServer
 from pgserver import fresh_schema
+from waiting import until
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -102,18 +103,11 @@ def test_a_lost_connection_inside_a_transaction_rolls_it_back(store, postgres_ds
     assert "k" not in store and "k2" not in store
 
 
-def wait_listening(backend: PostgreSQLBackend) -> None:
-    deadline = time.monotonic() + 10
-    while not backend.listening:
-        assert time.monotonic() < deadline, "the listener did not connect"
-        time.sleep(0.02)
-
-
 def test_wait_for_change_wakes_on_a_commit_through_another_connection(postgres_dsn):
     waiter, writer = PostgreSQLBackend(postgres_dsn, "db"), PostgreSQLBackend(postgres_dsn, "db")
     other = PostgreSQLBackend(postgres_dsn, "other")
     try:
-        wait_listening(waiter)
+        assert until(lambda: waiter.listening), "the listener did not connect"
         mark = waiter.wait_for_change(None, 0)
         start = time.monotonic()
         assert waiter.wait_for_change(mark, 0.3) == mark            # nothing: the timeout
@@ -151,17 +145,13 @@ def test_another_node_deleting_and_recreating_a_database_is_noticed(postgres_dsn
         with pytest.raises(DatabaseNotFound):        # at once: the write transaction checks
             stale["b"] = {"v": 2}
         one.create("shared")["c"] = {"v": 3}
-        deadline = time.monotonic() + 2
-        while two.get("shared") is stale:            # the catalog's notification
-            assert time.monotonic() < deadline, "the re-created database was not noticed"
-            time.sleep(0.01)
+        assert until(lambda: two.get("shared") is not stale, timeout=2, step=0.01), \
+            "the re-created database was not noticed"    # the catalog's notification
         fresh = two.get("shared")
         assert "a" not in fresh and "b" not in fresh and fresh["c"]["v"] == 3
         one.delete("shared")
-        deadline = time.monotonic() + 2
-        while two.exists("shared"):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        assert until(lambda: not two.exists("shared"), timeout=2, step=0.01), \
+            "the deleted database was not noticed"
         with pytest.raises(DatabaseNotFound):
             two.get("shared")
     finally:
