@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -120,6 +121,27 @@ def test_wait_for_change_wakes_on_a_commit_through_another_connection(postgres_d
     finally:
         for b in (waiter, writer, other):
             b.close()
+
+
+# -- the throwaway server ------------------------------------------------------------------
+def test_a_tcp_port_taken_before_postgresql_binds_it_is_traded_for_another(monkeypatch):
+    """tests/pgserver.py with ``tcp``: a port found free and taken before PostgreSQL
+    binds it (here by a socket listening on it) makes it start again on another port."""
+    import pgserver
+    if pgserver.find_bindir() is None:
+        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        candidates = [taken.getsockname()[1]]
+        real = pgserver.candidate_port
+        monkeypatch.setattr(pgserver, "candidate_port",
+                            lambda: candidates.pop() if candidates else real())
+        with pgserver.PostgresServer(tcp=True) as server:
+            assert not candidates and server.port != taken.getsockname()[1]
+            assert pgserver.PORT_TAKEN in server.log(since=0), server.log()
+            with psycopg.connect(server.tcp_dsn) as conn:
+                assert conn.execute("SELECT current_database()").fetchone() == ("settee",)
 
 
 # -- the catalog ---------------------------------------------------------------------------
