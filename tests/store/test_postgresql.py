@@ -193,12 +193,12 @@ def nodes(postgres_server_dsn, tmp_path_factory):
     base = tmp_path_factory.mktemp("pg-nodes")
     with LiveServer(base / "a", workers=2, **node_env(dsn)) as a, \
             LiveServer(base / "b", workers=2, **node_env(dsn)) as b:
-        yield a.url, b.url
+        yield a, b
 
 
 @pytest.fixture
 def db(nodes, request):
-    a, b = nodes
+    a, b = (node.url for node in nodes)
     name = "pg-" + request.node.name.lower().replace("_", "-")[:60]
     assert requests.put(f"{a}/{name}").status_code == 201
     yield f"{a}/{name}", f"{b}/{name}"
@@ -212,7 +212,7 @@ def test_a_write_through_one_node_is_read_through_the_other(db, nodes):
     assert got["x"] == 1 and got["_rev"] == rev
     rev2 = requests.put(f"{b}/doc", json={"x": 2, "_rev": rev}).json()["rev"]
     assert requests.get(f"{a}/doc").json()["_rev"] == rev2
-    assert a.rsplit("/", 1)[1] in requests.get(f"{nodes[1]}/_all_dbs").json()
+    assert a.rsplit("/", 1)[1] in requests.get(f"{nodes[1].url}/_all_dbs").json()
 
 
 def test_racing_writers_on_both_nodes_get_one_winner_per_revision(db):
@@ -228,7 +228,7 @@ def test_racing_writers_on_both_nodes_get_one_winner_per_revision(db):
     assert requests.get(f"{b}/hot").json()["n"] == 10 and rev.startswith("11-")
 
 
-def test_a_longpoll_on_one_node_wakes_quickly_on_a_write_through_the_other(db):
+def test_a_longpoll_on_one_node_wakes_quickly_on_a_write_through_the_other(db, nodes):
     a, b = db
     box = {}
 
@@ -239,7 +239,7 @@ def test_a_longpoll_on_one_node_wakes_quickly_on_a_write_through_the_other(db):
 
     t = threading.Thread(target=poll)
     t.start()
-    time.sleep(0.5)
+    assert nodes[0].await_waiting(1), "the longpoll is not waiting on its node"
     written = time.monotonic()
     assert requests.put(f"{b}/from-b", json={"x": 1}).status_code == 201
     t.join(25)
@@ -274,7 +274,7 @@ def load_make_invoices():
 def test_views_queried_on_either_node_agree(nodes):
     if not MAKE_INVOICES.is_file():
         pytest.skip(f"{MAKE_INVOICES} is missing")
-    a, b = (f"{url}/invoices" for url in nodes)
+    a, b = (f"{node.url}/invoices" for node in nodes)
     generate = [sys.executable, str(MAKE_INVOICES), "600"]
     docs = [json.loads(line) for line in subprocess.run(
         generate, capture_output=True, text=True, check=True).stdout.splitlines()]
