@@ -147,6 +147,17 @@ class LiveServer:
                     held[pid].add(clients[link[8:-1]])
         return held
 
+    def has_read(self, sock) -> bool:
+        """Whether the server has read everything its client ``sock`` sent: none of it
+        waits unacknowledged on the client's side, nor unread on the server's."""
+        client = sock.getsockname()[1]
+        rows = tcp_table()
+        unacked = [n for local, remote, _, n, _, _ in rows
+                   if (local, remote) == (client, self.port)]
+        unread = [n for local, remote, _, _, n, _ in rows
+                  if (local, remote) == (self.port, client)]
+        return unacked == [0] and unread == [0]
+
     def connections(self) -> dict[str, float]:
         """The ``settee_connections`` gauges (open, reading_head, waiting), summed over
         the workers, from the metrics (admin party or ``auth``-less access needed)."""
