@@ -214,7 +214,7 @@ def test_lag_reports_pending_keys_and_the_age_of_the_oldest(pair):
     assert layer.lag() == {"pending": 0, "oldest_age_s": 0.0, "failures": 0,
                            "last_error": None}
     layer["a"] = b"1"
-    time.sleep(0.05)
+    time.sleep(0.05)                    # not a wait for anything: the age to be measured
     layer["b"] = b"2"
     layer["a"] = b"3"                   # coalesced: the oldest time is kept
     lag = layer.lag()
