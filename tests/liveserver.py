@@ -11,22 +11,35 @@ import uuid
 from pathlib import Path
 
 import requests
+from waiting import until
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "config" / "gunicorn.conf.py"
 
 
 LISTENING = re.compile(rb"Listening at: http://127\.0\.0\.1:(\d+)")
+TCP_LISTEN = "0A"                      # a listening socket's state in /proc/net/tcp
 
 
-def until(predicate, timeout: float = 10.0, step: float = 0.05):
-    """Poll ``predicate`` until it is true or ``timeout`` passes; its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(step)
+def tcp_table() -> list[tuple[int, int, str, int, int, str]]:
+    """The kernel's TCP sockets (Linux's /proc/net/tcp and tcp6): for each, its local
+    port, its remote port, its state, the bytes it sent that its peer has not yet
+    acknowledged (tx_queue), the bytes it received that no one has read yet (rx_queue),
+    and its inode (0 for a socket no process holds)."""
+    rows = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            unacked, unread = (int(n, 16) for n in fields[4].split(":"))
+            rows.append((int(fields[1].rsplit(":", 1)[1], 16),
+                         int(fields[2].rsplit(":", 1)[1], 16), fields[3], unacked, unread,
+                         fields[9]))
+    return rows
 
 
 class LiveServer:
@@ -114,6 +127,36 @@ class LiveServer:
             if len(pids) == count or time.monotonic() > deadline:
                 return sorted(pids)
             time.sleep(0.05)
+
+    def held_connections(self, pids: list[int]) -> dict[int, set[int]]:
+        """For each worker of ``pids``, the client ports of the connections it holds: its
+        sockets on the server's port, in any state but listening. A connection whose
+        client has closed it is held until the worker notices and closes it too, having
+        counted it out of its connections first (server/worker.py)."""
+        clients = {inode: remote for local, remote, state, _, _, inode in tcp_table()
+                   if local == self.port and state != TCP_LISTEN}
+        held = {}
+        for pid in pids:
+            held[pid] = set()
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                except OSError:
+                    continue                                   # closed meanwhile
+                if link.startswith("socket:[") and link[8:-1] in clients:
+                    held[pid].add(clients[link[8:-1]])
+        return held
+
+    def has_read(self, sock) -> bool:
+        """Whether the server has read everything its client ``sock`` sent: none of it
+        waits unacknowledged on the client's side, nor unread on the server's."""
+        client = sock.getsockname()[1]
+        rows = tcp_table()
+        unacked = [n for local, remote, _, n, _, _ in rows
+                   if (local, remote) == (client, self.port)]
+        unread = [n for local, remote, _, _, n, _ in rows
+                  if (local, remote) == (self.port, client)]
+        return unacked == [0] and unread == [0]
 
     def connections(self) -> dict[str, float]:
         """The ``settee_connections`` gauges (open, reading_head, waiting), summed over

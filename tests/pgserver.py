@@ -7,7 +7,9 @@ nothing clashes with another server on this machine), creates a database and off
 its DSN; ``stop()`` stops the server and removes the directory. PostgreSQL refuses to
 run as root: when we are root, the directory is handed to an unprivileged user
 (``postgres`` if the system has one, else ``nobody``) and both commands run as that
-user. ``tcp=True`` also listens on a free loopback port (the benchmark's nodes use it).
+user. ``tcp=True`` also listens on a free loopback port (the benchmark's nodes use it):
+a port found free may be taken by another process before PostgreSQL binds it, so when
+the server's log says the address is in use, it is started again on another port.
 
 ``fast=True`` (the tests' default) turns ``fsync`` off: the cluster is thrown away,
 so durability buys nothing there; the benchmark keeps PostgreSQL's durable defaults.
@@ -23,15 +25,26 @@ import os
 import pwd
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import time
+
+from waiting import until
 
 BINARIES = ("initdb", "pg_ctl")
 DATABASE = "settee"
 SUPERUSER = "settee"
+#: The port of a server on its Unix socket only: it names the socket file
+#: (``.s.PGSQL.5432``) in the cluster's own directory, which no other server uses.
+SOCKET_PORT = 5432
+#: Start-ups on a TCP port before giving up, each on another port: one found free
+#: may be taken before PostgreSQL binds it.
+TCP_ATTEMPTS = 5
+#: What PostgreSQL's log says when its TCP port was taken (its messages are in English
+#: under the C.UTF-8 locale the cluster is created with).
+PORT_TAKEN = "Address already in use"
 
 
 def find_bindir() -> str | None:
@@ -74,7 +87,9 @@ def unprivileged_user() -> str | None:
     raise RuntimeError("no unprivileged user (postgres or nobody) to run PostgreSQL as")
 
 
-def free_port() -> int:
+def candidate_port() -> int:
+    """A loopback port free at this moment: only a candidate, another process may take
+    it before PostgreSQL binds it (``start()`` then tries another)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -86,7 +101,7 @@ class PostgresServer:
     def __init__(self, *, fast: bool = True, tcp: bool = False, max_connections: int = 300):
         self.fast, self.tcp, self.max_connections = fast, tcp, max_connections
         self.dir: str | None = None
-        self.port = free_port()
+        self.port = SOCKET_PORT           # with tcp, the one start() could bind
         self.bindir: str | None = None
         self.user = unprivileged_user()
 
@@ -124,40 +139,64 @@ class PostgresServer:
                 os.chown(self.dir, entry.pw_uid, entry.pw_gid)
             self._run([os.path.join(self.bindir, "initdb"), "-D", self.datadir, "-U", SUPERUSER,
                        "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
-            options = [f"-k {self.dir}", f"-p {self.port}",
-                       # pg_ctl passes these through a shell: '' is an empty value.
-                       "-c listen_addresses=" + ("127.0.0.1" if self.tcp else "''"),
-                       f"-c max_connections={self.max_connections}"]
-            if self.fast:
-                options += ["-c fsync=off", "-c synchronous_commit=off",
-                            "-c full_page_writes=off"]
-            self._run([os.path.join(self.bindir, "pg_ctl"), "start", "-w", "-t", "60",
-                       "-D", self.datadir, "-l", os.path.join(self.dir, "server.log"),
-                       "-o", " ".join(options)])
+            attempts = TCP_ATTEMPTS if self.tcp else 1
+            for attempt in range(1, attempts + 1):
+                if self.tcp:
+                    self.port = candidate_port()
+                logged = self._log_size()
+                try:
+                    self._pg_ctl_start()
+                    break
+                except RuntimeError:
+                    if attempt == attempts or PORT_TAKEN not in self.log(since=logged):
+                        raise
             self._create_database()
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _pg_ctl_start(self) -> None:
+        options = [f"-k {self.dir}", f"-p {self.port}",
+                   # pg_ctl passes these through a shell: '' is an empty value.
+                   "-c listen_addresses=" + ("127.0.0.1" if self.tcp else "''"),
+                   f"-c max_connections={self.max_connections}"]
+        if self.fast:
+            options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
+        self._run([os.path.join(self.bindir, "pg_ctl"), "start", "-w", "-t", "60",
+                   "-D", self.datadir, "-l", os.path.join(self.dir, "server.log"),
+                   "-o", " ".join(options)])
+
     def _create_database(self) -> None:
         import psycopg
-        deadline = time.monotonic() + 30
-        while True:
+        refused: list[Exception] = []
+
+        def created() -> bool:       # pg_ctl -w saw the server accept connections already
             try:
                 with psycopg.connect(f"host={self.dir} port={self.port} user={SUPERUSER} "
                                      "dbname=postgres", autocommit=True) as conn:
                     conn.execute(f"CREATE DATABASE {DATABASE}")
-                return
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+                return True
+            except psycopg.OperationalError as e:
+                refused.append(e)
+                return False
+        if not until(created, timeout=30, step=0.1):
+            raise refused[-1]
 
-    def log(self) -> str:
+    def _log_size(self) -> int:
         try:
-            with open(os.path.join(self.dir, "server.log")) as f:
-                return f.read()[-3000:]
+            return os.path.getsize(os.path.join(self.dir, "server.log"))
+        except OSError:
+            return 0
+
+    def log(self, since: int | None = None) -> str:
+        """The server's log: its end, or all that was written after offset ``since``."""
+        try:
+            with open(os.path.join(self.dir, "server.log"), errors="replace") as f:
+                if since is None:
+                    return f.read()[-3000:]
+                f.seek(since)
+                return f.read()
         except (OSError, TypeError):
             return ""
 
@@ -206,7 +245,7 @@ def main() -> int:
         print(server.tcp_dsn if server.tcp else server.dsn, flush=True)
         try:
             while True:
-                time.sleep(3600)
+                signal.pause()               # until interrupted (Ctrl-C)
         except KeyboardInterrupt:
             return 0
 

@@ -8,6 +8,7 @@ import time
 
 import pytest
 from liveserver import LiveServer
+from waiting import until
 
 from settee.server.balance import ConnectionTable
 
@@ -38,30 +39,6 @@ def test_the_table_is_shared_with_forked_workers_and_finds_the_fewest():
     assert table.fewest(None, 100)                         # a worker without a slot
 
 
-def _connections(port: int, pids: list[int]) -> dict[int, set[int]]:
-    """For each worker, the client ports of the connections to ``port`` it holds."""
-    clients = {}
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        if os.path.exists(table):
-            with open(table) as f:
-                for line in f.readlines()[1:]:
-                    fields = line.split()
-                    local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-                    if int(local.rsplit(":", 1)[1], 16) == port and state == "01":
-                        clients[inode] = int(remote.rsplit(":", 1)[1], 16)
-    held = {}
-    for pid in pids:
-        held[pid] = set()
-        for fd in os.listdir(f"/proc/{pid}/fd"):
-            try:
-                link = os.readlink(f"/proc/{pid}/fd/{fd}")
-            except OSError:
-                continue                                   # closed meanwhile
-            if link.startswith("socket:[") and link[8:-1] in clients:
-                held[pid].add(clients[link[8:-1]])
-    return held
-
-
 def _open(port: int) -> http.client.HTTPConnection:
     """A kept-alive connection that has been answered once (so a worker holds it)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -72,11 +49,14 @@ def _open(port: int) -> http.client.HTTPConnection:
     return conn
 
 
-def _settled(port, pids, total, timeout=10):
-    deadline = time.monotonic() + timeout
-    while sum(map(len, (held := _connections(port, pids)).values())) != total \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
+def _settled(live, pids, total, timeout=10):
+    """Which worker holds which connection, once the workers hold ``total`` in all."""
+    held = {}
+
+    def counted() -> bool:
+        held.update(live.held_connections(pids))
+        return sum(map(len, held.values())) == total
+    until(counted, timeout)
     return held
 
 
@@ -84,17 +64,17 @@ def test_kept_alive_connections_are_split_evenly_and_refill_the_emptier_worker(t
     with LiveServer(tmp_path / "data", workers=2) as live:
         pids = live.worker_pids(2)
         conns = [_open(live.port) for _ in range(16)]
-        held = _settled(live.port, pids, 16)
+        held = _settled(live, pids, 16)
         assert sorted(map(len, held.values())) == [8, 8]
         # every client of one worker leaves: the next eight all go to that worker
         emptied, other = pids
         for conn in conns:
             if conn.sock.getsockname()[1] in held[emptied]:
                 conn.close()
-        assert not _settled(live.port, pids, 8)[emptied]
-        time.sleep(0.2)                                    # its count is down too
+        # it closes its side of each once it has counted it out: its count is down too
+        assert not _settled(live, pids, 8)[emptied]
         conns += [_open(live.port) for _ in range(8)]
-        held = _settled(live.port, pids, 16)
+        held = _settled(live, pids, 16)
         assert {pid: len(ports) for pid, ports in held.items()} == {emptied: 8, other: 8}
         for conn in conns:
             conn.close()
@@ -104,13 +84,12 @@ def test_a_stuck_worker_holding_fewer_does_not_hold_up_new_clients(tmp_path):
     with LiveServer(tmp_path / "data", workers=2) as live:
         pids = live.worker_pids(2)
         conns = [_open(live.port) for _ in range(4)]
-        held = _settled(live.port, pids, 4)
+        held = _settled(live, pids, 4)
         stuck = next(pid for pid in pids if held[pid])
         for conn in conns:                                 # it now holds fewer
             if conn.sock.getsockname()[1] in held[stuck]:
                 conn.close()
-        _settled(live.port, pids, 4 - len(held[stuck]))
-        time.sleep(0.2)
+        assert not _settled(live, pids, 4 - len(held[stuck]))[stuck]   # and counts fewer
         os.kill(stuck, signal.SIGSTOP)
         try:
             start = time.monotonic()

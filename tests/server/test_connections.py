@@ -9,7 +9,8 @@ import time
 
 import pytest
 import requests
-from liveserver import LiveServer, until
+from liveserver import LiveServer
+from waiting import until
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +89,8 @@ def test_a_stalled_body_frees_its_thread(one_thread):
     with connect(one_thread) as sock:
         sock.sendall(b"PUT /db/doc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                      b"Content-Length: 100\r\n\r\n{\"a\":")      # 5 of 100 bytes, then nothing
-        time.sleep(0.1)
+        # The event loop has read the head: the PUT is queued for the thread before the GET
+        assert until(lambda: one_thread.has_read(sock)), "the head was not read"
         status, took = timed_get(one_thread.url + "/_up")
         assert status == 200 and took < 3  # the stalled read gave up after io_timeout (1 s)
         answer = read_all(sock)

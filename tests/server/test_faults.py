@@ -18,6 +18,7 @@ Set ``SETTEE_FAULT_SEED`` to replay a run's random choices.
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import os
 import random
@@ -31,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 from liveserver import LiveServer
+from waiting import until
 
 KILL_ROUNDS = 12              # SIGKILL + restart cycles in the crash test (>= 10)
 CRASH_CLIENTS = 6             # client threads writing during each crash round
@@ -406,7 +408,7 @@ def test_sigkill_mid_load_loses_no_acknowledged_write(tmp_path, figures):
                        for c in clients]
             for t in threads:
                 t.start()
-            time.sleep(rng.uniform(*KILL_AFTER))
+            time.sleep(rng.uniform(*KILL_AFTER))   # the load runs a random while: what is tested
             server.kill()
             stop.set()
             for t in threads:
@@ -634,7 +636,8 @@ def fill(s: requests.Session, db: str, rng: random.Random, acked: dict, refused:
             return failures
         ids = [f"fill-{len(acked) + len(refused):05d}-{n}-{k}" for k in range(1 + 2 * (n % 2))]
         bodies = {i: {"blob": payload(rng), "n": n} for i in ids}
-        time.sleep(pace)
+        if pace:
+            time.sleep(pace)            # pacing the load (see the caller), not a wait
         try:
             if len(ids) == 1:
                 r = s.put(f"{db}/{ids[0]}", json=bodies[ids[0]], timeout=TIMEOUT)
@@ -749,14 +752,16 @@ def test_free_space_floor_refuses_writes_before_the_disk_is_full(small_fs, tmp_p
     with server, requests.Session() as s:
         db = f"{server.url}/floored"
         assert s.put(db, timeout=TIMEOUT).status_code == 201
-        # leave 256 KiB above the floor; the floor is checked at most once a second, so
-        # writes are paced (~20 a second) to stay within the 2 MiB below it meanwhile
+        # leave 256 KiB above the floor. This close to it every write checks the disk
+        # (check_writable: far above it a check is good for a second); the writes are
+        # paced (~20 a second) all the same, so a check a second old would still refuse
+        # within the 2 MiB below the floor: a margin, not a wait
         ballast.write_bytes(os.urandom(shutil.disk_usage(small_fs).free - floor - 256 * 1024))
         fill(s, db, rng, acked, refused, outcomes, stop_after=1, pace=0.05)
         free = shutil.disk_usage(small_fs).free
         assert 1024 * 1024 < free < floor, \
             f"{free} bytes free at the first refusal: the floor did not refuse first"
-        time.sleep(1.1)                       # past the server's once-a-second disk check
+        # the next write is refused too, at once: near the floor every write checks
         r = s.put(f"{db}/one-more", json={"x": 1}, timeout=TIMEOUT)
         reason = check_error_answer(r, outcomes)
         assert r.status_code == 507 and "free" in reason, reason
@@ -764,8 +769,7 @@ def test_free_space_floor_refuses_writes_before_the_disk_is_full(small_fs, tmp_p
         check_readable(s, db, acked, refused)
         up = s.get(f"{server.url}/_up", timeout=TIMEOUT)
         assert up.status_code == 503 and "floor" in up.json()["reason"], up.text
-        ballast.unlink()                     # back above the floor
-        time.sleep(1.1)
+        ballast.unlink()                     # back above the floor: the next write sees it
         r = s.put(f"{db}/above-the-floor", json={"x": 2}, timeout=TIMEOUT)
         assert r.status_code == 201, r.text
         assert s.get(f"{server.url}/_up", timeout=TIMEOUT).status_code == 200
@@ -823,11 +827,16 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, figures):
                                                    "timeout": LONGPOLL_MS}, timeout=TIMEOUT)
                 results[f"longpoll{i}"] = (r.status_code, r.json(), time.monotonic())
 
+        bulk_conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+        bulk_sent = threading.Event()
+
         def bulk():
-            with requests.Session() as s:
-                sent = time.monotonic()
-                r = s.post(f"{db}/_bulk_docs", json={"docs": docs}, timeout=TIMEOUT)
-                results["bulk"] = (r.status_code, r.json(), time.monotonic(), sent)
+            sent = time.monotonic()
+            bulk_conn.request("POST", "/shutdown/_bulk_docs", json.dumps({"docs": docs}),
+                              {"Content-Type": "application/json"})
+            bulk_sent.set()
+            r = bulk_conn.getresponse()
+            results["bulk"] = (r.status, json.loads(r.read()), time.monotonic(), sent)
 
         threads = [threading.Thread(target=longpoll, args=(i,)) for i in range(LONGPOLLS)]
         for t in threads:
@@ -835,7 +844,8 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, figures):
         assert server.await_waiting(LONGPOLLS)
         threads.append(threading.Thread(target=bulk))
         threads[-1].start()
-        time.sleep(0.15)                     # the bulk is being written
+        # the server has read the whole bulk request: it is being written
+        assert until(lambda: bulk_sent.is_set() and server.has_read(bulk_conn.sock))
         proc = server.proc
         sigterm = time.monotonic()
         server.stop()                        # SIGTERM; SIGKILL only after 30 s
@@ -855,6 +865,7 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, figures):
             status, body, done = results[f"longpoll{i}"]
             assert body["results"] == [] and "last_seq" in body, body
             assert done > sigterm, "the longpoll was not in flight at SIGTERM"
+        bulk_conn.close()
         with pytest.raises(requests.ConnectionError):
             requests.get(server.url, timeout=5)
         with LiveServer(tmp_path / "data", workers=2, **server_env(tmp_path)) as again:

@@ -465,18 +465,29 @@ def test_changes_bad_parameters(abc):
     err(abc.get("/db/_changes?heartbeat=xyz", expect_errors=True), 400, "bad_request")
 
 
-def test_longpoll_times_out_empty_and_wakes_on_a_write(db):
+def test_longpoll_times_out_empty_and_wakes_on_a_write(db, monkeypatch):
     start = time.monotonic()
     r = db.get("/db/_changes?feed=longpoll&since=now&timeout=300")
     assert r.json["results"] == [] and time.monotonic() - start >= 0.25
 
-    def later():
-        time.sleep(0.3)
+    from settee.server import changes
+    waiting, wait_in_place = threading.Event(), changes.wait_in_place
+
+    def wait_and_tell(*args):
+        waiting.set()
+        return wait_in_place(*args)
+    monkeypatch.setattr(changes, "wait_in_place", wait_and_tell)
+
+    def later():                         # the write comes while the feed waits
+        waiting.wait(10)
         put(db, "/db/wake", {})
 
-    threading.Thread(target=later).start()
+    writer = threading.Thread(target=later)
+    writer.start()
     start = time.monotonic()
     r = db.get("/db/_changes?feed=longpoll&since=0&timeout=10000")
+    writer.join(10)
+    assert waiting.is_set(), "the feed did not wait"
     assert [c["id"] for c in r.json["results"]] == ["wake"]
     assert time.monotonic() - start < 5
 

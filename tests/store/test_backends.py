@@ -83,17 +83,25 @@ class LongKeyTests:
     def test_other_threads_never_see_uncommitted_writes(self, store):
         store["a"] = b"old"
         seen = []
+        reading = threading.Event()
 
         def read():
+            reading.set()
             seen.append((store["a"], time.monotonic()))
 
         with store.transaction():
             store["a"] = b"new"
             reader = threading.Thread(target=read)
             reader.start()
-            time.sleep(0.2)
+            assert reading.wait(10)
+            # Not a wait for anything: the window in which a wrong read could happen. A
+            # snapshot read (lmdb) ends it at once; a read that waits for the commit
+            # (file, dbm: blocked on the lock, which nothing outside the thread shows)
+            # is given 0.2 s to go wrong.
+            reader.join(0.2)
             committed_at = time.monotonic()
-        reader.join()
+        reader.join(10)
+        assert not reader.is_alive(), "the read still waits after the commit"
         [(value, read_at)] = seen
         # Either the reader waited for the commit (file, dbm) or read the old snapshot (lmdb).
         assert value == b"old" or (value == b"new" and read_at >= committed_at)

@@ -5,6 +5,7 @@ import threading
 
 import pytest
 from threads import run_threads
+from waiting import until
 
 from settee.store.backends.memory import MemoryBackend
 from settee.store.backends.sqlite import SQLiteBackend
@@ -225,17 +226,14 @@ def test_writers_whose_batch_fsync_fails_are_told_so_not_given_a_conflict(versio
     (507), none is run again to find its own write there and answer 409."""
     import errno
     import os
-    import time
-    real_fsync, calls = os.fsync, []
+    real_fsync, calls, queued = os.fsync, [], []
     first_batch = threading.Event()
 
     def fsync(fd):
         calls.append(fd)
         if len(calls) == 1:                # the first batch: let the others queue behind
             first_batch.set()
-            deadline = time.monotonic() + 10
-            while len(versions._combiner._queue) < 3 and time.monotonic() < deadline:
-                time.sleep(0.001)
+            queued.append(until(lambda: len(versions._combiner._queue) >= 3, step=0.001))
             return real_fsync(fd)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
@@ -254,6 +252,7 @@ def test_writers_whose_batch_fsync_fails_are_told_so_not_given_a_conflict(versio
             results[i] = type(e).__name__
 
     run_threads(4, writer)
+    assert queued == [True], "the other writers did not queue behind the first batch"
     assert results[0] == "ok"
     assert [results[i] for i in (1, 2, 3)] == ["StorageFull"] * 3, results
     assert sorted(versions) == ["k0", "k1", "k2", "k3"]   # committed, though not synced

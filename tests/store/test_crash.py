@@ -98,7 +98,7 @@ def run_and_kill(backend: str, data_dir: str, delay: float) -> list[int]:
     reader.start()
     try:
         assert writing.wait(60), "the child did not start writing"
-        time.sleep(delay)
+        time.sleep(delay)              # the writes run a random while: the kill's moment
     finally:
         proc.kill()                    # SIGKILL: no cleanup, no flush, no atexit
         proc.wait()

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from threads import run_threads
+from waiting import until
 
 from settee.store.backends.sqlite import SQLiteBackend
 from settee.store.exceptions import StorageFull
@@ -105,7 +106,7 @@ def test_reads_outside_a_transaction_never_see_an_open_batch(tmp_path):
 
     t = threading.Thread(target=writer)
     t.start()
-    inside.wait(10)
+    assert inside.wait(10)
     with pytest.raises(KeyError):
         store["pending"]
     release.set()
@@ -138,16 +139,18 @@ def test_writers_that_fail_fast_do_not_hold_a_batch_open(tmp_path):
         committed.set()
 
     failers = [threading.Thread(target=failer, args=(i,)) for i in range(4)]
+    w = threading.Thread(target=writer)
     for t in failers:
         t.start()
-    while len(failures) < 50:           # the failers are cycling through the gate
-        threading.Event().wait(0.001)
-    w = threading.Thread(target=writer)
-    w.start()
-    returned_while_failing = committed.wait(20)
-    stop.set()
-    for t in failers + [w]:
-        t.join(60)
+    try:                                # the failers are cycling through the gate
+        assert until(lambda: len(failures) >= 50, step=0.001), len(failures)
+        w.start()
+        returned_while_failing = committed.wait(20)
+    finally:
+        stop.set()
+        for t in failers + [w]:
+            if t.ident is not None:
+                t.join(60)
     assert returned_while_failing
     assert store["good"] == b"1" and "f0" not in store
     store.close()
@@ -156,8 +159,6 @@ def test_writers_that_fail_fast_do_not_hold_a_batch_open(tmp_path):
 def test_wal_checkpoints_run_in_the_background_and_stop_on_close(tmp_path, monkeypatch):
     """Writers never checkpoint the log themselves (a checkpoint inside a commit held
     every writer up); a thread of the process does, on its own connection."""
-    import time
-
     from settee.store.backends.checkpoint import Checkpointer
     monkeypatch.setattr(Checkpointer, "min_wal_bytes", 0)   # this log stays small
     monkeypatch.setattr(Checkpointer, "every", 32)
@@ -165,13 +166,9 @@ def test_wal_checkpoints_run_in_the_background_and_stop_on_close(tmp_path, monke
     store = SQLiteBackend(path)
     for n in range(200):                     # 200 commits: several nudges
         store[f"k{n}"] = b"v" * 500
-    deadline = time.monotonic() + 30
-    while True:                              # the writer leaves every page in the log
-        main_size = (tmp_path / "s.sqlite").stat().st_size
-        if main_size > 200 * 500 or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert main_size > 200 * 500             # the pages reached the database file
+    main = tmp_path / "s.sqlite"
+    # the writer leaves every page in the log: they reach the database file in the background
+    assert until(lambda: main.stat().st_size > 200 * 500, timeout=30), main.stat().st_size
     thread = store._checkpoints._thread
     assert thread is not None and thread.is_alive()
     store.close()

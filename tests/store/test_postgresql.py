@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -17,6 +18,7 @@ import pytest
 import requests
 from liveserver import LiveServer
 from pgserver import fresh_schema
+from waiting import until
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -102,18 +104,11 @@ def test_a_lost_connection_inside_a_transaction_rolls_it_back(store, postgres_ds
     assert "k" not in store and "k2" not in store
 
 
-def wait_listening(backend: PostgreSQLBackend) -> None:
-    deadline = time.monotonic() + 10
-    while not backend.listening:
-        assert time.monotonic() < deadline, "the listener did not connect"
-        time.sleep(0.02)
-
-
 def test_wait_for_change_wakes_on_a_commit_through_another_connection(postgres_dsn):
     waiter, writer = PostgreSQLBackend(postgres_dsn, "db"), PostgreSQLBackend(postgres_dsn, "db")
     other = PostgreSQLBackend(postgres_dsn, "other")
     try:
-        wait_listening(waiter)
+        assert until(lambda: waiter.listening), "the listener did not connect"
         mark = waiter.wait_for_change(None, 0)
         start = time.monotonic()
         assert waiter.wait_for_change(mark, 0.3) == mark            # nothing: the timeout
@@ -126,6 +121,27 @@ def test_wait_for_change_wakes_on_a_commit_through_another_connection(postgres_d
     finally:
         for b in (waiter, writer, other):
             b.close()
+
+
+# -- the throwaway server ------------------------------------------------------------------
+def test_a_tcp_port_taken_before_postgresql_binds_it_is_traded_for_another(monkeypatch):
+    """tests/pgserver.py with ``tcp``: a port found free and taken before PostgreSQL
+    binds it (here by a socket listening on it) makes it start again on another port."""
+    import pgserver
+    if pgserver.find_bindir() is None:
+        pytest.skip("PostgreSQL's initdb/pg_ctl are not installed")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        candidates = [taken.getsockname()[1]]
+        real = pgserver.candidate_port
+        monkeypatch.setattr(pgserver, "candidate_port",
+                            lambda: candidates.pop() if candidates else real())
+        with pgserver.PostgresServer(tcp=True) as server:
+            assert not candidates and server.port != taken.getsockname()[1]
+            assert pgserver.PORT_TAKEN in server.log(since=0), server.log()
+            with psycopg.connect(server.tcp_dsn) as conn:
+                assert conn.execute("SELECT current_database()").fetchone() == ("settee",)
 
 
 # -- the catalog ---------------------------------------------------------------------------
@@ -151,17 +167,13 @@ def test_another_node_deleting_and_recreating_a_database_is_noticed(postgres_dsn
         with pytest.raises(DatabaseNotFound):        # at once: the write transaction checks
             stale["b"] = {"v": 2}
         one.create("shared")["c"] = {"v": 3}
-        deadline = time.monotonic() + 2
-        while two.get("shared") is stale:            # the catalog's notification
-            assert time.monotonic() < deadline, "the re-created database was not noticed"
-            time.sleep(0.01)
+        assert until(lambda: two.get("shared") is not stale, timeout=2, step=0.01), \
+            "the re-created database was not noticed"    # the catalog's notification
         fresh = two.get("shared")
         assert "a" not in fresh and "b" not in fresh and fresh["c"]["v"] == 3
         one.delete("shared")
-        deadline = time.monotonic() + 2
-        while two.exists("shared"):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        assert until(lambda: not two.exists("shared"), timeout=2, step=0.01), \
+            "the deleted database was not noticed"
         with pytest.raises(DatabaseNotFound):
             two.get("shared")
     finally:
@@ -181,12 +193,12 @@ def nodes(postgres_server_dsn, tmp_path_factory):
     base = tmp_path_factory.mktemp("pg-nodes")
     with LiveServer(base / "a", workers=2, **node_env(dsn)) as a, \
             LiveServer(base / "b", workers=2, **node_env(dsn)) as b:
-        yield a.url, b.url
+        yield a, b
 
 
 @pytest.fixture
 def db(nodes, request):
-    a, b = nodes
+    a, b = (node.url for node in nodes)
     name = "pg-" + request.node.name.lower().replace("_", "-")[:60]
     assert requests.put(f"{a}/{name}").status_code == 201
     yield f"{a}/{name}", f"{b}/{name}"
@@ -200,7 +212,7 @@ def test_a_write_through_one_node_is_read_through_the_other(db, nodes):
     assert got["x"] == 1 and got["_rev"] == rev
     rev2 = requests.put(f"{b}/doc", json={"x": 2, "_rev": rev}).json()["rev"]
     assert requests.get(f"{a}/doc").json()["_rev"] == rev2
-    assert a.rsplit("/", 1)[1] in requests.get(f"{nodes[1]}/_all_dbs").json()
+    assert a.rsplit("/", 1)[1] in requests.get(f"{nodes[1].url}/_all_dbs").json()
 
 
 def test_racing_writers_on_both_nodes_get_one_winner_per_revision(db):
@@ -216,7 +228,7 @@ def test_racing_writers_on_both_nodes_get_one_winner_per_revision(db):
     assert requests.get(f"{b}/hot").json()["n"] == 10 and rev.startswith("11-")
 
 
-def test_a_longpoll_on_one_node_wakes_quickly_on_a_write_through_the_other(db):
+def test_a_longpoll_on_one_node_wakes_quickly_on_a_write_through_the_other(db, nodes):
     a, b = db
     box = {}
 
@@ -227,7 +239,7 @@ def test_a_longpoll_on_one_node_wakes_quickly_on_a_write_through_the_other(db):
 
     t = threading.Thread(target=poll)
     t.start()
-    time.sleep(0.5)
+    assert nodes[0].await_waiting(1), "the longpoll is not waiting on its node"
     written = time.monotonic()
     assert requests.put(f"{b}/from-b", json={"x": 1}).status_code == 201
     t.join(25)
@@ -262,7 +274,7 @@ def load_make_invoices():
 def test_views_queried_on_either_node_agree(nodes):
     if not MAKE_INVOICES.is_file():
         pytest.skip(f"{MAKE_INVOICES} is missing")
-    a, b = (f"{url}/invoices" for url in nodes)
+    a, b = (f"{node.url}/invoices" for node in nodes)
     generate = [sys.executable, str(MAKE_INVOICES), "600"]
     docs = [json.loads(line) for line in subprocess.run(
         generate, capture_output=True, text=True, check=True).stdout.splitlines()]

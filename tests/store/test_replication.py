@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+from waiting import until
 
 from settee.config import load_settings
 from settee.store.backends.memory import MemoryBackend
@@ -46,15 +47,6 @@ class FlakyBackend(MemoryBackend):
         self.closed = True
 
 
-def wait_for(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
 def visible(store) -> dict:
     """A store's keys and values, without the outbox (what a backup must equal)."""
     return {k: v for k, v in store.range() if not k.startswith(OUTBOX)}
@@ -85,9 +77,9 @@ def test_the_background_drainer_copies_without_being_asked():
     layer = Replication(primary, backup, interval=0.01)
     try:
         layer["a"] = b"1"
-        assert wait_for(lambda: backup.get("a") == b"1")
+        assert until(lambda: backup.get("a") == b"1")
         del layer["a"]
-        assert wait_for(lambda: "a" not in backup)
+        assert until(lambda: "a" not in backup)
     finally:
         layer.close()
 
@@ -147,7 +139,7 @@ def test_nothing_is_lost_while_the_backup_is_down_and_it_drains_when_back():
         for i in range(30):
             layer[f"k{i:02d}"] = b"x"
         del layer["k00"]
-        assert wait_for(lambda: layer.lag()["failures"] >= 2)
+        assert until(lambda: layer.lag()["failures"] >= 2)
         lag = layer.lag()
         assert lag["pending"] == 30 and "backup unreachable" in lag["last_error"]
         assert len(backup) == 0 and layer["k29"] == b"x"       # the primary is fine
@@ -155,7 +147,7 @@ def test_nothing_is_lost_while_the_backup_is_down_and_it_drains_when_back():
         with pytest.raises(BackendError):
             layer.flush()
         backup.down = False
-        assert wait_for(lambda: layer.lag()["pending"] == 0 and layer.lag()["failures"] == 0)
+        assert until(lambda: layer.lag()["pending"] == 0 and layer.lag()["failures"] == 0)
         assert visible(backup) == visible(primary) and "k00" not in backup
         assert layer.lag()["last_error"] is None
     finally:
@@ -203,7 +195,7 @@ def test_a_reopened_layer_drains_its_backlog_by_itself(tmp_path):
     layer.inner.close()
     reopened = Replication(SQLiteBackend(path), backup, interval=3600)   # long interval
     try:
-        assert wait_for(lambda: backup.get("k") == b"pending")
+        assert until(lambda: backup.get("k") == b"pending")
     finally:
         reopened.close()
 
@@ -222,7 +214,7 @@ def test_lag_reports_pending_keys_and_the_age_of_the_oldest(pair):
     assert layer.lag() == {"pending": 0, "oldest_age_s": 0.0, "failures": 0,
                            "last_error": None}
     layer["a"] = b"1"
-    time.sleep(0.05)
+    time.sleep(0.05)                    # not a wait for anything: the age to be measured
     layer["b"] = b"2"
     layer["a"] = b"3"                   # coalesced: the oldest time is kept
     lag = layer.lag()

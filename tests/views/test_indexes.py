@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from liveserver import until
+from waiting import until
 
 from settee.config import load_settings
 from settee.store import Catalog

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from httpclient import make_app
 from paths import SHARED_BENCH as SHARED  # noqa: E402
+from waiting import until
 
 from settee.config import load_settings
 from settee.store import Catalog
@@ -318,13 +319,10 @@ def test_changing_one_view_rebuilds_only_it_and_deleting_drops_storage(app, tmp_
     assert keys(app.get("/db/_design/app/_view/by_n?limit=1")) == [-9]
     specs = design_views(app.get("/db/_design/app").json)
     assert specs["sum"].identity in before and specs["by_n"].identity not in before
-    import time
-    for _ in range(50):           # the clean-up runs in the background
-        if not {k[3:] for k in store.prefix("vx/", keys_only=True)} - {
-                s.identity for s in specs.values()}:
-            break
-        time.sleep(0.1)
-    assert {k[3:] for k in store.prefix("vx/", keys_only=True)} == {s.identity for s in specs.values()}
+    kept = {s.identity for s in specs.values()}
+    # the clean-up runs in the background
+    until(lambda: not {k[3:] for k in store.prefix("vx/", keys_only=True)} - kept)
+    assert {k[3:] for k in store.prefix("vx/", keys_only=True)} == kept
 
 
 def test_javascript_views_are_stored_but_not_run(app):
@@ -370,6 +368,7 @@ def test_the_first_chunk_decides_whether_a_pool_pays(tmp_path, monkeypatch, capl
         for i in range(1200):
             db[f"d{i:04d}"] = {"n": 1, "tags": ["a"]}
     monkeypatch.setattr(build, "CHUNK", 100)       # slow: ~2.4 s of mapping in all
+    # the map function's sleep is no wait: it makes mapping slow, what is tested
     slow = ViewSpec("t/slow", "import time\ndef fun(doc):\n    time.sleep(0.002)\n"
                     "    yield doc['n'], 1\n", "_count", "design")
     with caplog.at_level(logging.INFO, logger="settee.views"):
