@@ -61,6 +61,12 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
     "validation_schemas": ({}, dict, "database name = module:Schema (FormEncode)"),
     "query_timeout": (60.0, float, "seconds a _find may run, or a view query read rows "
                       "without answering one (503 timeout above)"),
+    "js_timeout": (5.0, float, "seconds one call into a design document's JavaScript may "
+                   "run (a view maps a batch of documents per call); past it the call is "
+                   "stopped and its V8 isolate replaced"),
+    "js_max_memory": (256 * 1024 * 1024, int, "bytes of heap one JavaScript isolate (one per "
+                      "design document) may hold; past it the call is stopped and the "
+                      "isolate replaced"),
     "views_modules": ([], list,
                       "Python modules whose registered views are served at /{db}/_view/{name}"),
     "examples": ([], list, "demos to enable (settee.examples): invoices, the design talk's "
@@ -100,6 +106,7 @@ RANGES = {
     "compression_min_size": (0, 1 << 30), "versioning_revs_limit": (1, 1_000_000),
     "storage_free_space_floor": (0, 1 << 50), "lmdb_map_size": (1 << 20, 1 << 50),
     "replication_interval": (0.001, 3600), "query_timeout": (0.001, 86400),
+    "js_timeout": (0.001, 3600), "js_max_memory": (16 << 20, 1 << 40),
     "server_max_connections": (16, 1 << 20), "server_header_timeout": (0.1, 3600),
     "server_io_timeout": (0.1, 86400), "storage_max_dbs_open": (1, 1 << 20),
     "auth_session_timeout": (1, 10**8), "auth_pbkdf2_iterations": (1, 10**8),

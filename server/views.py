@@ -12,7 +12,7 @@ from settee.store import NotFound, StoreError
 from settee.views import definitions
 from settee.views.deadline import Deadline, QueryTimeout
 from settee.views.engine import MISSING, View
-from settee.views.indexes import Indexes, indexes_of
+from settee.views.indexes import indexes_of
 
 from . import attachments
 from .conditional import etag, none_match, not_modified
@@ -29,9 +29,11 @@ VIEW_PARAMS = {"key", "keys", "startkey", "start_key", "endkey", "end_key", "sta
                "att_encoding_info", "stable"}
 
 
-#: Design document languages Settee never runs in its own process: database admins
-#: may write these (JavaScript is stored, not run; "query" holds Mango index fields).
-#: Any other language, Python above all, is code that runs as the server's user.
+#: Design document languages whose code cannot reach the server: database admins may
+#: write these (JavaScript runs in a V8 sandbox with no file, network or process
+#: access, bounded in time and memory: views/javascript.py; "query" holds Mango index
+#: fields). Any other language, Python above all, is code that runs as the server's
+#: user.
 DB_ADMIN_LANGUAGES = frozenset({"javascript", "query"})
 
 CODE_AUTHOR_ONLY = ("Only server admins may save Python design documents: Python code runs "
@@ -266,7 +268,7 @@ class ViewEndpoints:
             return
         self.auth.require_db_admin(request.user, database)
         require_code_author(request.user, body)
-        Indexes.check_design(docid, body)
+        indexes_of(database).check_design(docid, body)
 
     @staticmethod
     def design_saved(database, docid: str) -> None:

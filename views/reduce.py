@@ -56,6 +56,17 @@ class Reducer:
     def rereduce(self, values: list) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def reduce_many(self, groups: list[tuple[list, list]]) -> list:
+        """:meth:`reduce` of each ``(keys, values)``; a :class:`ReduceError` in place of
+        each that failed (a JavaScript reducer does them all in one call)."""
+        out: list = []
+        for keys, values in groups:
+            try:
+                out.append(self.reduce(keys, values))
+            except ReduceError as e:
+                out.append(e)
+        return out
+
     def add(self, reduction: Any, values: list) -> Any:
         return self.rereduce([reduction, self.reduce([], values)])
 
