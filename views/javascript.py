@@ -46,8 +46,8 @@ REMOVED = ("setTimeout", "clearTimeout", "__timer_manager", "ArrayBuffer",
            "Uint8Array", "Uint8ClampedArray", "Int16Array", "Uint16Array", "Int32Array",
            "Uint32Array", "Float16Array", "Float32Array", "Float64Array", "BigInt64Array",
            "BigUint64Array")
-_HARDEN = ("(function (g) { %s.forEach(function (n) { delete g[n]; }); })(globalThis);"
-           % orjson.dumps(list(REMOVED)).decode())
+_HARDEN = ("(function (g) { %s.forEach(function (n) { if (!delete g[n]) g[n] = undefined; });"
+           " })(globalThis);" % orjson.dumps(list(REMOVED)).decode())
 
 
 class JSError(StoreError):
@@ -179,11 +179,18 @@ class Sandbox:
     def _discard(self) -> None:
         racer, self._racer, self._functions = self._racer, None, {}
         self.resets += 1
-        if racer is not None:
-            try:
-                racer.close()
-            except Exception:           # a broken isolate: dropped all the same
-                pass
+        if racer is None:
+            return
+        try:
+            # The stopped call's completion reaches Python after the stop: one more
+            # (trivial) call waits for it, else it would arrive at a closed isolate.
+            racer.eval("0", timeout_sec=1.0)
+        except Exception:               # a broken isolate: closed all the same
+            pass
+        try:
+            racer.close()
+        except Exception:
+            pass
 
     def close(self) -> None:
         """Free the isolate now; the next call makes another (with the scripts)."""

@@ -6,7 +6,7 @@ and forged a server admin's session. Now only server admins save Python design
 documents, by every route that writes one: PUT (both spellings of the id), POST,
 COPY, ``_bulk_docs`` (edits and replicated revisions) and attachments. Database
 admins keep every other design document (options only, Mango indexes, JavaScript,
-which is stored and never run as Python) and may delete a Python one.
+which runs sandboxed and never as Python) and may delete a Python one.
 
 A marker file shows whether code ran: the design document's source touches it when
 compiled (at save time) and when its view maps a document.
