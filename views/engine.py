@@ -402,8 +402,8 @@ class View:
         def value_of(batch):
             check(batch)
             if len(batch) == 1:
-                return batch[0][1]
-            return self.reducer.rereduce([e[1] for e in batch])
+                return self.reducer.output(batch[0][1])
+            return self.reducer.output(self.reducer.rereduce([e[1] for e in batch]))
 
         if not group and group_level is None:
             batch = list(entries)

@@ -359,3 +359,32 @@ def test_a_parallel_build_maps_javascript_in_worker_processes(tmp_path):
     assert list(pooled.rows()) == list(here.rows())
     assert list(pooled.reduce(pooled.reductions(), None, True)) == \
            list(here.reduce(here.reductions(), None, True))
+
+
+# -- _approx_count_distinct (native, for JavaScript and Python views alike) -------------
+def test_approx_count_distinct_estimates_distinct_keys_and_follows_updates(tmp_path):
+    db = catalog(tmp_path).create("db")
+    with db.transaction():
+        for n in range(3000):
+            db[f"d{n:05d}"] = {"k": n % 1500, "g": n % 2}
+    view = js_view(db, {"c": {"map": "function (doc) { emit([doc.g, doc.k], null); }",
+                              "reduce": "_approx_count_distinct"}}, "c")
+    total = list(view.reduce(view.reductions(), None, False))[0]["value"]
+    assert abs(total - 1500) <= 1500 * 0.05
+    per_group = list(view.reduce(view.reductions(), 1, True))
+    assert [r["key"] for r in per_group] == [[0], [1]]
+    assert all(abs(r["value"] - 750) <= 750 * 0.05 for r in per_group)
+    small = list(view.reduce(view.reductions(start=[0, 0], end=[0, 18]), None, False))
+    assert small == [{"key": None, "value": 10}]        # keys 0, 2, ..., 18: exact when few
+    for n in range(0, 20, 2):                            # a key's last row goes: one fewer
+        del db[f"d{n:05d}"]
+        del db[f"d{n + 1500:05d}"]
+    view.update()
+    assert list(view.reduce(view.reductions(start=[0, 0], end=[0, 18]), None, False)) == []
+    assert list(view.reduce(view.reductions(start=[0, 0], end=[0, 40]), None, False)) == \
+           [{"key": None, "value": 11}]                 # 20, 22, ..., 40
+    py = View(db, ViewSpec("py/c", "def fun(doc):\n    yield [doc['g'], doc['k']], None\n",
+                           "_approx_count_distinct", "design"))
+    py.update()
+    assert list(py.reduce(py.reductions(), None, False)) == \
+           list(view.reduce(view.reductions(), None, False))
