@@ -125,8 +125,13 @@ PRELUDE = r"""
     var found = resolve(name.split("/"), module ? module.parent : undefined, true);
     if (!Object.prototype.hasOwnProperty.call(modules, found.id)) {
       modules[found.id] = {};         // a circular require gets the empty exports
-      var body = new Function("module", "exports", "require", found.current);
-      body.call(global, found, found.exports, function (name) { return requireFrom(name, found); });
+      try {
+        var body = new Function("module", "exports", "require", found.current);
+        body.call(global, found, found.exports, function (name) { return requireFrom(name, found); });
+      } catch (e) {                   // not cached: the next require runs it again
+        delete modules[found.id];
+        throw e;
+      }
       modules[found.id] = found.exports;
     }
     return modules[found.id];

@@ -180,6 +180,17 @@ def test_a_missing_module_skips_the_document_with_the_reason(tmp_path, caplog):
     assert 'invalid_require_path: Object has no property "nope"' in caplog.text
 
 
+def test_a_module_that_throws_is_not_cached(tmp_path):
+    db = catalog(tmp_path).create("db")
+    db["a"] = {"fail": True}
+    db["b"] = {"fail": False}
+    lib = {"flaky": "if (globalThis.failNext) throw new Error('module failed'); exports.ok = 1;"}
+    source = ("function (doc) { globalThis.failNext = doc.fail; "
+              "emit(doc._id, require('views/lib/flaky').ok); }")
+    assert list(js_view(db, {"m": {"map": source}, "lib": lib}, "m").rows()) == \
+           [["b", "b", 1]]
+
+
 def test_editing_views_lib_makes_a_new_view():
     doc = {"_id": "_design/a", "views": {"m": {"map": "function (doc) { emit(1, 1); }"},
                                          "lib": LIB}}
