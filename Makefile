@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SHARED ?= ../shared
 
-.PHONY: install run test typecheck bench bench-http bench-views bench-nodes bench-connections docker-test clean
+.PHONY: install run test typecheck bench bench-http bench-views bench-js bench-nodes bench-connections docker-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -60,6 +60,11 @@ bench-http: install
 bench-views: install
 	$(call need-shared,$(SHARED)/bench/make_invoices.py,make bench-views)
 	$(PY) bench/views.py --data $(SHARED)/bench/make_invoices.py
+
+# A JavaScript view beside the same view in Python (bench/README.md).
+bench-js: install
+	$(call need-shared,$(SHARED)/bench/make_invoices.py,make bench-js)
+	$(PY) bench/js_views.py --data $(SHARED)/bench/make_invoices.py
 
 bench-nodes: install
 	-$(PY) tests/pgserver.py --install

@@ -58,6 +58,12 @@ DEFAULTS: dict[str, tuple[Any, type, str]] = {
                                  "refuse writes (507) when less disk is free, in bytes"),
     "query_timeout": (60.0, float, "seconds a _find may run, or a view query read rows "
                       "without answering one (503 timeout above)"),
+    "js_timeout": (5.0, float, "seconds one call into a design document's JavaScript may "
+                   "run (a view maps a batch of documents per call); past it the call is "
+                   "stopped and its V8 isolate replaced"),
+    "js_max_memory": (256 * 1024 * 1024, int, "bytes of heap one JavaScript isolate (one per "
+                      "design document) may hold; past it the call is stopped and the "
+                      "isolate replaced"),
     "views_modules": ([], list,
                       "Python modules whose registered views are served at /{db}/_view/{name}"),
     "examples": ([], list, "demos to enable (settee.examples): invoices, the design talk's "
@@ -91,6 +97,7 @@ RANGES: dict[str, tuple[float, float]] = {
     "server_max_body": (1024, 1 << 40), "server_max_document": (64, 1 << 40),
     "server_max_json_depth": (2, 10_000),
     "storage_free_space_floor": (0, 1 << 50), "query_timeout": (0.001, 86400),
+    "js_timeout": (0.001, 3600), "js_max_memory": (16 << 20, 1 << 40),
     "server_max_connections": (16, 1 << 20), "server_header_timeout": (0.1, 3600),
     "server_io_timeout": (0.1, 86400), "storage_max_dbs_open": (1, 1 << 20),
     "auth_session_timeout": (1, 10**8), "auth_pbkdf2_iterations": (1, 10**8),

@@ -7,6 +7,7 @@ else in ``server/`` chooses a status for an error.
 from __future__ import annotations
 
 from settee.store import exceptions as store
+from settee.views.javascript import JSError, JSLimitError
 
 
 class HTTPError(Exception):
@@ -44,6 +45,8 @@ STATUS = {
     store.DecryptionError: (500, "decryption_failed"),
     store.CorruptValue: (500, "corrupt_value"),
     store.BackendError: (500, "backend_error"),
+    JSLimitError: (500, None),      # os_process_error, as CouchDB names a stopped query server
+    JSError: (500, None),
     store.StoreError: (500, None),
 }
 
@@ -54,6 +57,7 @@ STATUS = {
 #: A stored value that cannot be read names its document's key, not a file: told as is.
 PUBLIC_REASONS = {
     store.CorruptValue: None,
+    JSError: None,      # a design document's JavaScript failed: its reason names no file
     store.StorageFull: "The data volume is full; writes are refused until space is freed",
     store.ConfigurationError: "The server is misconfigured; its log says how",
     store.StoreError: "The storage failed; the server's log has the details",

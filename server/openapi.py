@@ -246,10 +246,14 @@ SCHEMAS = {
                  "properties": {"_id": STR, "_rev": STR, "_deleted": BOOL},
                  "additionalProperties": True},
     "DesignDocument": {"type": "object", "properties": {
-        "_id": STR, "_rev": STR, "language": {"type": "string", "enum": ["python", "query"]},
+        "_id": STR, "_rev": STR,
+        "language": {"type": "string", "enum": ["javascript", "python", "query"],
+                     "default": "javascript"},
         "views": {"type": "object", "additionalProperties": _obj(
-            {"map": {"description": "Python source defining fun(doc)"},
-             "reduce": {"type": "string", "description": "_sum, _count, _stats or Python"}},
+            {"map": {"description": "JavaScript function (doc), or Python source defining "
+                                    "fun(doc); views.lib: CommonJS modules for require()"},
+             "reduce": {"type": "string", "description": "_sum, _count, _stats, "
+                        "_approx_count_distinct, or a JavaScript or Python function"}},
             ("map",))}}, "additionalProperties": True},
     "DocResult": _obj({"ok": BOOL, "id": STR, "rev": STR}, ("ok", "id", "rev")),
     "OpenRevs": {"type": "array", "items": _obj({"ok": schema("Document"), "missing": STR})},

@@ -8,15 +8,17 @@ checked and the document measured with them; and :meth:`WriteRules.design_saved`
 """
 from __future__ import annotations
 
-from settee.views.indexes import Indexes, indexes_of
+from settee.views.indexes import indexes_of
 
 from . import attachments
 from .auth import USERS_DB
 from .errors import HTTPError
 
-#: Design document languages Settee never runs in its own process: database admins
-#: may write these (JavaScript is stored, not run; "query" holds Mango index fields).
-#: Any other language, Python above all, is code that runs as the server's user.
+#: Design document languages whose code cannot reach the server: database admins may
+#: write these (JavaScript runs in a V8 sandbox with no file, network or process
+#: access, bounded in time and memory: views/javascript.py; "query" holds Mango index
+#: fields). Any other language, Python above all, is code that runs as the server's
+#: user.
 DB_ADMIN_LANGUAGES = frozenset({"javascript", "query"})
 
 CODE_AUTHOR_ONLY = ("Only server admins may save Python design documents: Python code runs "
@@ -56,7 +58,7 @@ class WriteRules:
             return
         self.auth.require_db_admin(request.user, database)
         require_code_author(request.user, body)
-        Indexes.check_design(docid, body)
+        indexes_of(database).check_design(docid, body)
 
     @staticmethod
     def design_saved(database, docid: str) -> None:

@@ -126,6 +126,7 @@ class Catalog:
             raise
         # How another process opens this database (a view build's process pool).
         db.opener = (self.settings, name) if self.locations.shared else None
+        db.settings = self.settings
         db.last_used = time.monotonic()
         self._open[name] = (db, generation)
         if len(self._open) > self.max_open:

@@ -16,7 +16,7 @@ revision (the mapping protocol cannot name one; :meth:`Database.delete` checks i
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from . import keyspace
@@ -39,6 +39,7 @@ class Database(MutableMapping[str, Document]):
             raise TypeError("a Database needs a versioning layer in its stack")
         self.versions: Versioning = versions
         self.opener: tuple | None = None      # (settings, name): how other processes open it
+        self.settings: Mapping | None = None  # the catalog's (what bounds code run over it)
         self.last_used = 0.0                  # time.monotonic() of the last lookup (catalog)
         #: What other packages keep per open database (views: its indexes), gone with it.
         self.extensions: dict[str, Any] = {}

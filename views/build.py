@@ -127,7 +127,7 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
 def _map_here(view, ids: list[str]) -> tuple[int, tuple[list, dict, int]]:
     """Read, map and encode a chunk: ``(documents, fresh_chunk)``, ready to write."""
     docs = view.db.versions.get_many(ids)
-    return len(docs), view.fresh_chunk([(i, view.map_doc(d)) for i, d in docs.items()])
+    return len(docs), view.fresh_chunk(list(view.map_docs(docs).items()))
 
 
 def _first_chunk_decides(view, chunks, state, total: int) -> tuple[int | None, int]:

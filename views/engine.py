@@ -56,7 +56,7 @@ class View:
         self.db = database
         self.spec = spec
         self.vid = spec.identity
-        self.mapper, self.reducer = spec.compile()
+        self.mapper, self.reducer = spec.compile(getattr(database, "settings", None))
         self.store = database.versions.inner
         # what the backend stores for a row, when the layers below only encode
         self.raw = self.store.encoder()
@@ -87,12 +87,27 @@ class View:
                 rows.append([key, value])
             return rows
         except Exception as e:                  # user code: skip the doc, keep the view
-            self.map_errors += 1
-            if self.map_errors <= 10 or self.map_errors % 1000 == 0:
-                log.warning("view %s: map failed on doc %r: %s: %s (%d failures so far)",
-                            self.spec.name, doc.get("_id"), type(e).__name__, e,
-                            self.map_errors)
+            self.map_failed(doc, f"{type(e).__name__}: {e}")
             return []
+
+    def map_docs(self, docs: dict[str, dict]) -> dict[str, list]:
+        """The rows of each of ``docs`` (id -> document), as :meth:`map_doc` maps one;
+        a mapper with ``map_many`` (JavaScript) gets them all in one call. A mapper
+        stopped at a limit raises: the view cannot be updated past that document."""
+        many = getattr(self.mapper, "map_many", None)
+        if many is None:
+            return {doc_id: self.map_doc(doc) for doc_id, doc in docs.items()}
+        ids = list(docs)
+        rows, errors = many([docs[i] for i in ids])
+        for index, reason in errors:
+            self.map_failed(docs[ids[index]], reason)
+        return dict(zip(ids, rows))
+
+    def map_failed(self, doc: dict, reason: str) -> None:
+        self.map_errors += 1
+        if self.map_errors <= 10 or self.map_errors % 1000 == 0:
+            log.warning("view %s: map failed on doc %r: %s (%d failures so far)",
+                        self.spec.name, doc.get("_id"), reason, self.map_errors)
 
     # -- updating ---------------------------------------------------------------------
     def update(self, progress=None, until: int | None = None) -> dict:
@@ -137,9 +152,8 @@ class View:
     def apply(self, changes, state: dict) -> None:
         """Apply ``changes`` (in the caller's transaction); updates ``state``."""
         ids = [c.id for c in changes if not c.id.startswith("_design/")]
-        docs = self.db.versions.get_many(ids)
-        mapped = {doc_id: self.map_doc(docs[doc_id]) if doc_id in docs else []
-                  for doc_id in ids}
+        found = self.map_docs(self.db.versions.get_many(ids))
+        mapped = {doc_id: found.get(doc_id, []) for doc_id in ids}
         self.write_rows(mapped, state)
         state["seq"] = changes[-1].seq
 
@@ -216,11 +230,14 @@ class View:
             bottom = self.store.bottom()
             puts = [(bottom.check_key(k), bottom.check_value(raw(k, v))) for k, v in puts]
         partials = {}
-        for enc, (key, keys, values) in groups.items():
-            try:
-                partials[enc] = [key, self.reducer.reduce(keys, values), len(values)]
-            except ReduceError as e:
-                partials[enc] = [key, None, len(values), e.reason]
+        if groups:
+            reduced = self.reducer.reduce_many([(keys, values) for _, keys, values
+                                                in groups.values()])
+            for (enc, (key, _, values)), reduction in zip(groups.items(), reduced):
+                if isinstance(reduction, ReduceError):
+                    partials[enc] = [key, None, len(values), reduction.reason]
+                else:
+                    partials[enc] = [key, reduction, len(values)]
         return puts, partials, rows
 
     def write_fresh(self, chunk: tuple[list, dict, int], state: dict) -> None:
@@ -387,8 +404,8 @@ class View:
         def value_of(batch):
             check(batch)
             if len(batch) == 1:
-                return batch[0][1]
-            return self.reducer.rereduce([e[1] for e in batch])
+                return self.reducer.output(batch[0][1])
+            return self.reducer.output(self.reducer.rereduce([e[1] for e in batch]))
 
         if not group and group_level is None:
             batch = list(entries)

@@ -72,12 +72,13 @@ class Indexes:
                 self._updating.discard(view.vid)
 
     # -- design documents -------------------------------------------------------------
-    @staticmethod
-    def check_design(docid: str, body: dict) -> None:
-        """Before a design document is saved: its views must compile (a deletion has
-        none to check). Raises the definitions' errors (400s)."""
+    def check_design(self, docid: str, body: dict) -> None:
+        """Before a design document is saved: its language must be one Settee runs and
+        its views must compile (a deletion has none to check). Raises the definitions'
+        errors (400s)."""
         if body.get("_deleted") is not True:
-            definitions.check_design_doc({**body, "_id": docid})
+            definitions.check_design_doc({**body, "_id": docid},
+                                         getattr(self.database, "settings", None))
 
     def design_saved(self, docid: str) -> None:
         """After a design document is saved: build its views in the background, up to

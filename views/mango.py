@@ -64,6 +64,11 @@ def mango_mapper(fields: list[str]):
     return fun
 
 
+def compile_spec(spec: ViewSpec, settings=None):
+    """``(map, None)`` of a Mango index's spec (its fields as JSON): :data:`.spec.COMPILERS`."""
+    return mango_mapper(orjson.loads(spec.map_source)), None
+
+
 @dataclass(frozen=True)
 class Index:
     ddoc: str                 # "_design/<name>"
@@ -338,4 +343,4 @@ def drop_index(database, ddoc: str, name: str) -> None:
 
 
 __all__ = ["BadRequest", "find", "explain", "list_indexes", "drop_index", "parse_query",
-           "index_request", "index_design_doc", "indexes_of", "mango_mapper"]
+           "index_request", "index_design_doc", "indexes_of", "mango_mapper", "compile_spec"]

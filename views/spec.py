@@ -4,7 +4,8 @@ A spec is picklable, so a process pool compiles it again in each worker. Its
 ``origin`` says where its functions come from: ``design`` (Python source in a design
 document), ``module`` (``module:function`` of deployed code) or an origin another
 module registers a compiler for by name in :data:`COMPILERS` (Mango's JSON indexes:
-``mango``), so this module imports none of its users.
+``mango``; JavaScript design documents: ``javascript``), so this module imports
+none of its users.
 """
 from __future__ import annotations
 
@@ -12,20 +13,20 @@ import hashlib
 import importlib
 import inspect
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
-
-import orjson
 
 from settee.store.exceptions import BadRequest
 
 from .reduce import BUILTINS, make_reducer
 
-#: origin -> "module:function" that makes the map function from the spec's
-#: ``map_source`` (a JSON text); resolved when a spec of that origin is compiled.
-COMPILERS = {"mango": "settee.views.mango:mango_mapper"}
+#: origin -> "module:function" that compiles a spec of that origin:
+#: ``function(spec, settings) -> (map, reducer or None)``; resolved when a spec of
+#: that origin is compiled.
+COMPILERS = {"mango": "settee.views.mango:compile_spec",
+             "javascript": "settee.views.couchjs:compile_spec"}
 
 
 class InvalidDesignDoc(BadRequest):
@@ -41,7 +42,7 @@ class ViewSpec:
     name: str                  # "ddoc/view" for design docs, the view name for modules
     map_source: str            # Python source defining fun(doc), or "module:function"
     reduce_source: str | None  # a built-in name, Python source, "module:function" or None
-    origin: str                # "design" or "module"
+    origin: str                # "design", "module", or one of COMPILERS
 
     @cached_property
     def identity(self) -> str:
@@ -51,10 +52,11 @@ class ViewSpec:
                                      (self.map_source, self.reduce_source) if ref and ":" in ref)
         return hashlib.sha1(text.encode()).hexdigest()[:20]
 
-    def compile(self):
-        """(map function, reducer or None)."""
+    def compile(self, settings: Mapping | None = None):
+        """(map function, reducer or None). ``settings`` (the server's) bound what a
+        compiler runs, where it runs code in a sandbox (JavaScript's limits)."""
         if self.origin in COMPILERS:
-            return _resolve(COMPILERS[self.origin])(orjson.loads(self.map_source)), None
+            return _resolve(COMPILERS[self.origin])(self, settings)
         if self.origin == "module":
             mapper = _resolve(self.map_source)
             reduce = self.reduce_source

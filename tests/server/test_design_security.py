@@ -6,7 +6,7 @@ and forged a server admin's session. Now only server admins save Python design
 documents, by every route that writes one: PUT (both spellings of the id), POST,
 COPY, ``_bulk_docs`` (edits and replicated revisions) and attachments. Database
 admins keep every other design document (options only, Mango indexes, JavaScript,
-which is stored and never run as Python) and may delete a Python one.
+which runs sandboxed and never as Python) and may delete a Python one.
 
 A marker file shows whether code ran: the design document's source touches it when
 compiled (at save time) and when its view maps a document.
@@ -192,17 +192,23 @@ def test_a_database_admin_keeps_design_documents_without_python(site):
     assert r.json[0].get("ok") is True, r.body
 
 
-def test_javascript_design_documents_are_stored_and_never_run_as_python(site):
-    """No ``language`` is JavaScript, as in CouchDB: a database admin may save it, and
-    Python-looking source in it is text, never compiled or run."""
+def test_javascript_design_documents_are_database_admins_and_never_run_as_python(site):
+    """No ``language`` is JavaScript, as in CouchDB: a database admin may save it (it
+    runs sandboxed), and Python source in it is not JavaScript: refused at save
+    (400 compilation_error), never compiled or run as Python."""
     app = site.app
     javascript = {k: v for k, v in site.design.items() if k != "language"}
-    assert put(app, "/db/_design/js", javascript, headers=DBA).status_int == 201
+    r = put(app, "/db/_design/js", javascript, headers=DBA)
+    assert r.status_int == 400 and r.json["error"] == "compilation_error", r.body
+    assert not site.marker.exists()
+    real = {"views": {"v": {"map": "function (doc) { if (doc.a) emit(doc.a, 1); }",
+                            "reduce": "_count"}}}
+    assert put(app, "/db/_design/js", real, headers=DBA).status_int == 201
     assert put(app, "/db/doc", {"a": 1}, headers=DBA).status_int == 201
-    r = app.get("/db/_design/js/_view/v", headers=ADMIN, expect_errors=True)
-    assert r.status_int == 400, r.body
-    r = app.get("/db/_changes?filter=_view&view=js/v", headers=ADMIN, expect_errors=True)
-    assert r.status_int == 400, r.body
+    r = app.get("/db/_design/js/_view/v", headers=DBA)
+    assert r.json["rows"] == [{"key": None, "value": 1}], r.body
+    r = app.get("/db/_changes?filter=_view&view=js/v", headers=ADMIN)
+    assert [c["id"] for c in r.json["results"]] == ["doc"], r.body
     assert not site.marker.exists()
 
 

@@ -325,11 +325,20 @@ def test_changing_one_view_rebuilds_only_it_and_deleting_drops_storage(app, tmp_
     assert {k[3:] for k in store.prefix("vx/", keys_only=True)} == kept
 
 
-def test_javascript_views_are_stored_but_not_run(app):
+def test_javascript_views_run_and_other_languages_are_refused(app):
+    """No ``language`` is JavaScript, as in CouchDB, and it runs (tests/views/
+    test_javascript.py has the rest); a language Settee does not run is a 400 at save."""
+    app.put("/db/doc1", orjson.dumps({"n": 1}), content_type="application/json", status=201)
     js = {"views": {"v": {"map": "function(doc) { emit(doc._id, 1); }"}}}
     app.put("/db/_design/js", orjson.dumps(js), content_type="application/json", status=201)
-    r = app.get("/db/_design/js/_view/v", expect_errors=True)
-    assert r.status_int == 400 and "Python" in r.json["reason"]
+    r = app.get("/db/_design/js/_view/v")
+    ids = [row["id"] for row in r.json["rows"]]
+    assert "doc1" in ids and ids == [row["key"] for row in r.json["rows"]]
+    assert r.json["total_rows"] == len(ids) and {row["value"] for row in r.json["rows"]} == {1}
+    erlang = {"language": "erlang", "views": {"v": {"map": "fun({Doc}) -> Emit(1, 1) end."}}}
+    r = app.put("/db/_design/erl", orjson.dumps(erlang), content_type="application/json",
+                expect_errors=True)
+    assert r.status_int == 400 and "erlang" in r.json["reason"]
 
 
 def test_index_encoding_orders_exactly_as_the_selector_collation():
