@@ -33,8 +33,8 @@ test: install
 # The static type gate: mypy over the packages as they are installed (settee.store, ...).
 # The editable install maps those names onto store/, views/, ... with an import hook
 # that mypy cannot follow, so they are linked under build/typecheck/settee, the
-# mypy_path of pyproject's [tool.mypy]. server/ is not checked yet.
-TYPED := store views config examples
+# mypy_path of pyproject's [tool.mypy].
+TYPED := store views config examples server
 
 typecheck: install
 	rm -rf build/typecheck

@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from functools import partial
+from typing import Any
 from urllib.parse import unquote
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
@@ -172,6 +174,12 @@ def endpoints() -> Map:
        merge_slashes=False)
 
 
+class SetteeRequest(Request):
+    """werkzeug's request, with who sent it (auth.py's user, set before dispatch)."""
+
+    user: Any
+
+
 def handlers(*groups) -> dict:
     """Endpoint name -> handler, from the groups' ``on_<endpoint>`` methods; a name
     claimed by two groups is a mistake in the code, refused at start."""
@@ -216,11 +224,12 @@ class Settee:
     def __call__(self, environ, start_response):
         # Not kept in the environ (werkzeug's default): request and environ would
         # refer to each other, a cycle per request for the garbage collector.
-        request = Request(environ, populate_request=False)
+        request = SetteeRequest(environ, populate_request=False)
         # One byte past the limit: werkzeug stops a body without a length (chunked) there
         # without a word, and body() tells 413 from a body that fits.
         request.max_content_length = self.http.max_body + 1
         cors = self.cors_headers(request)
+        response: Response | Reply
         if cors and request.method == "OPTIONS" and \
                 "Access-Control-Request-Method" in request.headers:
             response = self.preflight(request, cors)
@@ -273,7 +282,7 @@ class Settee:
         del response.headers["Content-Type"]          # a 204 has no body, so no type
         return response
 
-    def dispatch(self, request: Request) -> Response:
+    def dispatch(self, request: SetteeRequest) -> Response | Reply:
         try:
             try:
                 path = routing_path(request.environ)
@@ -301,7 +310,7 @@ class Settee:
         except HTTPException as e:        # werkzeug's own: 413, 400 from form parsing, ...
             if isinstance(e.__context__, STALLED):          # werkzeug's ClientDisconnected
                 return self.stalled(request)
-            name = {413: "too_large"}.get(e.code, "bad_request")
+            name = "too_large" if e.code == 413 else "bad_request"
             return self.http.error(request, HTTPError(e.code or 400, name, e.description or name))
         except STALLED:
             return self.stalled(request)
@@ -317,7 +326,7 @@ class Settee:
         return self.http.error(request, HTTPError(408, "request_timeout",
                                              "The request body stopped arriving"))
 
-    def route(self, request: Request, path: str) -> tuple[str, dict]:
+    def route(self, request: Request, path: str) -> tuple[str, Mapping[str, Any]]:
         """The endpoint and its arguments. ``/{db}/{docid}`` and ``/{db}``, most
         requests, are matched here directly (the same answers the map gives, without
         its cost: a fifth of a POST's own work)."""
@@ -333,7 +342,7 @@ class Settee:
         return adapter.match(path_info=path, method=request.method)
 
     # -- authorization ------------------------------------------------------------------
-    def authorize(self, request, endpoint: str, values: dict) -> None:
+    def authorize(self, request, endpoint: str, values: Mapping[str, Any]) -> None:
         """May ``request.user`` call ``endpoint``? Raises 401/403 if not (see auth.py)."""
         user, method, auth = request.user, request.method, self.auth
         if user.is_admin or endpoint in PUBLIC_ENDPOINTS:

@@ -2,7 +2,9 @@
 ``_revs_diff`` and ``_missing_revs``. Listings are streamed from ordered range scans."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from itertools import islice
+from typing import Any
 
 from settee.store import BadRequest, Deleted, Doc, Meta, NotFound, StoreError
 
@@ -84,7 +86,7 @@ class BulkEndpoints:
                 lo = lo if lo is not None and lo > prefix else prefix
                 hi = hi if hi is not None and hi < prefix + "\uffff" else prefix + "\uffff"
             if empty1 or empty2:
-                items = iter(())
+                items: Iterator[tuple[str, Any]] = iter(())
             else:
                 items = database.docs(lo, hi, descending=descending, inclusive_end=True)
             if not p.bool("inclusive_end", True) and end is not None:
@@ -109,7 +111,8 @@ class BulkEndpoints:
             try:
                 yield row(key, database[key])
             except Deleted as e:
-                out = {"id": key, "key": key, "value": {"rev": e.rev, "deleted": True}}
+                out: dict[str, Any] = {"id": key, "key": key,
+                                       "value": {"rev": e.rev, "deleted": True}}
                 if include_docs:
                     out["doc"] = None
                 yield out

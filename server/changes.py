@@ -108,7 +108,7 @@ class ChangesEndpoints:
                 now = time.monotonic()
                 if now >= deadline:
                     return
-                if next_beat is not None and now >= next_beat:
+                if heartbeat and next_beat is not None and now >= next_beat:
                     yield b"\n"
                     next_beat = now + heartbeat
                 park = Park(database, current, after, min(deadline, next_beat or deadline))

@@ -84,7 +84,6 @@ def serve(settings, extra: list[str]) -> int:
         os.environ[f"SETTEE_{key.upper()}"] = str(settings[key])
     argv = [sys.executable, "-m", "gunicorn", "-c", conf, *extra]
     os.execv(sys.executable, argv)
-    return 0  # pragma: no cover - exec does not return
 
 
 def dump(settings, name: str, out) -> int:

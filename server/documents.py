@@ -27,7 +27,7 @@ def check_fields(doc: dict) -> None:
             raise HTTPError(400, "doc_validation", f"Bad special document member: {name}")
 
 
-def decorate(database, doc: Doc, p: Params) -> Doc:
+def decorate(database, doc: Doc, p: Params) -> dict:
     """Add what ``revs``, ``revs_info``, ``conflicts``, ``local_seq`` ask for."""
     meta = doc.meta
     if p.bool("revs") and meta.revisions:

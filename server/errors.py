@@ -68,7 +68,7 @@ def public_reason(error: store.StoreError | store.ConfigurationError) -> str:
     for cls in type(error).__mro__:
         if cls in PUBLIC_REASONS:
             return PUBLIC_REASONS[cls] or error.reason
-    return PUBLIC_REASONS[store.StoreError]     # pragma: no cover - StoreError is there
+    return error.reason                       # pragma: no cover - StoreError is there
 
 
 def from_store(error: store.StoreError) -> HTTPError:

@@ -216,7 +216,7 @@ def _obj(properties: dict, required: tuple = (), additional=True) -> dict:
 
 
 STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
-ANY = {}
+ANY: dict = {}
 STRINGS = {"type": "array", "items": STR}
 NAMES_ROLES = _obj({"names": STRINGS, "roles": STRINGS})
 

@@ -1,7 +1,7 @@
 """Query parameters, parsed and checked: a bad value is a 400 naming the parameter."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -37,6 +37,14 @@ class Params:
         if value.lower() in FALSE:
             return False
         raise bad_request(f"Invalid boolean parameter {name}={value!r}; use true or false")
+
+    @overload
+    def int(self, name: str, default: int, *, minimum: int = ...,
+            maximum: int = ...) -> int: ...
+
+    @overload
+    def int(self, name: str, default: None = None, *, minimum: int = ...,
+            maximum: int = ...) -> int | None: ...
 
     def int(self, name: str, default: int | None = None, *, minimum: int = 0,
             maximum: int = 2**53) -> int | None:

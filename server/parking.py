@@ -50,7 +50,7 @@ class Park:
         #: Set by a server that is stopping: end the response now, as at its timeout.
         self.cut = False
 
-    def due(self, current: int, now: float) -> bool:
+    def due(self, current: float, now: float) -> bool:
         return current > self.after or now >= self.wake_at
 
 

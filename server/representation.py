@@ -67,7 +67,7 @@ def depth_ok(value: Any, limit: int) -> bool:
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
-            children = item.values()
+            children = list(item.values())
         elif isinstance(item, list):
             children = item
         else:
@@ -202,7 +202,8 @@ def _yaml_to_json(value: Any, path: str = "body") -> Any:
                                 "once written as JSON")
             out[name] = _yaml_to_json(item, f"{path}.{name}")
         return out
-    kind = {set: "a set (!!set)", bytes: "binary (!!binary)"}.get(type(value),
+    kinds: dict[type, str] = {set: "a set (!!set)", bytes: "binary (!!binary)"}
+    kind = kinds.get(type(value),
                                                                  type(value).__name__)
     raise HTTPError(400, "bad_request", f"{path} is {kind}, which has no JSON form")
 

@@ -11,8 +11,9 @@ from itertools import islice
 from settee.store import NotFound, StoreError
 from settee.views import definitions
 from settee.views.deadline import Deadline, QueryTimeout
-from settee.views.engine import MISSING, View
+from settee.views.engine import View
 from settee.views.indexes import indexes_of
+from settee.views.selector import MISSING
 
 from . import attachments
 from .conditional import etag, none_match, not_modified

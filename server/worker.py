@@ -54,6 +54,7 @@ from gunicorn import util
 from gunicorn.http import wsgi
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
+from .balance import ConnectionTable
 from .parking import CLOSE, PARK, POLL, Park
 
 #: Largest request head (request line and headers) read for a request, in bytes.
@@ -116,21 +117,22 @@ class Parked:
     def __init__(self, conn, req, resp, environ, respiter, started):
         self.conn, self.req, self.resp, self.environ = conn, req, resp, environ
         self.respiter, self.items, self.started = respiter, iter(respiter), started
-        self.park: Park | None = None
+        self.park: Park                  # set when the response parks (before any use)
         self.watched = False
 
 
 class Worker(ThreadWorker):
     linger = 0.002          # seconds a thread waits for its connection's next request
-    table = None            # the server's ConnectionTable, and this worker's slot in it
-    slot = None
+    alive: bool             # gunicorn's: False once the worker is stopping
+    table: ConnectionTable | None = None   # the server's table, and this worker's slot in it
+    slot: int | None = None
     pause = 0.002           # seconds a worker with more connections stops listening
     patience = 0.05         # seconds a connection is left to the other workers at most
     header_timeout = 20.0   # seconds for a request head to arrive (settings set these)
     io_timeout: float | None = 60.0
     _gauges_at = 0.0        # when the connection gauges (metrics.py) are next set
     _paused_until = 0.0
-    _leaving_since = None   # when this worker began leaving a connection to others
+    _leaving_since: float | None = None   # when this worker began leaving a connection
     _left_at = 0.0
 
     def __init__(self, *args, **kwargs):
@@ -266,13 +268,15 @@ class Worker(ThreadWorker):
             self._stop_reading_head(conn)
             self._drop(conn)
             return
-        seen = len(conn.head)
-        conn.head += data
-        if head_complete(conn.head, seen):
+        head = conn.head
+        assert head is not None                    # reading a head: set by _await_head
+        seen = len(head)
+        head += data
+        if head_complete(head, seen):
             self._stop_reading_head(conn)
             conn.data_ready = True
             self.enqueue_req(conn)
-        elif len(conn.head) > MAX_HEAD:
+        elif len(head) > MAX_HEAD:
             self._stop_reading_head(conn)
             self._refuse(conn.sock, HEAD_TOO_LARGE)
             self.nr_conns -= 1

@@ -108,7 +108,7 @@ def all_indexes(database) -> list[Index]:
     return found
 
 
-def index_request(body: dict) -> tuple[list, str, str | None]:
+def index_request(body: dict) -> tuple[list, str, str]:
     """Check a ``POST /_index`` body: (sort-style fields, name, ddoc)."""
     index = body.get("index")
     if not isinstance(index, dict) or not isinstance(index.get("fields"), list) \
