@@ -162,6 +162,9 @@ class Transactions(ABC):
             self._sync_batch()
         except BaseException as e:
             batch.error = e
+        if self.max_batch == 1:        # a batch of one: no other member waits for it
+            batch.done = True
+            return
         with self._done:
             batch.done = True
             self._done.notify_all()
@@ -211,7 +214,8 @@ class _Transaction:
         try:
             if store._batch is None:           # first of its batch: no savepoint needed
                 store._open_batch()
-                store._batch = _Batch(time.monotonic() + store.max_batch_seconds)
+                store._batch = _Batch(time.monotonic() + store.max_batch_seconds
+                                      if grouped else 0.0)
             else:
                 store._savepoint("tx")
                 self.savepoint = True
