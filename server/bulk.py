@@ -14,6 +14,7 @@ from .errors import HTTPError, bad_request, from_store
 from .ids import check_docid
 from .params import Params
 from .representation import Listing
+from .seqs import format_seq
 
 BULK_CHUNK = 256        # documents written per transaction (one fsync per chunk)
 
@@ -96,7 +97,7 @@ class BulkEndpoints:
         if keys is not None:
             rows = islice(rows, skip, None if limit is None else skip + limit)
         head = {"total_rows": info["doc_count"], "offset": skip}
-        tail = (lambda: {"update_seq": str(info["update_seq"])}) if p.bool("update_seq") else (lambda: {})
+        tail = (lambda: {"update_seq": format_seq(database, info["update_seq"])}) if p.bool("update_seq") else (lambda: {})
         return self.http.stream(request, Listing(head, "rows", rows, tail))
 
     def on_design_docs(self, request, db):

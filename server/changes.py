@@ -28,25 +28,11 @@ from . import attachments
 from .errors import HTTPError, bad_request
 from .params import Params
 from .parking import PARK, Park, wait_in_place
-from .representation import Listing
+from .representation import JSON, Listing, stream
+from .seqs import format_seq, parse_since
 
 DEFAULT_TIMEOUT_MS = 60_000
 MAX_TIMEOUT_MS = 600_000
-
-
-def parse_since(value: str | None, current: int) -> int:
-    if value in (None, "", "0"):
-        return 0
-    if value == "now":
-        return current
-    text = value.split("-", 1)[0] if isinstance(value, str) else value
-    try:
-        since = int(text)
-    except (TypeError, ValueError):
-        raise bad_request(f"Malformed since parameter: {value!r}") from None
-    if since < 0:
-        raise bad_request("since must not be negative")
-    return since
 
 
 class ChangesEndpoints:
@@ -62,7 +48,7 @@ class ChangesEndpoints:
         feed = p.choice("feed", ("normal", "longpoll", "continuous", "eventsource"), "normal")
         since_text = p.text("since", request.headers.get("Last-Event-ID"))
         if "since" in body:
-            since_text = str(body["since"])
+            since_text = body["since"]
         since = parse_since(since_text, database.update_seq())
         limit = p.int("limit", None, minimum=0)
         descending = p.bool("descending")
@@ -74,7 +60,7 @@ class ChangesEndpoints:
         accept = self.change_filter(p, body, database)
 
         def entry(change):
-            row = {"seq": str(change.seq), "id": change.id, "changes": [{"rev": change.rev}]}
+            row = {"seq": format_seq(database, change.seq), "id": change.id, "changes": [{"rev": change.rev}]}
             if change.deleted:
                 row["deleted"] = True
             if include_docs or style == "all_docs" or conflicts:
@@ -194,7 +180,7 @@ class ChangesEndpoints:
                 yield entry(change)
 
         def tail():
-            return {"last_seq": str(state["seq"]), "pending": 0}
+            return {"last_seq": format_seq(database, state["seq"]), "pending": 0}
         return self.http.stream(request, Listing({}, "results", results(), tail))
 
     @staticmethod
@@ -205,8 +191,8 @@ class ChangesEndpoints:
             yield from wait(since, deadline)
             rows = list(batch(since))
         last = rows[-1].seq if rows else since
-        yield orjson.dumps({"results": [entry(c) for c in rows], "last_seq": str(last),
-                            "pending": 0}) + b"\n"
+        yield b"".join(stream(Listing({}, "results", [entry(c) for c in rows], lambda: {
+            "last_seq": format_seq(database, last), "pending": 0}), JSON))
 
     @staticmethod
     def continuous(database, batch, entry, since, wait, timeout, limit, eventsource=False):
@@ -217,7 +203,8 @@ class ChangesEndpoints:
                 row = entry(change)
                 last = change.seq
                 data = orjson.dumps(row)
-                yield (b"data: " + data + b"\nid: " + str(last).encode() + b"\n\n"
+                yield (b"data: " + data + b"\nid: " + format_seq(database, last).encode()
+                       + b"\n\n"
                        if eventsource else data + b"\n")
                 sent += 1
                 deadline = time.monotonic() + timeout
@@ -228,4 +215,4 @@ class ChangesEndpoints:
             if (yield from wait(last, deadline)):      # cut short: the server stops
                 break
         if not eventsource:
-            yield orjson.dumps({"last_seq": str(last), "pending": 0}) + b"\n"
+            yield orjson.dumps({"last_seq": format_seq(database, last), "pending": 0}) + b"\n"

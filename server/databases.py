@@ -6,6 +6,7 @@ from urllib.parse import quote
 
 from .auth import check_security
 from .errors import HTTPError, bad_request
+from .seqs import format_seq
 
 #: Names at the top of the path that are server endpoints, never databases.
 SERVER_ENDPOINTS = {"_all_dbs", "_uuids", "_up", "_active_tasks", "_session", "_utils",
@@ -15,7 +16,7 @@ SERVER_ENDPOINTS = {"_all_dbs", "_uuids", "_up", "_active_tasks", "_session", "_
 
 def database_info(database) -> dict:
     info = database.info()
-    seq = str(info["update_seq"])
+    seq = format_seq(database, info["update_seq"])
     return {"db_name": database.name, "doc_count": info["doc_count"],
             "doc_del_count": info["doc_del_count"], "update_seq": seq,
             "purge_seq": "0", "compact_running": False,

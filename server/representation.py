@@ -287,8 +287,10 @@ def _stream_json(listing: Listing) -> Iterator[bytes]:
             batch = []
     if batch:
         yield b"".join(batch)
+    # CouchDB's layout, which clients parse line by line: one row per line, then the
+    # closing bracket on a line of its own and the tail's fields on the next.
     tail = listing.tail()
-    yield b"\n]" + (b"," + dump_json(tail)[1:] if tail else b"}") + b"\n"
+    yield b"\n]" + (b",\n" + dump_json(tail)[1:] if tail else b"}") + b"\n"
 
 
 def _stream_yaml(listing: Listing) -> Iterator[bytes]:

@@ -20,6 +20,7 @@ from .conditional import etag, none_match, not_modified
 from .errors import HTTPError, bad_request
 from .params import Params
 from .representation import Listing
+from .seqs import format_seq
 
 log = logging.getLogger("settee.server")
 
@@ -213,7 +214,7 @@ class ViewEndpoints:
                 deadline)
             return self.http.stream(request, Listing({}, "rows", rows, lambda: failure), headers)
         rows, failure = answered(q.page(self.map_rows(database, view, q, deadline)), deadline)
-        seq = {"update_seq": str(state["seq"])} if q.update_seq else {}
+        seq = {"update_seq": format_seq(database, state["seq"])} if q.update_seq else {}
         return self.http.stream(request, Listing({"total_rows": state["rows"], "offset": q.skip},
                                             "rows", rows, lambda: {**seq, **failure}), headers)
 

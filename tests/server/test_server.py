@@ -246,7 +246,7 @@ def test_document_requests_leave_nothing_for_the_cycle_collector(db):
 def test_bad_bodies_are_400_and_write_nothing(db, body, why):
     err(db.put("/db/doc", body, content_type="application/json", expect_errors=True),
         400, "bad_request")
-    assert db.get("/db").json["update_seq"] == "0"
+    assert db.get("/db").json["update_seq"].startswith("0-")
 
 
 def test_unknown_special_field_is_doc_validation(db):
@@ -429,7 +429,7 @@ def test_bulk_get_and_revs_diff(db):
 def test_changes_normal_feed(abc):
     r = abc.get("/db/_changes").json
     assert [c["id"] for c in r["results"]] == list("abcde")
-    assert r["last_seq"] == "5" and all(isinstance(c["seq"], str) for c in r["results"])
+    assert r["last_seq"].startswith("5-") and all(isinstance(c["seq"], str) for c in r["results"])
     rev = abc.get("/db/a").json["_rev"]
     put(abc, "/db/a", {"_rev": rev, "v": "A"})
     r = abc.get("/db/_changes?since=3").json
@@ -496,7 +496,7 @@ def test_continuous_feed_ends_after_timeout_with_last_seq(abc):
     lines = abc.get("/db/_changes?feed=continuous&timeout=200").body.splitlines()
     rows = [orjson.loads(line) for line in lines if line.strip()]
     assert [r["id"] for r in rows[:-1]] == list("abcde")
-    assert rows[-1]["last_seq"] == "5"
+    assert rows[-1]["last_seq"].startswith("5-")
 
 
 def test_eventsource_feed(abc):
@@ -570,3 +570,32 @@ def test_the_direct_routes_give_the_maps_answers(tmp_path):
             except HTTPException as e:
                 got = type(e)
             assert got == expected, (method, path)
+
+
+def test_sequences_are_couchdb_2_strings_and_come_back_as_since(abc):
+    """seq, last_seq and update_seq are "N-<opaque>" strings (PouchDB checkpoints
+    expect them), the same for a database whatever the feed; since takes them back,
+    plain numbers too, and Last-Event-ID is since's alias."""
+    info = abc.get("/db").json
+    rows = abc.get("/db/_changes").json
+    n, token = info["update_seq"].split("-", 1)
+    assert n == "5" and token and rows["last_seq"] == info["update_seq"]
+    assert [r["seq"].split("-", 1)[1] for r in rows["results"]] == [token] * 5
+    third = rows["results"][2]["seq"]
+    after = abc.get("/db/_changes?since=" + third).json["results"]
+    assert [r["seq"] for r in after] == [r["seq"] for r in rows["results"][3:]]
+    assert abc.get("/db/_changes?since=3").json["results"] == after
+    assert abc.get("/db/_changes", headers={"Last-Event-ID": third}).json["results"] == after
+    err(abc.get("/db/_changes?since=x-1", expect_errors=True), 400, "bad_request")
+
+
+def test_the_normal_and_longpoll_feeds_keep_couchdbs_line_layout(abc):
+    """One result per line, the closing bracket on its own line, last_seq on the next:
+    clients such as python-cloudant read these feeds line by line."""
+    for feed in ("normal", "longpoll"):
+        text = abc.get(f"/db/_changes?feed={feed}").text
+        lines = text.split("\n")
+        assert lines[0] == '{"results":[', (feed, text)
+        assert all(orjson.loads(line.rstrip(","))["id"] for line in lines[1:6]), (feed, text)
+        assert lines[6] == "],", (feed, text)
+        assert lines[7].startswith('"last_seq":"5-') and lines[7].endswith("}"), (feed, text)

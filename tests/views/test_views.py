@@ -251,7 +251,7 @@ def test_map_query_parameters(app):
     docs = app.get(v + "?include_docs=true&key=3").json["rows"]
     assert docs[0]["doc"]["_id"] == "d3" and docs[0]["value"] == "odd"
     assert keys(app.get(v + "?startkey=5&startkey_docid=d5&limit=1")) == [5]
-    assert app.get(v + "?update_seq=true").json["update_seq"] == "11"
+    assert app.get(v + "?update_seq=true").json["update_seq"].startswith("11-")
 
 
 def test_reduce_query_parameters(app):
