@@ -44,6 +44,7 @@ class Database(MutableMapping[str, Document]):
         #: What other packages keep per open database (views: its indexes), gone with it.
         self.extensions: dict[str, Any] = {}
         self._leases: list[None] = []         # one entry per user (append, pop: atomic)
+        self._props: dict | None = None       # props(), read once: set only at creation
 
     # -- who uses it (the catalog closes only databases nobody uses) -----------------
     def lease(self) -> Database:
@@ -146,6 +147,23 @@ class Database(MutableMapping[str, Document]):
         store = self.versions.inner
         with store.transaction():
             store[keyspace.SECURITY] = security
+
+    def props(self) -> dict:
+        """The database's properties (``{}``, or ``{"partitioned": true}``), as
+        ``GET /{db}`` shows them; they are set once, when the database is created."""
+        if self._props is None:
+            self._props = self.versions.inner.get(keyspace.PROPS) or {}
+        return self._props
+
+    def set_props(self, props: dict) -> None:
+        store = self.versions.inner
+        with store.transaction():
+            store[keyspace.PROPS] = props
+        self._props = dict(props)
+
+    def partitioned(self) -> bool:
+        """Whether document ids are ``partition:id`` and queries may name a partition."""
+        return bool(self.props().get("partitioned"))
 
     def replication_lag(self) -> dict | None:
         """The replication layer's outbox (``{"pending": n, ...}``), or None without one."""

@@ -183,7 +183,7 @@ def _string(text: str) -> str:
 
 
 def encode(key: Any) -> str:
-    """``key`` (any JSON value) as an order-preserving, self-delimiting string."""
+    """``key`` (any JSON value, or ``MAX``) as an order-preserving, self-delimiting string."""
     if key is None:
         return NULL
     if key is False:
@@ -198,6 +198,8 @@ def encode(key: Any) -> str:
         return ARRAY + "".join(encode(item) for item in key) + END
     if isinstance(key, dict):
         return OBJECT + "".join(encode(k) + encode(v) for k, v in key.items()) + END
+    if key is MAX:          # a range's open upper end (Mango's end keys): above every key
+        return HIGH
     raise TypeError(f"view keys are JSON values, not {type(key).__name__}")
 
 
