@@ -8,6 +8,7 @@ from settee.views import mango
 from settee.views.deadline import Deadline, QueryTimeout
 
 from . import attachments
+from .partitions import partition_of
 from .views import query_timeout_error, view_for
 
 
@@ -37,10 +38,10 @@ class MangoEndpoints:
             database, query, db, partitioned_db=database.partitioned()))
 
     def on_partition_find(self, request, db, partition):
-        return self.on_find(request, db, partition)
+        return self.on_find(request, db, partition_of(self.http.db(db), partition))
 
     def on_partition_explain(self, request, db, partition):
-        return self.on_explain(request, db, partition)
+        return self.on_explain(request, db, partition_of(self.http.db(db), partition))
 
     def on_index(self, request, db):
         database = self.http.db(db)
