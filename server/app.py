@@ -58,6 +58,7 @@ from .metrics import MetricsEndpoints, observe
 from .node import NodeEndpoints
 from .openapi import OpenAPIEndpoints
 from .parking import CLOSE
+from .partitions import PartitionEndpoints
 from .reply import Reply
 from .views import ViewEndpoints
 from .writes import WriteRules
@@ -156,6 +157,14 @@ def endpoints() -> Map:
         r(db + "/_design/<seg:ddoc>/_view/<seg:view>", endpoint="design_view",
           methods=["GET", "POST"]),
         r(db + "/_view/<seg:view>", endpoint="module_view", methods=["GET", "POST"]),
+        r(db + "/_partition/<seg:partition>", endpoint="partition_info", methods=["GET"]),
+        r(db + "/_partition/<seg:partition>/_all_docs", endpoint="partition_all_docs",
+          methods=["GET", "POST"]),
+        r(db + "/_partition/<seg:partition>/_design/<seg:ddoc>/_view/<seg:view>",
+          endpoint="partition_view", methods=["GET", "POST"]),
+        r(db + "/_partition/<seg:partition>/_find", endpoint="partition_find", methods=["POST"]),
+        r(db + "/_partition/<seg:partition>/_explain", endpoint="partition_explain",
+          methods=["POST"]),
         r(db + "/_find", endpoint="find", methods=["POST"]),
         r(db + "/_explain", endpoint="explain", methods=["POST"]),
         r(db + "/_index", endpoint="index", methods=["GET", "POST"]),
@@ -215,7 +224,7 @@ class Settee:
             NodeEndpoints(http, self.auth), DatabaseEndpoints(http, documents), documents,
             AttachmentEndpoints(http, writes), BulkEndpoints(http, writes, self.auth),
             ChangesEndpoints(http), ViewEndpoints(http), MangoEndpoints(http, writes),
-            MetricsEndpoints(http), OpenAPIEndpoints(http))
+            MetricsEndpoints(http), OpenAPIEndpoints(http), PartitionEndpoints(http))
         missing = {rule.endpoint for rule in self.url_map.iter_rules()} - set(self.handlers)
         if missing:
             raise TypeError(f"endpoints without a handler: {sorted(missing)}")

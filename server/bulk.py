@@ -13,6 +13,7 @@ from .documents import check_fields, decorate
 from .errors import HTTPError, bad_request, from_store
 from .ids import check_docid
 from .params import Params
+from .partitions import partition_of
 from .representation import Listing
 from .seqs import format_seq
 
@@ -83,9 +84,10 @@ class BulkEndpoints:
             start, empty1 = id_bound(start, lower=not descending) if start is not None else (None, False)
             end, empty2 = id_bound(end, lower=descending) if end is not None else (None, False)
             lo, hi = (end, start) if descending else (start, end)
-            if prefix is not None:      # _design_docs: only ids under the prefix
+            if prefix is not None:      # _design_docs, a partition: only ids under the prefix
+                top = prefix + "\U0010ffff"
                 lo = lo if lo is not None and lo > prefix else prefix
-                hi = hi if hi is not None and hi < prefix + "\uffff" else prefix + "\uffff"
+                hi = hi if hi is not None and hi < top else top
             if empty1 or empty2:
                 items: Iterator[tuple[str, Any]] = iter(())
             else:
@@ -99,6 +101,11 @@ class BulkEndpoints:
         head = {"total_rows": info["doc_count"], "offset": skip}
         tail = (lambda: {"update_seq": format_seq(database, info["update_seq"])}) if p.bool("update_seq") else (lambda: {})
         return self.http.stream(request, Listing(head, "rows", rows, tail))
+
+    def on_partition_all_docs(self, request, db, partition):
+        """``_all_docs`` of one partition: the ids that start with ``partition:``."""
+        partition_of(self.http.db(db), partition)
+        return self.on_all_docs(request, db, prefix=partition + ":")
 
     def on_design_docs(self, request, db):
         return self.on_all_docs(request, db, prefix="_design/")

@@ -1,4 +1,5 @@
-"""Database endpoints: ``/{db}`` (info, create, delete; a POST is a new document),
+"""Database endpoints: ``/{db}`` (info, create (``?partitioned=true``: partitioned),
+delete; a POST is a new document),
 ``_security``, ``_compact``, ``_ensure_full_commit`` and ``_revs_limit``."""
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def database_info(database) -> dict:
             "disk_size": info["size"], "data_size": info["size"],
             "disk_format_version": 8, "committed_update_seq": info["update_seq"],
             "instance_start_time": "0",
-            "props": {}, "cluster": {"q": 1, "n": 1, "w": 1, "r": 1}}
+            "props": database.props(), "cluster": {"q": 1, "n": 1, "w": 1, "r": 1}}
 
 
 class DatabaseEndpoints:
@@ -42,7 +43,10 @@ class DatabaseEndpoints:
             return http.respond(request, database_info(http.db(db)))
         if method == "PUT":
             http.check_writable()
-            http.catalog.create(db)
+            partitioned = request.args.get("partitioned", "false")
+            if partitioned not in ("true", "false"):
+                raise bad_request("`partitioned` must be true or false")
+            http.catalog.create(db, {"partitioned": True} if partitioned == "true" else None)
             return http.respond(request, {"ok": True}, 201, {"Location": "/" + quote(db, safe="")})
         if method == "DELETE":
             if "rev" in request.args:

@@ -130,6 +130,8 @@ PARAMETERS = {
     "ddoc": _path_param("ddoc", "Design document name, without the _design/ prefix"),
     "view": _path_param("view", "View name"),
     "name": _path_param("name", "Index name"),
+    "partition": _path_param("partition", "Partition name (a partitioned database's ids are "
+                                          "partition:id)"),
     "attachment": _path_param("name", "Attachment name (the rest of the path: it may "
                                       "contain /)"),
     "rev": query("rev", description="A revision, N-hash"),
@@ -297,13 +299,19 @@ SCHEMAS = {
                          "skip": {"type": "integer", "minimum": 0}, "bookmark": STR,
                          "use_index": ANY, "conflicts": BOOL, "update": BOOL,
                          "stable": BOOL, "stale": STR, "r": INT, "execution_stats": BOOL,
-                         "allow_fallback": BOOL}, ("selector",), additional=False),
+                         "allow_fallback": BOOL, "partition": STR}, ("selector",),
+                        additional=False),
     "FindResult": _obj({"docs": {"type": "array", "items": schema("Document")},
                         "bookmark": STR, "warning": STR,
                         "execution_stats": {"type": "object"}}, ("docs",)),
     "Explain": _obj({"dbname": STR, "index": {"type": "object"}, "selector": ANY,
                      "opts": {"type": "object"}, "limit": INT, "skip": INT,
-                     "fields": ANY, "mrargs": {"type": "object"}}),
+                     "fields": ANY, "mrargs": {"type": "object"},
+                     "index_candidates": {"type": "array", "items": {"type": "object"}},
+                     "selector_hints": {"type": "array", "items": {"type": "object"}},
+                     "covering": BOOL, "partitioned": BOOL}),
+    "PartitionInfo": _obj({"db_name": STR, "partition": STR, "doc_count": INT,
+                           "doc_del_count": INT, "sizes": _obj({"active": INT, "external": INT})}),
     "IndexRequest": _obj({"index": _obj({"fields": {"type": "array", "items": ANY,
                                                     "minItems": 1}}, ("fields",)),
                           "name": STR, "ddoc": STR,
@@ -451,6 +459,7 @@ def paths() -> dict:
                                    "404": {"description": "missing"}}},
             "put": operation("Create the database (server admins)", dbs,
                              {"201": ok("Ok", "Created", {"Location": {"schema": STR}})},
+                             params=[query("partitioned", "boolean", default=False)],
                              op_id="put_database", errors_=(412, 507)),
             "delete": operation("Delete the database (server admins)", dbs,
                                 {"200": ok("Ok")}, op_id="delete_database",
@@ -529,6 +538,30 @@ def paths() -> dict:
         "/{db}/_explain": {"parameters": [DB], "post": operation(
             "How a Mango query would run", "mango", {"200": ok("Explain")},
             request=body("FindRequest"), op_id="explain", errors_=(404, 413, 415))},
+        "/{db}/_partition/{partition}": {"parameters": [DB, ref("parameters", "partition")],
+                                         "get": operation(
+            "A partition's document count and size", dbs, {"200": ok("PartitionInfo")},
+            op_id="partition_info", errors_=(404,))},
+        "/{db}/_partition/{partition}/_all_docs": {
+            **rows_get_post("One partition's documents by id", "documents", ALL_DOCS_QUERY,
+                            "AllDocsRequest", "partition_all_docs"),
+            "parameters": [DB, ref("parameters", "partition")],
+        },
+        "/{db}/_partition/{partition}/_design/{ddoc}/_view/{view}": {
+            **rows_get_post("Query a view within one partition (map only)", "views",
+                            VIEW_QUERY, "ViewRequest", "partition_view"),
+            "parameters": [DB, ref("parameters", "partition"), ref("parameters", "ddoc"),
+                           ref("parameters", "view")],
+        },
+        "/{db}/_partition/{partition}/_find": {
+            "parameters": [DB, ref("parameters", "partition")], "post": operation(
+                "Mango query within one partition", "mango", {"200": ok("FindResult")},
+                request=body("FindRequest"), op_id="partition_find", errors_=(404, 413, 415))},
+        "/{db}/_partition/{partition}/_explain": {
+            "parameters": [DB, ref("parameters", "partition")], "post": operation(
+                "How a Mango query within one partition would run", "mango",
+                {"200": ok("Explain")}, request=body("FindRequest"), op_id="partition_explain",
+                errors_=(404, 413, 415))},
         "/{db}/_index": {
             "parameters": [DB],
             "get": operation("Mango indexes", "mango", {"200": ok("Indexes")},

@@ -19,6 +19,7 @@ from . import attachments
 from .conditional import etag, none_match, not_modified
 from .errors import HTTPError, bad_request
 from .params import Params
+from .partitions import partition_of
 from .representation import Listing
 from .seqs import format_seq
 
@@ -184,18 +185,29 @@ class ViewEndpoints:
         database = self.http.db(db)
         return self.query_view(request, database, definitions.design_view(database, ddoc, view))
 
+    def on_partition_view(self, request, db, partition, ddoc, view):
+        """A design view's rows within one partition (map only: its stored reductions
+        span every partition)."""
+        database = self.http.db(db)
+        return self.query_view(request, database, definitions.design_view(database, ddoc, view),
+                               partition_of(database, partition) + ":")
+
     def on_module_view(self, request, db, view):
         database = self.http.db(db)
         return self.query_view(request, database, definitions.module_view(
             db, view, self.http.settings["views_modules"]))
 
     # -- queries ----------------------------------------------------------------------
-    def query_view(self, request, database, spec):
+    def query_view(self, request, database, spec, prefix: str | None = None):
         """A view query: its parameters read and checked (:func:`parse_view_query`),
-        the index brought up to date as ``update`` says, then rows or reductions."""
+        the index brought up to date as ``update`` says, then rows or reductions.
+        ``prefix``: only the rows of documents whose ids start with it (a partition)."""
         body = self.http.json_object(request) if request.method == "POST" else {}
         view = view_for(database, spec)
         q = parse_view_query(Params(request.args), body, view)
+        if prefix is not None and q.reduce:
+            raise bad_request("Settee does not reduce within a partition; query with "
+                              "reduce=false")
         if q.update == "true":
             view.update()
         elif q.update == "lazy":
@@ -213,18 +225,22 @@ class ViewEndpoints:
                 deadline.watch(entries), q.group_level, q.group or q.group_level is not None)),
                 deadline)
             return self.http.stream(request, Listing({}, "rows", rows, lambda: failure), headers)
-        rows, failure = answered(q.page(self.map_rows(database, view, q, deadline)), deadline)
+        rows, failure = answered(q.page(self.map_rows(database, view, q, deadline, prefix)),
+                                 deadline)
         seq = {"update_seq": format_seq(database, state["seq"])} if q.update_seq else {}
         return self.http.stream(request, Listing({"total_rows": state["rows"], "offset": q.skip},
                                             "rows", rows, lambda: {**seq, **failure}), headers)
 
     @staticmethod
-    def map_rows(database, view, q: ViewQuery, deadline: Deadline):
-        """A map query's rows, with their documents when ``include_docs`` asks."""
+    def map_rows(database, view, q: ViewQuery, deadline: Deadline, prefix: str | None = None):
+        """A map query's rows, with their documents when ``include_docs`` asks (only
+        those of ids starting with ``prefix``, if given)."""
         for key, doc_id, value in deadline.watch(view.rows(
                 start=q.start, end=q.end, keys=q.keys, descending=q.descending,
                 inclusive_end=q.inclusive_end, start_docid=q.start_docid,
                 end_docid=q.end_docid)):
+            if prefix is not None and not doc_id.startswith(prefix):
+                continue
             row = {"id": doc_id, "key": key, "value": value}
             if q.include_docs:
                 linked = value.get("_id") if isinstance(value, dict) else None

@@ -5,7 +5,7 @@ the stack configured in the settings (see ``settee.config``).
 """
 from . import exceptions
 from .catalog import Catalog, open_database
-from .database import Database
+from .database import Database, check_partition
 from .document import Doc, Document, Meta
 from .exceptions import (
                          BackendError,
@@ -28,4 +28,5 @@ from .uuids import new_id
 __all__ = ["Catalog", "Database", "Doc", "Document", "Meta", "open_database", "new_id",
            "exceptions", "BackendError", "BadRequest", "ConfigurationError", "Conflict",
            "CorruptValue", "DatabaseExists", "DatabaseNotFound", "DecryptionError", "Deleted",
-           "InvalidKey", "NotFound", "StorageFull", "StoreError", "ValidationFailed"]
+           "InvalidKey", "NotFound", "StorageFull", "StoreError", "ValidationFailed",
+           "check_partition"]

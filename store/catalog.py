@@ -86,14 +86,18 @@ class Catalog:
     def exists(self, name: str) -> bool:
         return self.locations.generation(name) is not None
 
-    def create(self, name: str) -> Database:
+    def create(self, name: str, props: dict | None = None) -> Database:
+        """A new database ``name``; ``props`` are its properties (``Database.props``)."""
         check_name(name)
         with self._lock:
             if not self.locations.create(name):
                 raise DatabaseExists(f"The database {name!r} could not be created, "
                                      "the file already exists.")
             try:
-                return self.get(name)
+                database = self.get(name)
+                if props:
+                    database.set_props(props)
+                return database
             except BaseException:       # leave no half-made database behind
                 self.locations.drop(name)
                 raise

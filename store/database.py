@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
+import orjson
+
 from . import keyspace
 from .base import Backend, Layer, Store
 from .document import CURRENT, Doc, Document, Meta, as_doc
-from .exceptions import BadRequest
+from .exceptions import BadRequest, IllegalDocId, IllegalPartition
 from .layers.versioning import Change, Versioning
 from .uuids import new_id
 
@@ -44,6 +46,7 @@ class Database(MutableMapping[str, Document]):
         #: What other packages keep per open database (views: its indexes), gone with it.
         self.extensions: dict[str, Any] = {}
         self._leases: list[None] = []         # one entry per user (append, pop: atomic)
+        self._props: dict | None = None       # props(), read once: set only at creation
 
     # -- who uses it (the catalog closes only databases nobody uses) -----------------
     def lease(self) -> Database:
@@ -63,6 +66,7 @@ class Database(MutableMapping[str, Document]):
         return self.top[key]
 
     def __setitem__(self, key: str, value: Document) -> None:
+        self.check_id(key)
         self.top[key] = value
 
     def __delitem__(self, key: str) -> None:
@@ -86,6 +90,7 @@ class Database(MutableMapping[str, Document]):
             doc_id = new_id()
         if not isinstance(doc_id, str) or not doc_id:
             raise BadRequest("_id must be a non-empty string")
+        self.check_id(doc_id)
         doc.meta.new_edits = new_edits
         doc.meta.user = user
         self.top[doc_id] = doc
@@ -147,6 +152,47 @@ class Database(MutableMapping[str, Document]):
         with store.transaction():
             store[keyspace.SECURITY] = security
 
+    def props(self) -> dict:
+        """The database's properties (``{}``, or ``{"partitioned": true}``), as
+        ``GET /{db}`` shows them; they are set once, when the database is created."""
+        if self._props is None:
+            self._props = self.versions.inner.get(keyspace.PROPS) or {}
+        return self._props
+
+    def set_props(self, props: dict) -> None:
+        store = self.versions.inner
+        with store.transaction():
+            store[keyspace.PROPS] = props
+        self._props = dict(props)
+
+    def partitioned(self) -> bool:
+        """Whether document ids are ``partition:id`` and queries may name a partition."""
+        return bool(self.props().get("partitioned"))
+
+    def check_id(self, doc_id) -> None:
+        """In a partitioned database, a document id is ``partition:id`` (design and
+        ``_local/`` documents apart): :class:`IllegalDocId` if not."""
+        if not isinstance(doc_id, str) or doc_id.startswith(("_design/", "_local/")) \
+                or not self.partitioned():
+            return
+        partition, colon, rest = doc_id.partition(":")
+        if not colon or not rest:
+            raise IllegalDocId("Doc id must be of form partition:id")
+        check_partition(partition)
+
+    def partition_info(self, partition: str) -> dict[str, int]:
+        """``{docs, deleted, size}`` of the documents whose ids start with ``partition:``
+        (size: their bodies' JSON bytes)."""
+        lo = partition + ":"
+        hi = lo + "\U0010ffff"
+        docs = size = 0
+        for _, doc in self.versions.range(lo, hi):
+            docs += 1
+            size += len(orjson.dumps(doc))
+        deleted = sum(1 for _ in self.versions.inner.range(keyspace.TOMB + lo, keyspace.TOMB + hi,
+                                                           keys_only=True))
+        return {"docs": docs, "deleted": deleted, "size": size}
+
     def replication_lag(self) -> dict | None:
         """The replication layer's outbox (``{"pending": n, ...}``), or None without one."""
         from .layers.replication import Replication
@@ -190,4 +236,15 @@ class Database(MutableMapping[str, Document]):
         return f"<Database {self.name!r}>"
 
 
-__all__ = ["Database", "CURRENT"]
+def check_partition(partition) -> None:
+    """A partition name is a non-empty string without ``:`` that does not start with
+    ``_``: :class:`IllegalPartition` if not."""
+    reason = ("Partition must be a string" if not isinstance(partition, str) else
+              "Partition must not be empty" if not partition else
+              "Partition must not start with an underscore" if partition.startswith("_") else
+              "Partition must not contain a colon" if ":" in partition else None)
+    if reason is not None:
+        raise IllegalPartition(reason)
+
+
+__all__ = ["Database", "CURRENT", "check_partition"]

@@ -62,6 +62,18 @@ class InvalidKey(BadRequest):
     error = "illegal_docid"
 
 
+class IllegalDocId(BadRequest):
+    """A document id a partitioned database refuses (not ``partition:id``)."""
+
+    error = "illegal_docid"
+
+
+class IllegalPartition(BadRequest):
+    """A partition name is empty, starts with ``_`` or holds a ``:``."""
+
+    error = "illegal_partition"
+
+
 class ValidationFailed(BadRequest):
     """The document does not match its database's schema."""
 

@@ -13,6 +13,8 @@ spells a prefix out. Keys sort by code point, so each prefix is a contiguous ran
 ``l/<id>``                  ``_local/`` documents: not versioned, not in changes
 ``m/info``                  ``{seq, docs, deleted, revs_limit}``
 ``m/security``              the database's ``_security`` object
+``m/props``                 the database's properties, set when it is created:
+                            ``{"partitioned": true}`` for a partitioned database
 ``vx/<vid>``                a view index that exists: ``{name, origin}``
 ``v/<vid>/i/<key><id>...``  a view's rows, by collation-encoded key then document id
 ``v/<vid>/m/<id>``          what a document emitted (to remove its old rows)
@@ -24,7 +26,7 @@ spells a prefix out. Keys sort by code point, so each prefix is a contiguous ran
 from __future__ import annotations
 
 DOC, TOMB, OLD, SEQ, LOCAL = "d/", "t/", "r/", "s/", "l/"
-INFO, SECURITY = "m/info", "m/security"
+INFO, SECURITY, PROPS = "m/info", "m/security", "m/props"
 VIEWS = "vx/"
 OUTBOX = "~outbox/"
 

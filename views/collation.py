@@ -110,8 +110,29 @@ def sort_key(value: Any) -> tuple:
 
 
 def raw_key(value: Any) -> tuple:
-    """``_id`` comparisons: strings by code point (CouchDB's ``cmp_raw``), else collation."""
-    return (4, value) if isinstance(value, str) else sort_key(value)
+    """``_id`` comparisons: CouchDB's ``cmp_raw``, Erlang's order of the JSON terms.
+
+    ``numbers < false < null < true < objects < arrays < strings``: atoms sort by
+    name, an object is a one-element tuple of its ``{key, value}`` pairs (tuples
+    before lists), ``[]`` before every other array, strings by their UTF-8 bytes
+    (code point order). So ``{"_id": {"$gt": {}}}`` matches every document, and
+    ``{"_id": {"$lt": {}}}`` none, as in CouchDB.
+    """
+    if isinstance(value, str):
+        return (4, value)
+    if value is None or isinstance(value, bool):
+        return (1, "null" if value is None else "true" if value else "false")
+    if isinstance(value, (int, float)):
+        return (0, value)
+    if isinstance(value, dict):
+        return (2, tuple((raw_key(k), raw_key(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return (3, tuple(raw_key(v) for v in value))
+    if value is MIN:
+        return (-1,)
+    if value is MAX:
+        return (5,)
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
 def collate(a: Any, b: Any) -> int:
@@ -162,7 +183,7 @@ def _string(text: str) -> str:
 
 
 def encode(key: Any) -> str:
-    """``key`` (any JSON value) as an order-preserving, self-delimiting string."""
+    """``key`` (any JSON value, or ``MAX``) as an order-preserving, self-delimiting string."""
     if key is None:
         return NULL
     if key is False:
@@ -177,6 +198,8 @@ def encode(key: Any) -> str:
         return ARRAY + "".join(encode(item) for item in key) + END
     if isinstance(key, dict):
         return OBJECT + "".join(encode(k) + encode(v) for k, v in key.items()) + END
+    if key is MAX:          # a range's open upper end (Mango's end keys): above every key
+        return HIGH
     raise TypeError(f"view keys are JSON values, not {type(key).__name__}")
 
 

@@ -1,167 +1,112 @@
-"""Mango queries (``_find``) and the JSON indexes they use.
+"""Mango queries (``_find``): the query's options, its run, bookmarks and statistics.
 
-A JSON index is a view: ``POST /{db}/_index`` stores it, as CouchDB does, in a design
-document with ``"language": "query"``; its map emits the array of the indexed fields'
-values for every document that has them all. So it is stored, kept up to date and
-built (in the background, in parallel) exactly like a map-reduce view.
+A query is checked (:func:`parse_query`, CouchDB's ``mango_opts:validate_find``),
+planned (:mod:`.mango_plan`: which index, which key range) and run here: the rows of
+the chosen index in that range are read in order, each document is matched against
+the whole selector, ``skip`` and ``limit`` apply to the matches. When the index holds
+every field the answer needs (``fields`` and the selector's), the documents are not
+read at all (a covering index). ``_all_docs`` serves queries no JSON index can, with
+a ``warning``. The indexes are in :mod:`.mango_index`, ``_explain`` in
+:mod:`.mango_explain`.
 
-A query picks an index whose fields the selector constrains (all of them, and the
-``sort`` fields must be a prefix of the index's fields, in one direction), scans the
-key range that the selector's conditions on the index's first field allow, and checks
-every document against the whole selector. With no usable index it scans all
-documents and says so in ``warning``; a ``sort`` with no usable index is an error,
-as in CouchDB (``no_usable_index``). ``bookmark`` is an opaque position to resume from.
+``bookmark`` is an opaque position: the key and id of the last matching row while the
+limit was not reached, so the next page starts after it, in either direction. A page
+with no match gives back the bookmark it was given (``"nil"`` for the first).
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from settee.store.exceptions import BadRequest, NotFound
-
-from .collation import MAX, MIN
+from .collation import MAX
 from .deadline import Deadline, unlimited
-from .selector import (
-    MISSING,
-    QueryError,
-    compile_selector,
-    get_field,
-    parse_field,
-    parse_sort,
-    project,
-    range_for,
-    selector_fields,
+from .mango_explain import explain_plan
+from .mango_index import (  # noqa: F401 - the names other modules use from here
+    ALL_DOCS,
+    Index,
+    all_indexes,
+    compile_spec,
+    drop_index,
+    index_design_doc,
+    index_request,
+    indexes_of,
+    list_indexes,
+    mango_mapper,
 )
-from .spec import ViewSpec
+from .mango_plan import (
+    NoUsableIndex,
+    Plan,
+    covers,
+    end_key,
+    named,
+    plan,
+    required_fields,
+    start_key,
+)
+from .normal import normalize
+from .selector import MISSING, QueryError, compile_selector, parse_field, parse_sort, project
 
 DEFAULT_LIMIT = 25
-ALL_DOCS = {"ddoc": None, "name": "_all_docs", "type": "special",
-            "def": {"fields": [{"_id": "asc"}]}}
+#: ``_find`` warns when it read more than this many documents per document returned.
+SCAN_WARNING_RATIO = 10
+KNOWN = {"selector", "fields", "sort", "limit", "skip", "bookmark", "use_index", "r",
+         "conflicts", "update", "stable", "stale", "execution_stats", "allow_fallback",
+         "partition"}
 
 
-class NoUsableIndex(QueryError):
-    """No index can serve the query's sort."""
-
-    error = "no_usable_index"
-
-
-def mango_mapper(fields: list[str]):
-    paths = [parse_field(f) for f in fields]
-
-    def fun(doc):
-        values = []
-        for path in paths:
-            value = get_field(doc, path)
-            if value is MISSING:
-                return
-            values.append(value)
-        yield values, None
-    return fun
-
-
-def compile_spec(spec: ViewSpec, settings=None):
-    """``(map, None)`` of a Mango index's spec (its fields as JSON): :data:`.spec.COMPILERS`."""
-    return mango_mapper(orjson.loads(spec.map_source)), None
-
-
-@dataclass(frozen=True)
-class Index:
-    ddoc: str                 # "_design/<name>"
-    name: str
-    fields: tuple[str, ...]
-    direction: str            # "asc" or "desc", as declared
-
-    @property
-    def spec(self) -> ViewSpec:
-        return ViewSpec(f"{self.ddoc[8:]}/{self.name}", orjson.dumps(list(self.fields)).decode(),
-                        None, "mango")
-
-    def describe(self) -> dict:
-        return {"ddoc": self.ddoc, "name": self.name, "type": "json",
-                "def": {"fields": [{f: self.direction} for f in self.fields]}}
-
-
-def indexes_of(doc: dict) -> list[Index]:
-    """The JSON indexes a ``"language": "query"`` design document declares."""
-    if doc.get("language") != "query":
-        return []
-    found = []
-    for name, view in (doc.get("views") or {}).items():
-        fields = (view.get("options") or {}).get("def", {}).get("fields")
-        if not isinstance(fields, list):
-            continue
-        names = [next(iter(f)) if isinstance(f, dict) else f for f in fields]
-        directions = {next(iter(f.values())) for f in fields if isinstance(f, dict)} or {"asc"}
-        found.append(Index(doc["_id"], name, tuple(names), directions.pop()))
-    return found
-
-
-def all_indexes(database) -> list[Index]:
-    found = []
-    for _, doc in database.docs("_design/", "_design/\uffff"):
-        found.extend(indexes_of(doc))
-    return found
-
-
-def index_request(body: dict) -> tuple[list, str, str]:
-    """Check a ``POST /_index`` body: (sort-style fields, name, ddoc)."""
-    index = body.get("index")
-    if not isinstance(index, dict) or not isinstance(index.get("fields"), list) \
-            or not index["fields"]:
-        raise QueryError("`index` must be an object with a non-empty `fields` array",
-                         "bad_request")
-    if body.get("type", "json") != "json":
-        raise QueryError("Settee offers json indexes only", "invalid_index")
-    fields = parse_sort(index["fields"])
-    name = body.get("name")
-    ddoc = body.get("ddoc")
-    for value, what in ((name, "name"), (ddoc, "ddoc")):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise QueryError(f"`{what}` must be a non-empty string", "bad_request")
-    if "partial_filter_selector" in index:
-        raise QueryError("partial indexes are not supported", "invalid_index")
-    digest = hashlib.sha1(orjson.dumps(fields)).hexdigest()
-    return fields, name or digest, ddoc or digest
-
-
-def index_design_doc(current: dict | None, fields, name: str) -> dict:
-    doc: dict[str, Any] = {"language": "query", "views": {}}
-    if current is not None:
-        doc = {k: v for k, v in current.items() if k not in ("_id",)}
-        doc.setdefault("views", {})
-    doc["language"] = "query"
-    doc["views"][name] = {"map": {"fields": {f: d for f, d in fields}}, "reduce": "_count",
-                          "options": {"def": {"fields": [{f: d} for f, d in fields]}}}
-    return doc
-
-
-# -- queries ------------------------------------------------------------------------
 @dataclass
 class Query:
     selector: dict
     match: Any
     fields: list[str] | None
     sort: list[tuple[str, str]]
-    limit: int
-    skip: int
-    bookmark: Any
-    use_index: Any
-    update: bool
-    execution_stats: bool
-    conflicts: bool
+    limit: int = DEFAULT_LIMIT
+    skip: int = 0
+    bookmark: Any = None          # the decoded position, or None
+    bookmark_text: str = "nil"    # as sent
+    use_index: list = field(default_factory=list)   # [], [ddoc] or [ddoc, name]
+    update: bool = True
+    execution_stats: bool = False
+    conflicts: bool = False
+    allow_fallback: bool = True
+    stable: bool = False
+    stale: Any = False            # false or "ok"
+    r: int = 1
+    partition: str | None = None
+    norm: dict = field(default_factory=dict)
+
+    @property
+    def descending(self) -> bool:
+        return bool(self.sort) and self.sort[0][1] == "desc"
 
 
-def parse_query(body: dict) -> Query:
+def _use_index(value) -> list:
+    """``use_index`` as CouchDB reads it: ``"ddoc"``, ``"ddoc/name"``, ``"_design/ddoc
+    [/name]"``, ``[ddoc]`` or ``[ddoc, name]``; ``null`` and ``[]`` are none."""
+    if value is None or value == []:
+        return []
+    if isinstance(value, str):
+        parts = value.split("/")
+        if parts[0] == "_design" and len(parts) in (2, 3):
+            parts = parts[1:]
+        if len(parts) in (1, 2) and all(parts):
+            return parts
+    elif isinstance(value, list) and len(value) in (1, 2) and \
+            all(isinstance(v, str) and v for v in value):
+        return list(value)
+    raise QueryError(f"Invalid index name: {orjson.dumps(value).decode()}", "invalid_index_name")
+
+
+def parse_query(body: dict, partition: str | None = None) -> Query:
+    """Check a ``_find``/``_explain`` body; ``partition`` from the path, if any."""
     if not isinstance(body, dict):
         raise QueryError("the request body must be a JSON object", "bad_request")
-    known = {"selector", "fields", "sort", "limit", "skip", "bookmark", "use_index", "r",
-             "conflicts", "update", "stable", "stale", "execution_stats", "allow_fallback"}
-    unknown = set(body) - known
+    unknown = set(body) - KNOWN
     if unknown:
         raise QueryError(f"invalid key(s) in the query: {', '.join(sorted(unknown))}",
                          "invalid_key")
@@ -173,19 +118,38 @@ def parse_query(body: dict) -> Query:
     if fields is not None and (not isinstance(fields, list)
                                or not all(isinstance(f, str) for f in fields)):
         raise QueryError("`fields` must be an array of field names", "invalid_fields")
+    for name in fields or ():
+        parse_field(name)
     limit, skip = body.get("limit", DEFAULT_LIMIT), body.get("skip", 0)
     for name, value in (("limit", limit), ("skip", skip)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise QueryError(f"`{name}` must be a non-negative integer", "invalid_" + name)
-    for name in ("update", "execution_stats", "conflicts"):
+    for name in ("update", "execution_stats", "conflicts", "allow_fallback", "stable"):
         if name in body and not isinstance(body[name], bool):
             raise QueryError(f"`{name}` must be true or false", "bad_request")
+    r = body.get("r", 1)
+    if not isinstance(r, int) or isinstance(r, bool) or r < 1:
+        raise QueryError("`r` must be a positive integer", "bad_request")
+    stale = body.get("stale", False)
+    if stale not in (False, "ok"):
+        raise QueryError("`stale` must be \"ok\" or false", "bad_request")
+    sent = body.get("partition", "")
+    if not isinstance(sent, str):
+        raise QueryError("`partition` must be a string", "bad_request")
+    if partition is not None and sent and sent != partition:
+        raise QueryError(f"Partition {sent} does not match the partition of the path",
+                         "bad_request")
+    partition = partition or sent or None
+    text = body.get("bookmark")
     return Query(selector, match, fields, parse_sort(body.get("sort", [])), limit, skip,
-                 decode_bookmark(body.get("bookmark")), body.get("use_index"),
-                 body.get("update", True), body.get("execution_stats", False),
-                 body.get("conflicts", False))
+                 decode_bookmark(text), text or "nil", _use_index(body.get("use_index")),
+                 body.get("update", True) and stale != "ok", body.get("execution_stats", False),
+                 body.get("conflicts", False), body.get("allow_fallback", True),
+                 body.get("stable", False) or stale == "ok", stale, r, partition,
+                 normalize(selector))
 
 
+# -- bookmarks ------------------------------------------------------------------------
 def encode_bookmark(position) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
 
@@ -202,145 +166,194 @@ def decode_bookmark(text) -> Any:
             raise ValueError
         return position
     except (ValueError, binascii.Error, orjson.JSONDecodeError):
-        raise QueryError("Invalid bookmark value", "invalid_bookmark") from None
+        raise QueryError(f"Invalid bookmark value: {orjson.dumps(text).decode()}",
+                         "invalid_bookmark") from None
 
 
-def choose_index(query: Query, indexes: list[Index]) -> Index | None:
-    """The index to use, or None for a full scan; :class:`NoUsableIndex` if sort can't be served."""
-    constrained = selector_fields(query.selector)
-    sort_fields = [f for f, _ in query.sort]
-    directions = {d for _, d in query.sort}
-    usable = [ix for ix in indexes
-              if set(ix.fields) <= constrained | set(sort_fields) and ix.fields[0] in constrained
-              | set(sort_fields) and tuple(sort_fields) == ix.fields[:len(sort_fields)]]
-    if query.use_index:
-        wanted = query.use_index if isinstance(query.use_index, list) else [query.use_index]
-        ddoc = wanted[0] if wanted[0].startswith("_design/") else "_design/" + wanted[0]
-        named = [ix for ix in usable if ix.ddoc == ddoc
-                 and (len(wanted) < 2 or ix.name == wanted[1])]
-        if named:
-            usable = named
-    if sort_fields and sort_fields != ["_id"]:
-        if len(directions) > 1:
-            raise QueryError("Sorts currently only support a single direction for all fields.",
-                             "unsupported_mixed_sort")
-        if not usable:
-            raise NoUsableIndex("No index exists for this sort, try indexing by the sort fields.")
-    if not usable:
-        return None
-    return max(usable, key=lambda ix: (len(set(ix.fields) & constrained), -len(ix.fields)))
+# -- planning -------------------------------------------------------------------------
+def choose(database, query: Query, *, explain: bool = False,
+           partitioned_db: bool = False) -> Plan:
+    """The plan of ``query`` over the database's indexes (:func:`.mango_plan.plan`)."""
+    return plan(all_indexes(database, partitioned_db), query.norm, [f for f, _ in query.sort],
+                use_index=query.use_index, allow_fallback=query.allow_fallback,
+                partition=query.partition, explain=explain, partitioned_db=partitioned_db)
 
 
-def key_range(query: Query, index: Index) -> tuple[Any, Any]:
-    """View startkey/endkey (arrays) from the conditions on the index's first field."""
-    bounds = range_for(query.selector, index.fields[0])
-    if bounds is None:
-        return MISSING, MISSING
-    lower, _, upper, _ = bounds
-    start = MISSING if lower is MIN else [lower]
-    end = MISSING if upper is MAX else [upper, {}]
-    return start, end
+def covering(chosen: Plan, query: Query) -> bool:
+    """Whether the chosen index alone answers the query (``r`` above 1 reads documents)."""
+    return chosen.index is not None and query.r == 1 and \
+        covers(chosen.index, required_fields(query.norm, query.fields))
 
 
-def find(database, view_for, query: Query, deadline: Deadline | None = None) -> dict:
-    """Run ``query``: ``{docs, bookmark, warning?, execution_stats?}`` and the plan.
+def derived(index: Index, key: list, doc_id: str) -> dict:
+    """A document built from an index row: its id and the indexed fields' values."""
+    doc: dict = {"_id": doc_id}
+    for name, value in zip(index.fields, key):
+        path = parse_field(name)
+        target = doc
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return doc
+
+
+# -- running ---------------------------------------------------------------------------
+def _all_docs_rows(database, chosen: Plan, query: Query, after):
+    """(id, doc, key) of ``_all_docs`` in the plan's id range (ids compare as strings:
+    CouchDB's raw collation puts every other JSON value below them)."""
+    low, high = start_key(chosen), end_key(chosen)
+    lo = low if isinstance(low, str) and low else None
+    if high is MAX:
+        hi = None
+    elif isinstance(high, str):
+        hi = high
+    else:
+        return
+    if query.partition is not None:
+        first, last = query.partition + ":", query.partition + ":\U0010ffff"
+        lo = first if lo is None or lo < first else lo
+        hi = last if hi is None or hi > last else hi
+    if after:
+        if query.descending:
+            hi = after[1] if hi is None or after[1] < hi else hi
+        else:
+            lo = after[1] if lo is None or after[1] > lo else lo
+    if lo is not None and hi is not None and lo > hi:
+        return
+    for doc_id, doc in database.docs(lo, hi, descending=query.descending):
+        if doc_id.startswith("_design/") or (after and doc_id == after[1]):
+            continue
+        yield doc_id, doc, doc_id
+
+
+def _index_rows(database, view_for, chosen: Plan, query: Query, after, deadline: Deadline):
+    """(id, None, key) of the chosen JSON index's rows in the plan's key range."""
+    assert chosen.index is not None
+    view = view_for(database, chosen.index.spec)
+    if query.update:
+        view.update()
+        deadline.restart()
+    start, end = start_key(chosen), end_key(chosen)
+    if query.descending:
+        start, end = end, start
+    start_docid = None
+    if after:
+        start, start_docid = after
+    prefix = None if query.partition is None else query.partition + ":"
+    for key, doc_id, _ in view.rows(start=start, end=end, descending=query.descending,
+                                    start_docid=start_docid):
+        if after and doc_id == after[1] and key == after[0]:
+            continue
+        if prefix is not None and not doc_id.startswith(prefix):
+            continue
+        yield doc_id, None, key
+
+
+@dataclass
+class Stats:
+    keys: int = 0
+    docs: int = 0
+    quorum_docs: int = 0
+    returned: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def as_json(self) -> dict:
+        return {"total_keys_examined": self.keys, "total_docs_examined": self.docs,
+                "total_quorum_docs_examined": self.quorum_docs,
+                "results_returned": self.returned,
+                "execution_time_ms": round((time.perf_counter() - self.started) * 1000, 3)}
+
+
+def find(database, view_for, query: Query, deadline: Deadline | None = None, *,
+         partitioned_db: bool = False) -> dict:
+    """Run ``query``: ``{docs, bookmark, warning?, execution_stats?}``.
 
     ``deadline`` bounds the whole run (the answer is built whole, at most ``limit``
     documents): :class:`~.deadline.QueryTimeout` when it passes. The index update
     before the scan is not counted: it is the index's work, shared by every query.
     """
+    stats = Stats()
     deadline = deadline or unlimited()
-    index = choose_index(query, all_indexes(database))
-    descending = bool(query.sort) and query.sort[0][1] == "desc"
-    examined = 0
+    chosen = choose(database, query, partitioned_db=partitioned_db)
+    index = chosen.index
+    assert index is not None
+    after = query.bookmark
+    if after is not None and index.special:
+        after = [after[1], after[1]]
     docs: list[dict] = []
     position = None
-    after = query.bookmark
-    if index is None:
-        start = after[1] if after else None
-        items = database.docs(start, None, descending=descending)
-        candidates = ((doc_id, doc, doc_id) for doc_id, doc in items
-                      if not (after and doc_id == after[1]) and not doc_id.startswith("_design/"))
-        warning = "No matching index found, create an index to optimize query time."
+    from_index = covering(chosen, query)
+    if chosen.empty or query.limit == 0:
+        rows: Any = ()
+    elif index.special:
+        rows = _all_docs_rows(database, chosen, query, after)
     else:
-        view = view_for(database, index.spec)
-        if query.update:
-            view.update()
-            deadline.restart()
-        start, end = key_range(query, index)
-        if descending:
-            start, end = end, start
-        if after:
-            start = after[0]
-        rows = view.rows(start=start, end=end, descending=descending,
-                         start_docid=after[1] if after else None)
-        candidates = ((doc_id, None, key) for key, doc_id, _ in rows
-                      if not (after and [key, doc_id] == after))
-        warning = None
+        rows = _index_rows(database, view_for, chosen, query, after, deadline)
     skipped = 0
-    for doc_id, doc, key in candidates:
+    for doc_id, doc, key in rows:
         deadline.check()
-        if doc is None:
-            try:
-                doc = database[doc_id]
-            except NotFound:
+        stats.keys += 1
+        if doc is not None:
+            stats.docs += 1
+        elif from_index:
+            doc = derived(index, key, doc_id)
+        else:
+            doc = database.get(doc_id)
+            if doc is None:
                 continue
-        examined += 1
+            if query.r > 1:
+                stats.quorum_docs += 1
+            else:
+                stats.docs += 1
         if not query.match(doc):
             continue
+        position = [key, doc_id]
         if skipped < query.skip:
             skipped += 1
             continue
-        if query.conflicts and doc.meta.conflicts:
-            doc["_conflicts"] = doc.meta.conflicts
+        if query.conflicts and getattr(doc, "meta", None) is not None and doc.meta.conflicts:
+            doc["_conflicts"] = list(doc.meta.conflicts)
         docs.append(project(doc, query.fields) if query.fields else doc)
-        position = [key if index is not None else None, doc_id]
         if len(docs) >= query.limit:
             break
-    result: dict[str, Any] = {"docs": docs,
-                              "bookmark": encode_bookmark(position) if position else "nil"}
-    if warning:
-        result["warning"] = warning
+    stats.returned = len(docs)
+    result: dict[str, Any] = {"docs": docs, "bookmark": encode_bookmark(position)
+                              if position else query.bookmark_text}
+    warnings = _warnings(chosen, query, stats)
+    if warnings:
+        result["warning"] = "\n".join(warnings)
     if query.execution_stats:
-        result["execution_stats"] = {"total_keys_examined": examined if index else 0,
-                                     "total_docs_examined": examined,
-                                     "results_returned": len(docs)}
+        result["execution_stats"] = stats.as_json()
     return result
 
 
-def explain(database, query: Query, dbname: str) -> dict:
-    index = choose_index(query, all_indexes(database))
-    start, end = key_range(query, index) if index else (MISSING, MISSING)
-    plain = (lambda v: None if v is MISSING else v)
-    return {"dbname": dbname, "index": index.describe() if index else ALL_DOCS,
-            "selector": query.selector,
-            "opts": {"use_index": query.use_index or [], "bookmark": "nil", "limit": query.limit,
-                     "skip": query.skip, "sort": {f: d for f, d in query.sort},
-                     "fields": query.fields or "all_fields", "conflicts": query.conflicts,
-                     "update": query.update},
-            "limit": query.limit, "skip": query.skip, "fields": query.fields or "all_fields",
-            "mrargs": {"start_key": plain(start), "end_key": plain(end),
-                       "direction": "rev" if query.sort and query.sort[0][1] == "desc" else "fwd",
-                       "include_docs": True, "reduce": False, "update": query.update,
-                       "view_type": "map" if index else "all_docs"}}
+def _warnings(chosen: Plan, query: Query, stats: Stats) -> list[str]:
+    """CouchDB's: a ``use_index`` not used, no index but ``_all_docs``, many documents
+    read per document returned."""
+    found = []
+    index = chosen.index
+    if query.use_index and index is not None and not named([index], query.use_index):
+        ddoc = query.use_index[0].removeprefix("_design/")
+        found.append(f"_design/{ddoc} was not used because it does not contain a valid index "
+                     "for this query." if len(query.use_index) == 1 else
+                     f"_design/{ddoc}, {query.use_index[1]} was not used because it is not "
+                     "a valid index for this query.")
+    if index is not None and index.special:
+        found.append("No matching index found, create an index to optimize query time.")
+    scanned = stats.docs + stats.quorum_docs
+    if scanned / max(stats.returned, 1) > SCAN_WARNING_RATIO:
+        found.append("The number of documents examined is high in proportion to the number "
+                     "of results returned. Consider adding a more specific index to improve "
+                     "this.")
+    return found
 
 
-def list_indexes(database) -> dict:
-    found = [ALL_DOCS] + [ix.describe() for ix in all_indexes(database)]
-    return {"total_rows": len(found), "indexes": found}
+def explain(database, query: Query, dbname: str, *, partitioned_db: bool = False) -> dict:
+    """``_explain``'s answer (:mod:`.mango_explain`)."""
+    chosen = choose(database, query, explain=True, partitioned_db=partitioned_db)
+    return explain_plan(chosen, query, dbname, partitioned_db, covering(chosen, query))
 
 
-def drop_index(database, ddoc: str, name: str) -> None:
-    ddoc = ddoc if ddoc.startswith("_design/") else "_design/" + ddoc
-    doc = database.get(ddoc)
-    if doc is None or name not in (doc.get("views") or {}) or doc.get("language") != "query":
-        raise NotFound(f"{ddoc}/{name}", "Index not found")
-    views = {k: v for k, v in doc["views"].items() if k != name}
-    if views:
-        database[ddoc] = {**{k: v for k, v in doc.items() if k != "views"}, "views": views}
-    else:
-        database.delete(ddoc, doc["_rev"])
-
-
-__all__ = ["BadRequest", "find", "explain", "list_indexes", "drop_index", "parse_query",
-           "index_request", "index_design_doc", "indexes_of", "mango_mapper", "compile_spec"]
+__all__ = ["QueryError", "NoUsableIndex", "MISSING", "Query", "find", "explain",
+           "list_indexes", "drop_index", "parse_query", "index_request", "index_design_doc",
+           "indexes_of", "mango_mapper", "compile_spec"]

@@ -13,7 +13,8 @@
   ``{"$not": {"a": 1}}`` does not match a document without ``a``.
 * Comparisons (``$eq $ne $gt $gte $lt $lte $in $nin``) use view collation across all
   types: ``{"$gt": 5}`` also matches strings, arrays and objects, ``1 == 1.0``. The
-  field ``_id`` compares strings by code point, as CouchDB does (``cmp_raw``).
+  field ``_id`` compares as CouchDB's ``cmp_raw`` does: Erlang's term order, strings
+  by code point and after every other type (:func:`.collation.raw_key`).
 * ``$eq`` compares the whole value (an array equals only an equal array); ``$in`` on an
   array field matches when any element is listed, ``$nin`` when none is.
 * Empty ``$and``/``$or``/``$nor`` match everything, ``$in: []`` and ``$all: []``

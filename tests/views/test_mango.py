@@ -143,3 +143,78 @@ def test_index_lifecycle(app):
     assert r.status_int == 404
     bad = post(app, "/db/_index", {"index": {"fields": []}}, expect_errors=True)
     assert bad.status_int == 400
+
+
+def test_limit_zero_returns_no_documents(app):
+    r = post(app, "/db/_find", {"selector": {"_id": {"$gt": None}}, "limit": 0}).json
+    assert r["docs"] == [] and r["bookmark"] == "nil"
+
+
+@pytest.mark.parametrize("selector,expected", [
+    ({"_id": {"$gt": {}}}, 200), ({"_id": {"$gte": []}}, 200), ({"_id": {"$lt": {}}}, 0),
+    ({"_id": {"$lte": []}}, 0), ({"_id": {"$gt": None}}, 200),
+])
+def test_id_against_objects_and_arrays_follows_couchdbs_order(app, selector, expected):
+    r = post(app, "/db/_find", {"selector": selector, "limit": 1000, "fields": ["_id"]}).json
+    assert len(r["docs"]) == expected
+
+
+@pytest.mark.parametrize("sort", [[{"_id": "desc"}], [{"n": "desc"}], [{"_id": "asc"}]])
+def test_bookmarks_page_without_repeating_in_either_direction(app, sort):
+    post(app, "/db/_index", {"index": {"fields": ["n"]}, "name": "by-n", "ddoc": "ix"})
+    selector = {"_id": {"$gt": None}} if "_id" in sort[0] else {"n": {"$gte": 0}}
+    ids = find_all(app, selector, sort=sort)
+    assert len(ids) == len(set(ids)) == len(brute(selector))
+
+
+def test_an_empty_page_gives_back_the_bookmark_it_was_given(app):
+    first = post(app, "/db/_find", {"selector": {"n": 7}, "limit": 1000}).json
+    assert first["docs"] and first["bookmark"] != "nil"
+    again = post(app, "/db/_find", {"selector": {"n": 7}, "bookmark": first["bookmark"]}).json
+    assert again["docs"] == [] and again["bookmark"] == first["bookmark"]
+    none = post(app, "/db/_find", {"selector": {"n": "nothing"}}).json
+    assert none["docs"] == [] and none["bookmark"] == "nil"
+
+
+def test_execution_stats_count_keys_documents_and_results(app):
+    post(app, "/db/_index", {"index": {"fields": ["n"]}, "name": "by-n", "ddoc": "ix"})
+    selector = {"n": {"$lt": 5}, "tags": {"$size": 1}}
+    r = post(app, "/db/_find", {"selector": selector, "execution_stats": True,
+                                "limit": 1000}).json
+    stats = r["execution_stats"]
+    in_range = sum(1 for d in DOCS if "n" in d and d["n"] < 5)
+    assert set(stats) == {"total_keys_examined", "total_docs_examined",
+                          "total_quorum_docs_examined", "results_returned", "execution_time_ms"}
+    assert stats["total_docs_examined"] == stats["total_keys_examined"] >= in_range
+    assert stats["results_returned"] == len(r["docs"]) == len(brute(selector))
+    quorum = post(app, "/db/_find", {"selector": {"n": {"$lt": 5}}, "r": 3,
+                                     "execution_stats": True}).json["execution_stats"]
+    assert quorum["total_docs_examined"] == 0 and quorum["total_quorum_docs_examined"] > 0
+
+
+def test_conflicts_true_lists_the_conflicting_revisions(app):
+    for rev in ("1-aaa", "1-bbb"):
+        post(app, "/db/_bulk_docs", {"docs": [{"_id": "clash", "_rev": rev, "v": rev}],
+                                     "new_edits": False})
+    r = post(app, "/db/_find", {"selector": {"_id": "clash"}, "conflicts": True}).json
+    [doc] = r["docs"]
+    assert doc["_conflicts"] == ["1-aaa"] and doc["_rev"] == "1-bbb"
+    plain = post(app, "/db/_find", {"selector": {"_id": "clash"}}).json
+    assert "_conflicts" not in plain["docs"][0]
+
+
+def test_an_index_is_stored_as_sent_and_listed_as_couchdb_lists_it(app):
+    post(app, "/db/_index", {"index": {"fields": ["name", "n"]}, "name": "na", "ddoc": "sent"})
+    ddoc = app.get("/db/_design/sent").json
+    assert ddoc["views"]["na"]["options"]["def"] == {"fields": ["name", "n"]}
+    assert ddoc["views"]["na"]["map"]["fields"] == {"name": "asc", "n": "asc"}
+    [listed] = [ix for ix in app.get("/db/_index").json["indexes"] if ix["name"] == "na"]
+    assert listed["def"] == {"fields": [{"name": "asc"}, {"n": "asc"}]}
+
+
+def test_an_index_into_a_design_doc_of_another_language_is_refused(app):
+    app.put("/db/_design/js", orjson.dumps({"views": {"v": {"map": "function(doc){}"}}}),
+            content_type="application/json")
+    r = post(app, "/db/_index", {"index": {"fields": ["n"]}, "ddoc": "js"}, expect_errors=True)
+    assert r.status_int == 400 and r.json["error"] == "invalid_ddoc_lang"
+    assert "language" not in app.get("/db/_design/js").json

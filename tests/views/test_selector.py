@@ -73,6 +73,18 @@ def test_string_ranges_use_collation():
 
 def test_id_compares_strings_by_code_point():
     check({"_id": {"$gt": "B"}}, [{"_id": "a"}, {"_id": "C"}], [{"_id": "A"}, {"_id": "B"}])
+
+
+@pytest.mark.parametrize("selector,matched", [
+    ({"$gt": {}}, True), ({"$gte": {}}, True), ({"$gt": []}, True), ({"$gte": []}, True),
+    ({"$lt": {}}, False), ({"$lte": {}}, False), ({"$lte": []}, False), ({"$lt": [1]}, False),
+    ({"$gt": None}, True), ({"$lte": None}, False), ({"$lt": False}, False),
+    ({"$gt": 99}, True), ({"$lt": 99}, False),
+])
+def test_id_against_other_types_follows_erlang_term_order(selector, matched):
+    """CouchDB compares ``_id`` by Erlang's term order (``cmp_raw``): numbers, atoms
+    (null, true, false), objects, arrays, then strings; PouchDB's find tests rely on it."""
+    assert matches({"_id": selector}, {"_id": "a"}) is matched
     check({"other": {"$gt": "B"}}, [{"other": "ba"}], [{"other": "a"}])
 
 
