@@ -91,7 +91,11 @@ class Database(MutableMapping[str, Document]):
         return doc
 
     def delete(self, doc_id: str, rev: str | None, *, user: str | None = None) -> Doc:
-        """Delete revision ``rev`` of ``doc_id``: a tombstone revision."""
+        """Delete revision ``rev`` of ``doc_id``: a tombstone revision. Without ``rev``,
+        as CouchDB's DELETE: a document that is not there (or deleted) is not found,
+        one that is is a conflict."""
+        if rev is None:
+            self.top[doc_id]                  # NotFound, or Deleted
         doc = Doc({}, Meta(rev=rev, deleted=True, user=user))
         self.top[doc_id] = doc
         return doc
