@@ -58,9 +58,19 @@ def parse_rev(rev: str) -> tuple[int, str]:
     return int(number), digest
 
 
-def rev_key(rev: str) -> tuple[int, str]:
-    """The order of revisions: by generation, then by hash (as CouchDB compares them)."""
-    return parse_rev(rev)
+Key = tuple[int, str]     # a revision inside the tree: (generation, hash)
+
+
+def _key(rev: str) -> Key | None:
+    """``rev`` as a key, or None when it is no revision (so in no tree)."""
+    try:
+        return parse_rev(rev)
+    except ValueError:
+        return None
+
+
+def _rev(key: Key) -> str:
+    return f"{key[0]}-{key[1]}"
 
 
 class Leaf(NamedTuple):
@@ -68,14 +78,11 @@ class Leaf(NamedTuple):
     deleted: bool
 
 
-class Node:
-    """One revision: its parent's rev (None for a root) and its flags."""
+class Node(NamedTuple):
+    """What the tree knows of one revision: its parent's rev (None: a root), its flags."""
 
-    __slots__ = ("parent", "flags")
-
-    def __init__(self, parent: str | None, flags: int = 0):
-        self.parent = parent
-        self.flags = flags
+    parent: str | None
+    flags: int
 
     @property
     def deleted(self) -> bool:
@@ -85,18 +92,18 @@ class Node:
     def stored(self) -> bool:
         return bool(self.flags & STORED)
 
-    def __repr__(self) -> str:
-        return f"Node(parent={self.parent!r}, flags={self.flags})"
-
 
 class RevTree:
     """A document's revisions as a tree (see the module's docstring)."""
 
-    __slots__ = ("_nodes", "_leaves")
+    __slots__ = ("_parent", "_flags", "_leaves")
 
     def __init__(self) -> None:
-        self._nodes: dict[str, Node] = {}
-        self._leaves: list[str] | None = None       # cache, cleared by every change
+        # Two dicts keyed by (generation, hash): the parent's key (None: a root) and
+        # the flags. Cheaper to load than an object per node, for long histories.
+        self._parent: dict[Key, Key | None] = {}
+        self._flags: dict[Key, int] = {}
+        self._leaves: list[Key] | None = None       # cache, cleared by every change
 
     # -- building -----------------------------------------------------------------
     @classmethod
@@ -109,45 +116,42 @@ class RevTree:
     @classmethod
     def from_json(cls, data: Iterable[Sequence[Any]]) -> RevTree:
         tree = cls()
-        order: list[str] = []
-        nodes = tree._nodes
+        order: list[Key] = []
+        parents, flags = tree._parent, tree._flags
         for entry in data:
-            pos, digest, parent, flags = entry
-            if not isinstance(pos, int) or pos < 1 or not isinstance(digest, str) or not digest:
+            pos, digest, parent, bits = entry
+            if (type(pos) is not int or pos < 1 or type(digest) is not str or not digest
+                    or type(bits) is not int):
                 raise ValueError(f"malformed revision tree node {entry!r}")
-            rev = f"{pos}-{digest}"
+            key = (pos, digest)
             if parent == -1:
-                up = None
-            elif isinstance(parent, int) and 0 <= parent < len(order):
-                up = order[parent]
+                parents[key] = None
+            elif type(parent) is int and 0 <= parent < len(order):
+                parents[key] = order[parent]
             else:
                 raise ValueError(f"revision tree node {entry!r}: no parent at {parent!r}")
-            order.append(rev)
-            nodes[rev] = Node(up, int(flags))
+            flags[key] = bits
+            order.append(key)
         return tree
 
     def to_json(self) -> list[list[Any]]:
         """The stored form: ``[[pos, hash, parent index or -1, flags], ...]``."""
-        order = sorted(self._nodes, key=rev_key)
-        index = {rev: i for i, rev in enumerate(order)}
-        out = []
-        for rev in order:
-            pos, digest = parse_rev(rev)
-            node = self._nodes[rev]
-            out.append([pos, digest, index[node.parent] if node.parent is not None else -1,
-                        node.flags])
-        return out
+        order = sorted(self._parent)
+        index = {key: i for i, key in enumerate(order)}
+        parents, flags = self._parent, self._flags
+        return [[key[0], key[1], -1 if (up := parents[key]) is None else index[up], flags[key]]
+                for key in order]
 
     def copy(self) -> RevTree:
         tree = RevTree()
-        tree._nodes = {rev: Node(n.parent, n.flags) for rev, n in self._nodes.items()}
+        tree._parent = dict(self._parent)
+        tree._flags = dict(self._flags)
         return tree
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RevTree):
             return NotImplemented
-        return ({r: (n.parent, n.flags) for r, n in self._nodes.items()}
-                == {r: (n.parent, n.flags) for r, n in other._nodes.items()})
+        return self._parent == other._parent and self._flags == other._flags
 
     __hash__ = None  # type: ignore[assignment]     # mutable
 
@@ -169,142 +173,157 @@ class RevTree:
         """
         if not ids or start < len(ids):
             raise ValueError(f"a path of {len(ids)} revisions cannot start at {start}")
-        revs = [f"{start - i}-{digest}" for i, digest in enumerate(ids)]
-        for rev in revs:
-            parse_rev(rev)
-        nodes = self._nodes
-        kind = self._kind(revs)
-        parent: str | None = None
-        for depth in range(len(revs) - 1, -1, -1):      # oldest first
-            rev = revs[depth]
-            node = nodes.get(rev)
-            if node is None:
-                flags = ((DELETED if deleted else 0) | (STORED if stored else 0)
-                         if depth == 0 else 0)
-                nodes[rev] = Node(parent, flags)
+        keys = [(start - i, digest) for i, digest in enumerate(ids)]
+        if not all(isinstance(digest, str) and digest for _, digest in keys):
+            raise ValueError(f"invalid revision ids {ids!r}")
+        parents, flags = self._parent, self._flags
+        kind = self._kind(keys)
+        mine = (DELETED if deleted else 0) | (STORED if stored else 0)
+        parent: Key | None = None
+        for depth in range(len(keys) - 1, -1, -1):      # oldest first
+            key = keys[depth]
+            if key not in parents:
+                parents[key] = parent
+                flags[key] = mine if depth == 0 else 0
                 self._leaves = None
             else:
-                if node.parent is None and parent is not None:
-                    node.parent = parent                 # a root learns its ancestry
+                if parents[key] is None and parent is not None:
+                    parents[key] = parent                # a root learns its ancestry
                     self._leaves = None
-                if depth == 0 and not node.stored:       # a body (or a word) for it now
-                    node.flags = (STORED | (DELETED if deleted else 0) if stored
-                                  else node.flags | (DELETED if deleted else 0))
-            parent = rev
+                if depth == 0 and not flags[key] & STORED:   # a body (or a word) now
+                    flags[key] = mine if stored else flags[key] | mine
+            parent = key
         return kind
 
-    def _kind(self, revs: list[str]) -> MergeKind:
-        """What merging the path ``revs`` (newest first) makes: the newest revision the
+    def _kind(self, keys: list[Key]) -> MergeKind:
+        """What merging the path ``keys`` (newest first) makes: the newest revision the
         tree knows is where the new ones hang (new ancestors only extend a root up)."""
-        nodes = self._nodes
-        if revs[0] in nodes:
+        parents = self._parent
+        if keys[0] in parents:
             return "internal_node"
-        known = next((rev for rev in revs if rev in nodes), None)
+        known = next((key for key in keys if key in parents), None)
         if known is None:
-            return "new_leaf" if not nodes else "new_branch"
-        return "new_leaf" if self.is_leaf(known) else "new_branch"
+            return "new_leaf" if not parents else "new_branch"
+        return "new_leaf" if known in self._leaf_keys() else "new_branch"
 
     def stem(self, limit: int) -> list[str]:
         """Keep the last ``limit`` revisions of each branch; returns the revs dropped."""
         if limit < 1:
             raise ValueError("a revision limit is at least 1")
-        nodes = self._nodes
-        kept: dict[str, int] = {}       # rev -> the most revisions still to keep above it
-        for leaf in self.leaf_revs():
-            rev: str | None = leaf
+        parents = self._parent
+        kept: dict[Key, int] = {}       # key -> the most revisions still to keep above it
+        for leaf in self._leaf_keys():
+            key: Key | None = leaf
             left = limit
-            while rev is not None and left > 0 and kept.get(rev, 0) < left:
-                kept[rev] = left
-                rev, left = nodes[rev].parent, left - 1
-        dropped = [rev for rev in nodes if rev not in kept]
-        if dropped:
-            for rev in dropped:
-                del nodes[rev]
-            for node in nodes.values():
-                if node.parent is not None and node.parent not in nodes:
-                    node.parent = None
-            self._leaves = None
-        return sorted(dropped, key=rev_key)
+            while key is not None and left > 0 and kept.get(key, 0) < left:
+                kept[key] = left
+                key, left = parents[key], left - 1
+        if len(kept) == len(parents):
+            return []
+        dropped = sorted(key for key in parents if key not in kept)
+        for key in dropped:
+            del parents[key], self._flags[key]
+        for key, up in parents.items():
+            if up is not None and up not in parents:
+                parents[key] = None
+        self._leaves = None
+        return [_rev(key) for key in dropped]
 
     def set_stored(self, rev: str, stored: bool) -> None:
         """Note whether the body of ``rev`` is stored (compaction drops inner bodies)."""
-        node = self._nodes[rev]
-        node.flags = (node.flags | STORED) if stored else (node.flags & ~STORED)
+        key = parse_rev(rev)
+        bits = self._flags[key]
+        self._flags[key] = (bits | STORED) if stored else (bits & ~STORED)
 
     # -- reading ------------------------------------------------------------------------
     def __contains__(self, rev: object) -> bool:
-        return rev in self._nodes
+        return isinstance(rev, str) and _key(rev) in self._parent
 
     def __len__(self) -> int:
-        return len(self._nodes)
+        return len(self._parent)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._nodes)
+        return (_rev(key) for key in self._parent)
 
     def node(self, rev: str) -> Node:
         """The node of ``rev``; ``KeyError`` when the tree lacks it."""
-        return self._nodes[rev]
+        key = _key(rev)
+        if key not in self._parent:
+            raise KeyError(rev)
+        up = self._parent[key]
+        return Node(None if up is None else _rev(up), self._flags[key])
 
-    def leaf_revs(self) -> list[str]:
+    def _leaf_keys(self) -> list[Key]:
         if self._leaves is None:
-            parents = {n.parent for n in self._nodes.values()}
-            self._leaves = [rev for rev in self._nodes if rev not in parents]
+            inner = set(self._parent.values())
+            self._leaves = [key for key in self._parent if key not in inner]
         return self._leaves
 
+    def leaf_revs(self) -> list[str]:
+        return [_rev(key) for key in self._leaf_keys()]
+
     def is_leaf(self, rev: str) -> bool:
-        return rev in self._nodes and rev in self.leaf_revs()
+        return _key(rev) in self._leaf_keys()
+
+    def _rank(self, key: Key) -> tuple[bool, int, str]:
+        return (not self._flags[key] & DELETED, key[0], key[1])
 
     def leaves(self) -> list[Leaf]:
         """Every leaf with its deleted flag, the winner first, then in CouchDB's order
         (live before deleted, then by generation and hash, highest first)."""
-        nodes = self._nodes
-        return [Leaf(rev, nodes[rev].deleted)
-                for rev in sorted(self.leaf_revs(), key=self._rank, reverse=True)]
-
-    def _rank(self, rev: str) -> tuple[bool, int, str]:
-        pos, digest = parse_rev(rev)
-        return (not self._nodes[rev].deleted, pos, digest)
+        return [Leaf(_rev(key), bool(self._flags[key] & DELETED))
+                for key in sorted(self._leaf_keys(), key=self._rank, reverse=True)]
 
     def winner(self) -> str:
         """The revision every replica shows: a live leaf before a deleted one, then the
         higher generation, then the greater hash. ``ValueError`` on an empty tree."""
-        leaves = self.leaf_revs()
+        leaves = self._leaf_keys()
         if not leaves:
             raise ValueError("an empty revision tree has no winner")
-        return max(leaves, key=self._rank)
+        return _rev(max(leaves, key=self._rank))
 
     @property
     def deleted(self) -> bool:
         """True when every leaf is a deletion: the document is deleted."""
-        return all(self._nodes[rev].deleted for rev in self.leaf_revs())
+        return all(self._flags[key] & DELETED for key in self._leaf_keys())
 
     def conflicts(self) -> list[str]:
         """The live leaves that lose (``_conflicts``), highest first."""
+        leaves = self._leaf_keys()
+        if len(leaves) == 1:
+            return []
         return [leaf.rev for leaf in self.leaves()[1:] if not leaf.deleted]
 
     def deleted_conflicts(self) -> list[str]:
         """The deleted leaves that lose (``_deleted_conflicts``), highest first."""
         return [leaf.rev for leaf in self.leaves()[1:] if leaf.deleted]
 
+    def _path(self, rev: str) -> list[Key]:
+        key = _key(rev)
+        if key not in self._parent:
+            raise KeyError(rev)
+        parents = self._parent
+        out = [key]
+        while (key := parents[key]) is not None:
+            out.append(key)
+        return out
+
     def path(self, rev: str) -> list[str]:
         """``rev`` and its known ancestors, newest first; ``KeyError`` when unknown."""
-        nodes = self._nodes
-        out = [rev]
-        parent = nodes[rev].parent
-        while parent is not None:
-            out.append(parent)
-            parent = nodes[parent].parent
-        return out
+        return [_rev(key) for key in self._path(rev)]
+
+    def history(self, rev: str) -> list[str]:
+        """The hashes of :meth:`path` (``_revisions``' ids)."""
+        return [key[1] for key in self._path(rev)]
 
     def revisions(self, rev: str) -> dict[str, Any]:
         """``_revisions`` of ``rev``: ``{"start": N, "ids": [hash, ...]}``, newest first."""
-        path = self.path(rev)
-        return {"start": parse_rev(rev)[0], "ids": [parse_rev(r)[1] for r in path]}
+        return {"start": parse_rev(rev)[0], "ids": self.history(rev)}
 
     def status(self, rev: str) -> str:
         """``revs_info``'s status of a known ``rev``: ``missing`` (no body stored),
         ``deleted`` or ``available``."""
-        node = self._nodes[rev]
+        node = self.node(rev)
         if not node.stored:
             return "missing"
         return "deleted" if node.deleted else "available"
@@ -312,13 +331,7 @@ class RevTree:
     def missing(self, revs: Iterable[str]) -> list[str]:
         """Of ``revs``, those the tree does not hold (as leaf or ancestor), in order,
         each once."""
-        seen: set[str] = set()
-        out = []
-        for rev in revs:
-            if rev not in self._nodes and rev not in seen:
-                seen.add(rev)
-                out.append(rev)
-        return out
+        return [rev for rev in dict.fromkeys(revs) if rev not in self]
 
     def revs_diff(self, revs: Iterable[str]) -> tuple[list[str], list[str]]:
         """CouchDB's ``_revs_diff`` for one document: the missing revs, and the leaves
@@ -326,13 +339,5 @@ class RevTree:
         missing = self.missing(revs)
         if not missing:
             return [], []
-        top = max((parse_rev(r)[0] for r in missing if _valid(r)), default=0)
+        top = max((key[0] for r in missing if (key := _key(r)) is not None), default=0)
         return missing, [leaf.rev for leaf in self.leaves() if parse_rev(leaf.rev)[0] < top]
-
-
-def _valid(rev: str) -> bool:
-    try:
-        parse_rev(rev)
-    except ValueError:
-        return False
-    return True

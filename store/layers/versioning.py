@@ -166,7 +166,7 @@ class Versioning(Layer[Doc, Any]):
         meta = stored.meta
         meta.tree = tree
         if meta.rev in tree:
-            meta.revisions = [parse_rev(r)[1] for r in tree.path(meta.rev)]
+            meta.revisions = tree.history(meta.rev)
         meta.conflicts = tree.conflicts()
         return stored
 
