@@ -224,9 +224,11 @@ class BulkEndpoints:
         database = self.http.db(db)
         out = {}
         for doc_id, revs in self.revs_request(request).items():
-            missing = database.revs_diff(doc_id, revs)
+            missing, ancestors = database.missing_revs(doc_id, revs)
             if missing:
                 out[doc_id] = {"missing": missing}
+                if ancestors:
+                    out[doc_id]["possible_ancestors"] = ancestors
         return self.http.respond(request, out)
 
     def on_missing_revs(self, request, db):

@@ -68,8 +68,9 @@ class ChangesEndpoints:
                     doc = database[(change.id, change.rev)]
                 except NotFound:
                     doc = None
-                if doc is not None and style == "all_docs":
-                    row["changes"] += [{"rev": r} for r in doc.meta.conflicts]
+                if doc is not None and style == "all_docs" and doc.meta.tree is not None:
+                    row["changes"] += [{"rev": leaf.rev} for leaf in doc.meta.tree.leaves()
+                                       if leaf.rev != change.rev]     # deleted ones too
                 if include_docs:
                     if doc is not None and conflicts and doc.meta.conflicts:
                         doc["_conflicts"] = doc.meta.conflicts

@@ -28,31 +28,30 @@ def check_fields(doc: dict) -> None:
 
 
 def decorate(database, doc: Doc, p: Params) -> dict:
-    """Add what ``revs``, ``revs_info``, ``conflicts``, ``local_seq`` ask for."""
+    """Add what ``revs``, ``revs_info``, ``conflicts``, ``deleted_conflicts``,
+    ``meta`` (the last three and revs_info) and ``local_seq`` ask for."""
     meta = doc.meta
+    every = p.bool("meta")
     if p.bool("revs") and meta.revisions:
         doc["_revisions"] = {"start": meta.generation, "ids": meta.revisions}
-    if p.bool("revs_info") and meta.revisions:
-        doc["_revs_info"] = revs_info(database, doc)
-    if (p.bool("conflicts") or p.bool("meta")) and meta.conflicts:
+    if (p.bool("revs_info") or every) and meta.revisions:
+        doc["_revs_info"] = revs_info(doc)
+    if (p.bool("conflicts") or every) and meta.conflicts:
         doc["_conflicts"] = meta.conflicts
+    if (p.bool("deleted_conflicts") or every) and meta.tree is not None:
+        if deleted := meta.tree.deleted_conflicts():
+            doc["_deleted_conflicts"] = deleted
     if p.bool("local_seq") and meta.seq is not None:
         doc["_local_seq"] = str(meta.seq)
     return attachments.stubs(doc, full=p.bool("attachments"))
 
 
-def revs_info(database, doc: Doc) -> list[dict]:
-    meta = doc.meta
-    revs = [f"{meta.generation - i}-{h}" for i, h in enumerate(meta.revisions)]
-    info = []
-    for rev in revs:
-        try:
-            old = database[(doc["_id"], rev)]
-            status = "deleted" if old.meta.deleted else "available"
-        except NotFound:
-            status = "missing"
-        info.append({"rev": rev, "status": status})
-    return info
+def revs_info(doc: Doc) -> list[dict]:
+    """This revision's path, each with whether its body is kept (the tree knows)."""
+    meta, tree = doc.meta, doc.meta.tree
+    if tree is None or meta.rev is None or meta.rev not in tree:
+        return [{"rev": meta.rev, "status": "deleted" if meta.deleted else "available"}]
+    return [{"rev": rev, "status": tree.status(rev)} for rev in tree.path(meta.rev)]
 
 
 class DocumentEndpoints:
@@ -112,13 +111,9 @@ class DocumentEndpoints:
     def open_revs(self, request, database, docid, p: Params):
         wanted = p.text("open_revs")
         if wanted == "all":
-            try:
-                current = database.record(docid)
-            except NotFound:
-                current = None
-            if current is None:
+            revs = [leaf.rev for leaf in database.leaves(docid)]    # deleted ones too
+            if not revs:
                 raise HTTPError(404, "not_found", "missing")
-            revs = [current.meta.rev, *current.meta.conflicts]
         else:
             revs = p.json("open_revs")
             if not isinstance(revs, list) or not all(isinstance(r, str) for r in revs):

@@ -192,6 +192,7 @@ DOC_READ_QUERY = [
     ref("parameters", "rev"),
     query("revs", "boolean", default=False), query("revs_info", "boolean", default=False),
     query("conflicts", "boolean", default=False), query("meta", "boolean", default=False),
+    query("deleted_conflicts", "boolean", default=False),
     query("local_seq", "boolean", default=False),
     query("open_revs", description="all, or a JSON array of revisions"),
     ref("parameters", "If-None-Match"),

@@ -26,6 +26,7 @@ from .base import Backend, Layer, Store
 from .document import CURRENT, Doc, Document, Meta, as_doc
 from .exceptions import BadRequest, IllegalDocId, IllegalPartition
 from .layers.versioning import Change, Versioning
+from .revtree import Leaf
 from .uuids import new_id
 
 
@@ -97,7 +98,11 @@ class Database(MutableMapping[str, Document]):
         return doc
 
     def delete(self, doc_id: str, rev: str | None, *, user: str | None = None) -> Doc:
-        """Delete revision ``rev`` of ``doc_id``: a tombstone revision."""
+        """Delete revision ``rev`` of ``doc_id``: a tombstone revision. Without ``rev``,
+        as CouchDB's DELETE: a document that is not there (or deleted) is not found,
+        one that is is a conflict."""
+        if rev is None:
+            self.top[doc_id]                  # NotFound, or Deleted
         doc = Doc({}, Meta(rev=rev, deleted=True, user=user))
         self.top[doc_id] = doc
         return doc
@@ -136,6 +141,15 @@ class Database(MutableMapping[str, Document]):
     def revs_diff(self, doc_id: str, revs: list[str]) -> list[str]:
         """Which of ``revs`` this database does not have."""
         return self.versions.revs_diff(doc_id, revs)
+
+    def missing_revs(self, doc_id: str, revs: list[str]) -> tuple[list[str], list[str]]:
+        """CouchDB's ``_revs_diff`` for one document: which of ``revs`` it lacks, and
+        its leaves that could be their ancestors (``possible_ancestors``)."""
+        return self.versions.missing_revs(doc_id, revs)
+
+    def leaves(self, doc_id: str) -> list[Leaf]:
+        """Every leaf revision of ``doc_id`` with its deleted flag, the winner first."""
+        return self.versions.leaves(doc_id)
 
     def revs_limit(self) -> int:
         return self.versions.get_revs_limit()

@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .revtree import RevTree
+
 Document = dict[str, Any]
 
 #: Body fields that belong to the envelope, not the document (CouchDB's names).
@@ -35,15 +37,22 @@ class Meta:
 
     id: str | None = None
     rev: str | None = None            # write: the rev the client named; read: this rev
-    revisions: list[str] = field(default_factory=list)  # rev hashes, newest first
+    #: This revision's history, hashes newest first: on a write with new_edits=false the
+    #: ``_revisions`` given; on a read, its path in the document's tree.
+    revisions: list[str] = field(default_factory=list)
     seq: int | None = None            # position in the database's changes sequence
     timestamp: float | None = None    # seconds since the epoch, UTC
     deleted: bool = False
-    conflicts: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # read: the losing live leaves
     new_edits: bool = True            # False: store the revision as given (replication)
     user: str | None = None           # who writes (set by the server)
+    #: The document's revision tree: stored with its winning revision, and set on every
+    #: revision read (the versioning layer fills ``revisions``/``conflicts`` from it).
+    tree: RevTree | None = None
 
-    _persisted = ("rev", "revisions", "seq", "timestamp", "deleted", "conflicts")
+    # Records written before the tree stored "revisions" and "conflicts" instead; they
+    # still load (into those fields), and the versioning layer makes a tree of them.
+    _persisted = ("rev", "seq", "timestamp", "deleted", "tree")
 
     def to_json(self) -> dict[str, Any]:
         """The fields worth storing, skipping empty ones."""
@@ -51,18 +60,23 @@ class Meta:
         for name in self._persisted:
             value = getattr(self, name)
             if value:
-                out[name] = value
+                out[name] = value.to_json() if isinstance(value, RevTree) else value
         return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Meta:
-        return cls(**data)
+        if "tree" not in data:
+            return cls(**data)
+        data = dict(data)
+        tree = RevTree.from_json(data.pop("tree"))
+        return cls(**data, tree=tree)
 
     def copy(self) -> Meta:
-        values: dict[str, Any] = {
-            f.name: (list(v) if isinstance(v := getattr(self, f.name), list) else v)
-            for f in fields(self)}
-        return Meta(**values)
+        def copied(value: Any) -> Any:
+            if isinstance(value, list):
+                return list(value)
+            return value.copy() if isinstance(value, RevTree) else value
+        return Meta(**{f.name: copied(getattr(self, f.name)) for f in fields(self)})
 
     @property
     def generation(self) -> int:

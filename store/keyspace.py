@@ -6,9 +6,10 @@ rows). The layers and the view engine build their keys from these names; nothing
 spells a prefix out. Keys sort by code point, so each prefix is a contiguous range.
 
 ==========================  ===========================================================
-``d/<id>``                  the current revision of a live document (body + meta)
-``t/<id>``                  the current revision of a deleted document (a tombstone)
-``r/<id>/<rev>``            the body of an older revision, or of a losing conflict leaf
+``d/<id>``                  a live document: its revision tree and its winner's body
+``t/<id>``                  a deleted document (every leaf deleted): the same, a tombstone
+``r/<id>/<rev>``            the body of another leaf, or of an inner revision (compaction
+                            drops those)
 ``s/<seq>``                 the changes log: ``[id, rev, deleted]`` at the doc's last seq
 ``l/<id>``                  ``_local/`` documents: not versioned, not in changes
 ``m/info``                  ``{seq, docs, deleted, revs_limit}``

@@ -8,13 +8,20 @@ design talk's VersionedDict).
 Keyspace below: the documents', changes' and info keys of :mod:`..keyspace` (one
 database, one keyspace, so one transaction covers a write).
 
-A write names the current revision or it is a :class:`~.exceptions.Conflict`; the
-check, the new revision and the changes entry happen in one ``transaction()``, so two
-writers (threads or processes) racing on one revision produce exactly one winner.
-Revisions are ``N-<md5>`` of the parent revision and the body, so the same edit
-made on two replicas gets the same revision. ``revs_limit`` bounds the remembered
-history and the old bodies kept; ``compact()`` drops every old body but the conflict
-leaves, as CouchDB's compaction does.
+A document is one record: its revision tree (:mod:`..revtree`, in ``meta.tree``)
+and the body of the tree's winning revision, under ``d/<id>`` while the winner is
+live and ``t/<id>`` once every leaf is deleted. The bodies of the other leaves, and
+of inner revisions until compaction drops them, are under ``r/<id>/<rev>``.
+
+A write names a leaf of the tree (normally the winner) or it is a
+:class:`~.exceptions.Conflict`; a write with ``new_edits=false`` merges the
+revision's ``_revisions`` path into the tree as replication does. The check, the
+new revision and the changes entry happen in one ``transaction()``, so two writers
+(threads or processes) racing on one revision produce exactly one winner. Revisions
+are ``N-<md5>`` of the parent revision and the body, so the same edit made on two
+replicas gets the same revision. ``revs_limit`` stems the tree (each branch keeps its
+last ``revs_limit`` revisions) and drops the bodies of the revisions stemmed;
+``compact()`` drops every body but the leaves', as CouchDB's compaction does.
 """
 from __future__ import annotations
 
@@ -28,6 +35,7 @@ from ..base import Layer, prefix_end
 from ..document import CURRENT, RESERVED_FIELDS, Doc, Meta, as_doc, rev_generation
 from ..exceptions import BackendError, BadRequest, Conflict, Deleted, NotFound
 from ..keyspace import DOC, INFO, LOCAL, OLD, SEQ, TOMB
+from ..revtree import Leaf, RevTree, parse_rev
 from .combining import Combiner
 from .pending import Pending
 
@@ -42,8 +50,20 @@ class Change(NamedTuple):
     deleted: bool
 
 
+def stored_rev(doc: Doc) -> str:
+    """The rev of a revision as stored: every stored revision has one."""
+    rev = doc.meta.rev
+    assert rev is not None
+    return rev
+
+
 def seq_key(seq: int) -> str:
     return f"{SEQ}{seq:0{SEQ_DIGITS}d}"
+
+
+def old_key(doc_id: str, rev: str) -> str:
+    """Where the body of a revision other than the winner is kept."""
+    return f"{OLD}{doc_id}/{rev}"
 
 
 def new_revision(parent: str | None, body: dict, deleted: bool) -> str:
@@ -53,8 +73,29 @@ def new_revision(parent: str | None, body: dict, deleted: bool) -> str:
     return f"{generation}-{digest}"
 
 
+def legacy_tree(doc_id: str, stored: Doc, store=None) -> RevTree:
+    """The tree of a record written before trees: it kept its own history
+    (``meta.revisions``) and its live losing leaves (``meta.conflicts``), each with its
+    history in its body's record under ``r/``, read from ``store`` when given (else a
+    conflict is a leaf of unknown ancestry). Deleted losing branches were not kept then,
+    so they are not in the tree; nor is any inner body marked stored (compaction used to
+    keep none)."""
+    meta = stored.meta
+    assert meta.rev is not None                 # a stored record has its rev
+    generation, digest = parse_rev(meta.rev)
+    tree = RevTree.from_path(generation, meta.revisions or [digest], deleted=meta.deleted)
+    for rev in meta.conflicts:
+        old = store.get(old_key(doc_id, rev)) if store is not None else None
+        start, digest = parse_rev(rev)
+        history = old.meta.revisions if old is not None and old.meta.revisions else [digest]
+        if history[0] == digest and start >= len(history):
+            tree.merge(start, history, deleted=old is not None and old.meta.deleted)
+    return tree
+
+
 def split_body(doc: Doc) -> dict:
-    """The body without envelope fields; moves ``_rev``/``_deleted`` into ``doc.meta``."""
+    """The body without envelope fields; moves ``_rev``/``_deleted``/``_revisions`` into
+    ``doc.meta``."""
     meta = doc.meta
     if "_rev" in doc and meta.rev is None:
         rev = doc["_rev"]
@@ -63,13 +104,14 @@ def split_body(doc: Doc) -> dict:
         meta.rev = rev
     if doc.get("_deleted") is True:
         meta.deleted = True
+    start = None
     if "_revisions" in doc and not meta.revisions:
         revisions = doc["_revisions"]
         try:
             start, ids = int(revisions["start"]), list(revisions["ids"])
         except (KeyError, TypeError, ValueError) as e:
             raise BadRequest("_revisions must be {start: N, ids: [hash, ...]}") from e
-        if not all(isinstance(i, str) for i in ids) or not start >= len(ids) > 0:
+        if not all(isinstance(i, str) and i for i in ids) or not start >= len(ids) > 0:
             raise BadRequest("_revisions must be {start: N, ids: [hash, ...]}: N at least "
                              "as many as the ids, and ids strings")
         meta.revisions = ids
@@ -78,6 +120,8 @@ def split_body(doc: Doc) -> dict:
             rev_generation(meta.rev)
         except ValueError as e:
             raise BadRequest(f"Invalid rev format: {meta.rev!r}") from e
+        if start is not None and start != rev_generation(meta.rev):
+            raise BadRequest("_revisions.start is not the generation of _rev")
     return {k: v for k, v in doc.items() if k not in RESERVED_FIELDS}
 
 
@@ -103,16 +147,49 @@ class Versioning(Layer[Doc, Any]):
         return dict(info) if info else {"seq": 0, "docs": 0, "deleted": 0}
 
     def record(self, doc_id: str) -> Doc | None:
-        """The current revision as stored (live or tombstone), or None."""
+        """The document's record (its winning revision, live or deleted, with the tree
+        in ``meta.tree``), or None."""
         found = self.inner.get_many([DOC + doc_id, TOMB + doc_id])
         live = found.get(DOC + doc_id)      # an empty body is falsy: compare with None
-        return live if live is not None else found.get(TOMB + doc_id)
+        stored = live if live is not None else found.get(TOMB + doc_id)
+        if stored is None:
+            return None
+        return self._describe(stored, self.tree(doc_id, stored, self.inner))
+
+    def tree(self, doc_id: str, stored: Doc, store=None) -> RevTree:
+        """The revision tree of the record ``stored``. A record of the format before
+        trees has none: one is made of its history and conflicts (:func:`legacy_tree`)."""
+        if stored.meta.tree is not None:
+            return stored.meta.tree
+        return legacy_tree(doc_id, stored, store)
+
+    def leaves(self, doc_id: str) -> list[Leaf]:
+        """Every leaf of the document's tree with its deleted flag, the winner first
+        (``open_revs=all``, ``_deleted_conflicts``, ``style=all_docs``); [] if none."""
+        current = self.record(doc_id)
+        if current is None or current.meta.tree is None:
+            return []
+        return current.meta.tree.leaves()
 
     @staticmethod
-    def present(doc_id: str, stored: Doc) -> Doc:
-        """A stored revision as the user sees it: ``_id`` and ``_rev`` first."""
+    def _describe(stored: Doc, tree: RevTree) -> Doc:
+        """``stored`` (a revision of the document whose tree is ``tree``) with its meta's
+        ``tree``, ``revisions`` (its path) and ``conflicts`` (the document's) filled."""
+        meta = stored.meta
+        meta.tree = tree
+        if meta.rev is not None and meta.rev in tree:
+            meta.revisions = tree.history(meta.rev)
+        meta.conflicts = tree.conflicts()
+        return stored
+
+    def present(self, doc_id: str, stored: Doc, tree: RevTree | None = None) -> Doc:
+        """A stored revision as the user sees it: ``_id`` and ``_rev`` first, its meta
+        describing it (:meth:`_describe`)."""
         meta = stored.meta
         meta.id = doc_id
+        if tree is None:
+            tree = self.tree(doc_id, stored)
+        self._describe(stored, tree)
         head: dict[str, Any] = {"_id": doc_id, "_rev": meta.rev}
         if meta.deleted:
             head["_deleted"] = True
@@ -123,7 +200,7 @@ class Versioning(Layer[Doc, Any]):
         if isinstance(key, tuple):
             return self.revision(*key)
         if key.startswith(LOCAL_PREFIX):
-            return self.present(key, self._local(key))
+            return self._plain(key, self._local(key))
         try:
             return self.present(key, self.inner[DOC + key])
         except KeyError:
@@ -134,15 +211,22 @@ class Versioning(Layer[Doc, Any]):
             raise NotFound(key) from None
         raise Deleted(key, stored.meta.rev)
 
+    @staticmethod
+    def _plain(doc_id: str, stored: Doc) -> Doc:
+        stored.meta.id = doc_id
+        return Doc({"_id": doc_id, "_rev": stored.meta.rev, **stored}, stored.meta)
+
     def revision(self, doc_id: str, rev: str) -> Doc:
-        """The body of revision ``rev`` of ``doc_id`` (current, old or a conflict leaf)."""
+        """The body of revision ``rev`` of ``doc_id`` (the winner, another leaf, or an
+        inner revision not yet compacted away)."""
         current = self.record(doc_id)
         if current is not None and current.meta.rev == rev:
-            return self.present(doc_id, current)
+            return self.present(doc_id, current, current.meta.tree)
         try:
-            return self.present(doc_id, self.inner[f"{OLD}{doc_id}/{rev}"])
+            old = self.inner[old_key(doc_id, rev)]
         except KeyError:
             raise NotFound(doc_id, "missing", rev=rev) from None
+        return self.present(doc_id, old, current.meta.tree if current is not None else None)
 
     def __iter__(self) -> Iterator[str]:
         start = len(DOC)
@@ -174,7 +258,8 @@ class Versioning(Layer[Doc, Any]):
                 yield item[0][cut:], self.present(item[0][cut:], item[1])
 
     def changes(self, since: int = 0, *, descending: bool = False) -> Iterator[Change]:
-        """Each document once, at its latest sequence number, after ``since``."""
+        """Each document once, at its latest sequence number, after ``since``, with its
+        winning revision."""
         items = self.inner.range(seq_key(since + 1), prefix_end(SEQ), inclusive_end=False,
                                  descending=descending)
         for key, (doc_id, rev, deleted) in items:
@@ -182,18 +267,16 @@ class Versioning(Layer[Doc, Any]):
 
     def revs_diff(self, doc_id: str, revs: list[str]) -> list[str]:
         """Of ``revs``, those this database has never seen for ``doc_id``."""
-        return self.unseen(self.record(doc_id), revs)
+        return self.missing_revs(doc_id, revs)[0]
 
-    @staticmethod
-    def unseen(current: Doc | None, revs: list[str]) -> list[str]:
-        """Of ``revs``, those not in the history of the stored record ``current``."""
-        if current is None:
-            return list(revs)
-        known = {current.meta.rev, *current.meta.conflicts}
-        generation = current.meta.generation
-        for offset, digest in enumerate(current.meta.revisions):
-            known.add(f"{generation - offset}-{digest}")
-        return [r for r in revs if r not in known]
+    def missing_revs(self, doc_id: str, revs: list[str]) -> tuple[list[str], list[str]]:
+        """CouchDB's ``_revs_diff`` for one document: the revs of ``revs`` it lacks
+        (every stored revision counts, leaf or ancestor), and the leaves that could be
+        their ancestors (``possible_ancestors``)."""
+        current = self.record(doc_id)
+        if current is None or current.meta.tree is None:
+            return list(dict.fromkeys(revs)), []
+        return current.meta.tree.revs_diff(revs)
 
     # -- writing ----------------------------------------------------------------
     def __setitem__(self, key: str, value) -> None:
@@ -247,146 +330,125 @@ class Versioning(Layer[Doc, Any]):
 
     def _write(self, store, key, doc, body):
         """One document write against ``store`` (the batch's pending writes)."""
-        info = self._counts(store)
         live = store.get(DOC + key)          # an empty body is falsy: compare with None
         current = live if live is not None else store.get(TOMB + key)
-        if doc.meta.new_edits:
-            winner, loser = self._edit(store, key, current, doc, body)
+        # A copy: the record may be the one an earlier item of the batch wrote.
+        tree = self.tree(key, current, store).copy() if current is not None else RevTree()
+        meta = doc.meta
+        rev: str | None
+        if meta.new_edits:
+            rev = self._edit(key, tree, doc, body)
         else:
-            winner, loser = self._replicate(store, key, current, doc, body)
-        if winner is None:                   # a replicated revision we already have
-            return None
-        self._commit_revision(store, key, current, winner, loser, info)
-        written = loser if loser is not None and loser is not current else winner
-        return written.meta.rev, winner.meta.seq
+            rev = self._replicate(tree, doc)
+            if rev is None:                  # a replicated revision we already have
+                return None
+        leaf = Doc(body, Meta(rev=rev, timestamp=meta.timestamp, deleted=meta.deleted))
+        return rev, self._commit(store, key, current, tree, leaf)
 
-    def _edit(self, store, key, current, doc, body):
-        """A normal edit: the named revision must be current (or a conflict leaf)."""
+    def _edit(self, key: str, tree: RevTree, doc: Doc, body: dict) -> str:
+        """A normal edit: the named revision must be a leaf (normally the winner). Adds
+        the new revision to ``tree``; returns it."""
         meta, given = doc.meta, doc.meta.rev
-        if current is None:
-            if meta.deleted:
-                raise NotFound(key)
+        if not tree:                         # a new document (a deleted one too)
             if given not in (None, CURRENT):
                 raise Conflict(key, None, given)
-            parent, history = None, []
-        elif given == CURRENT or given == current.meta.rev or (
-                given is None and current.meta.deleted):
-            if meta.deleted and current.meta.deleted:
-                raise Deleted(key, current.meta.rev)
-            parent, history = current.meta.rev, current.meta.revisions
-        elif given in current.meta.conflicts:
-            return self._edit_conflict_leaf(store, key, current, doc, body)
+            if meta.deleted and given == CURRENT:
+                raise NotFound(key)          # del db[id] of nothing
+            parent = None
         else:
-            raise Conflict(key, current.meta.rev, given)
+            winner = tree.winner()
+            if tree.deleted:                 # recreated from its winning tombstone
+                if meta.deleted and given in (CURRENT, winner):
+                    raise Deleted(key, winner)
+                if given not in (None, CURRENT) or meta.deleted:
+                    raise Conflict(key, winner, given)     # CouchDB: no rev on a re-create
+                parent = winner
+            elif given == CURRENT:
+                parent = winner
+            elif given is None or not tree.is_leaf(given):
+                raise Conflict(key, winner, given)
+            else:
+                parent = given
         rev = new_revision(parent, body, meta.deleted)
-        new = Doc(body, Meta(rev=rev, revisions=[rev.split("-", 1)[1], *history],
-                             timestamp=meta.timestamp, deleted=meta.deleted,
-                             conflicts=list(current.meta.conflicts) if current else []))
-        if meta.deleted and new.meta.conflicts:
-            return self._promote_conflict(store, key, new)
-        return new, None
+        ids = [parse_rev(rev)[1]] + ([parse_rev(parent)[1]] if parent else [])
+        tree.merge(rev_generation(rev), ids, deleted=meta.deleted)
+        return rev
 
-    def _promote_conflict(self, store, key, tomb):
-        """Deleting the winner of a conflicted doc makes the best losing leaf win."""
-        best = max(tomb.meta.conflicts, key=lambda r: (rev_generation(r), r))
-        rest = [c for c in tomb.meta.conflicts if c != best]
-        leaf = store.pop(f"{OLD}{key}/{best}")
-        tomb.meta.conflicts = []
-        return self._choose(tomb, leaf, rest)
-
-    def _edit_conflict_leaf(self, store, key, current, doc, body):
-        """Edit or delete a losing conflict branch (how conflicts are resolved)."""
-        given = doc.meta.rev
-        old = store.get(f"{OLD}{key}/{given}")
-        history = old.meta.revisions if old is not None else [given.split("-", 1)[1]]
-        rev = new_revision(given, body, doc.meta.deleted)
-        leaf = Doc(body, Meta(rev=rev, revisions=[rev.split("-", 1)[1], *history],
-                              timestamp=doc.meta.timestamp, deleted=doc.meta.deleted))
-        conflicts = [c for c in current.meta.conflicts if c != given]
-        store.pop(f"{OLD}{key}/{given}", None)
-        return self._choose(current, leaf, conflicts)
-
-    def _replicate(self, store, key, current, doc, body):
-        """``new_edits=false``: store the revision as given, merging it into the tree."""
+    @staticmethod
+    def _replicate(tree: RevTree, doc: Doc) -> str | None:
+        """``new_edits=false``: merge the revision's ``_revisions`` path into ``tree``;
+        returns it, or None when the tree had it (nothing to write, as CouchDB)."""
         meta = doc.meta
         if meta.rev in (None, CURRENT):
             raise BadRequest("a revision stored with new_edits=false needs its _rev")
-        generation, digest = rev_generation(meta.rev), meta.rev.split("-", 1)[1]
-        history = meta.revisions or [digest]
-        if history[0] != digest:
+        generation, digest = parse_rev(meta.rev)
+        ids = meta.revisions or [digest]
+        if ids[0] != digest:
             raise BadRequest("_revisions does not end in _rev")
-        leaf = Doc(body, Meta(rev=meta.rev, revisions=history, timestamp=meta.timestamp,
-                              deleted=meta.deleted))
+        if meta.rev in tree:
+            return None
+        tree.merge(generation, ids, deleted=meta.deleted)
+        return meta.rev
+
+    def _commit(self, store, key: str, current: Doc | None, tree: RevTree, leaf: Doc) -> int:
+        """Store the document whose tree is now ``tree`` after the revision ``leaf`` was
+        added to it: the record (tree and winner's body), the other bodies where they
+        belong, the changes entry and the counts, in ``store`` (the batch's pending
+        writes, written below together). Returns the document's new seq."""
+        info = self._counts(store)
+        dropped = tree.stem(info.get("revs_limit") or self.revs_limit)
+        winner = tree.winner()
+        deleted = tree.deleted
+        gone = [old_key(key, rev) for rev in dropped]
+        puts: list[tuple[str, Any]] = []
+        if leaf.meta.rev != winner:
+            puts.append((old_key(key, stored_rev(leaf)), leaf))  # a losing leaf
         if current is None:
-            return leaf, None
-        if not self.unseen(current, [meta.rev]):
-            return None, None
-        cur = current.meta
-        # Does the new revision extend the current one?
-        offset = generation - cur.generation
-        if 0 < offset < len(history) and history[offset] == cur.revisions[0]:
-            leaf.meta.conflicts = list(cur.conflicts)
-            return leaf, None
-        conflicts = list(cur.conflicts)
-        for c in cur.conflicts:         # or one of the conflict leaves?
-            off = generation - rev_generation(c)
-            if 0 < off < len(history) and history[off] == c.split("-", 1)[1]:
-                conflicts.remove(c)
-                store.pop(f"{OLD}{key}/{c}", None)
-        return self._choose(current, leaf, conflicts)
+            record = leaf
+        else:
+            was = stored_rev(current)
+            assert current.meta.seq is not None             # a record has its seq
+            gone.append(seq_key(current.meta.seq))
+            if was == winner:
+                record = current
+            else:
+                if was in tree:                                   # the old winner's body
+                    puts.append((old_key(key, was), Doc(current, Meta(
+                        rev=was, timestamp=current.meta.timestamp,
+                        deleted=current.meta.deleted))))
+                record = leaf if winner == leaf.meta.rev else self._promoted(store, key, tree,
+                                                                            winner)
+            if current.meta.deleted != deleted:
+                gone.append((TOMB if current.meta.deleted else DOC) + key)
+        info["seq"] += 1
+        stored = Doc(record, Meta(rev=winner, seq=info["seq"], timestamp=record.meta.timestamp,
+                                  deleted=deleted, tree=tree))
+        puts.append(((TOMB if deleted else DOC) + key, stored))
+        puts.append((seq_key(info["seq"]), [key, winner, deleted]))
+        self._count(info, None if current is None else current.meta.deleted, deleted)
+        puts.append((INFO, info))
+        # Deletions first: a key dropped here may be written again (the record moving
+        # between d/ and t/ and back, a revs_limit of 1). Both go to the batch's
+        # pending writes: all or nothing.
+        store.delete_many(gone)
+        store.put_many(puts)
+        return info["seq"]
 
     @staticmethod
-    def _choose(current: Doc, leaf: Doc, conflicts: list[str]):
-        """CouchDB's deterministic winner: live before deleted, then highest rev."""
-        def rank(d):
-            return (not d.meta.deleted, d.meta.generation, d.meta.rev)
-        if rank(leaf) > rank(current):
-            winner, loser = leaf, current
-        else:
-            winner, loser = current, leaf
-        if not loser.meta.deleted:      # deleted branches are not conflicts
-            conflicts.append(loser.meta.rev)  # type: ignore[arg-type]  # a leaf has its rev
-        winner.meta.conflicts = sorted(set(conflicts) - {winner.meta.rev}, reverse=True)
-        return winner, loser
+    def _promoted(store, key: str, tree: RevTree, winner: str) -> Doc:
+        """The body of ``winner``, a leaf that was losing, taken from its own key."""
+        body = store.pop(old_key(key, winner), None)
+        if body is None:                     # never stored (cannot happen to a leaf
+            tree.set_stored(winner, False)   # written here): an empty body, said so
+            body = Doc({}, Meta(rev=winner, deleted=tree.node(winner).deleted))
+        return body
 
-    def _commit_revision(self, store, key, current, winner, loser, info):
-        """Store ``winner`` (and the old bodies it keeps), its changes entry and the
-        counts in ``store``, the batch's pending writes (written below together)."""
-        limit = info.get("revs_limit") or self.revs_limit
-        gone = []
-        if len(winner.meta.revisions) > limit:
-            gone = [f"{OLD}{key}/{winner.meta.generation - n}-{winner.meta.revisions[n]}"
-                    for n in range(limit, len(winner.meta.revisions))]
-            winner.meta.revisions = winner.meta.revisions[:limit]
-        info["seq"] += 1
-        winner.meta.seq = info["seq"]
-        was_live = current is not None and not current.meta.deleted
-        puts = [((TOMB if winner.meta.deleted else DOC) + key, winner)]
-        if current is not None:
-            gone.append(seq_key(current.meta.seq))
-            if current is not winner:
-                puts.append((f"{OLD}{key}/{current.meta.rev}", current))  # the old body
-        if loser is not None and loser is not current:
-            puts.append((f"{OLD}{key}/{loser.meta.rev}", loser))          # a losing leaf
-        puts.append((seq_key(winner.meta.seq), [key, winner.meta.rev, winner.meta.deleted]))
-        if winner.meta.deleted:
-            if was_live:
-                gone.append(DOC + key)
-                info["docs"] -= 1
-            if current is None or was_live:
-                info["deleted"] += 1
-        else:
-            if current is not None and current.meta.deleted:
-                gone.append(TOMB + key)
-                info["deleted"] -= 1
-            if not was_live:
-                info["docs"] += 1
-        puts.append((INFO, info))
-        # Deletions first: a dropped old body may be the one stored again here (a
-        # revs_limit of 1). Both go to the batch's pending writes: all or nothing.
-        if gone:
-            store.delete_many(gone)
-        store.put_many(puts)
+    @staticmethod
+    def _count(info: dict, was_deleted: bool | None, deleted: bool) -> None:
+        """Keep the live and deleted counts (``was_deleted`` None: a new document)."""
+        if was_deleted is not None:
+            info["deleted" if was_deleted else "docs"] -= 1
+        info["deleted" if deleted else "docs"] += 1
 
     # -- _local documents ---------------------------------------------------------
     def _local(self, key: str) -> Doc:
@@ -427,7 +489,9 @@ class Versioning(Layer[Doc, Any]):
         return self.info().get("revs_limit") or self.revs_limit
 
     def compact(self) -> int:
-        """Drop the bodies of old revisions (keeping conflict leaves); returns how many."""
+        """Drop the bodies of inner revisions (keeping every leaf's), noting it in the
+        trees; returns how many were dropped. A record of the format before trees is
+        rewritten with its tree on the way."""
         dropped = 0
         batch: list[tuple[str, str, str]] = []      # (key, doc id, rev)
         for key in list(self.inner.range(OLD, prefix_end(OLD), inclusive_end=False,
@@ -443,10 +507,32 @@ class Versioning(Layer[Doc, Any]):
 
     def _compact_batch(self, batch) -> int:
         dropped = 0
+        by_doc: dict[str, list[tuple[str, str]]] = {}
+        for key, doc_id, rev in batch:
+            by_doc.setdefault(doc_id, []).append((key, rev))
         with self.inner.transaction():
-            for key, doc_id, rev in batch:
-                current = self.record(doc_id)
-                if current is None or rev not in current.meta.conflicts:
+            for doc_id, olds in by_doc.items():
+                found = self.inner.get_many([DOC + doc_id, TOMB + doc_id])
+                where = DOC + doc_id if DOC + doc_id in found else TOMB + doc_id
+                stored = found.get(where)
+                if stored is None:              # no record left: every old body goes
+                    for key, _ in olds:
+                        self.inner.pop(key, None)
+                        dropped += 1
+                    continue
+                tree = self.tree(doc_id, stored, self.inner).copy()
+                changed = stored.meta.tree is None
+                for key, rev in olds:
+                    if tree.is_leaf(rev) and rev != stored.meta.rev:
+                        continue
                     self.inner.pop(key, None)
                     dropped += 1
+                    if rev in tree and tree.node(rev).stored:
+                        tree.set_stored(rev, False)
+                        changed = True
+                if changed:
+                    meta = stored.meta
+                    self.inner[where] = Doc(stored, Meta(rev=meta.rev, seq=meta.seq,
+                                                         timestamp=meta.timestamp,
+                                                         deleted=meta.deleted, tree=tree))
         return dropped

@@ -422,7 +422,32 @@ def test_bulk_get_and_revs_diff(db):
     assert results[3]["docs"][0]["error"]["error"] == "bad_request"
     diff = db.post("/db/_revs_diff", orjson.dumps({"a": [rev, "2-zzz"], "b": ["1-x"]}),
                    content_type="application/json").json
-    assert diff == {"a": {"missing": ["2-zzz"]}, "b": {"missing": ["1-x"]}}
+    assert diff == {"a": {"missing": ["2-zzz"], "possible_ancestors": [rev]},
+                    "b": {"missing": ["1-x"]}}
+
+
+def test_deleted_leaves_are_listed_and_never_win_over_a_live_one(db):
+    """Leaves 1-b1 (live) and 3-a3 (deleted): CouchDB shows 1-b1, and lists 3-a3 as a
+    deleted conflict, in open_revs=all and in _changes' all_docs style."""
+    docs = [{"_id": "d", "_rev": "3-a3", "_deleted": True,
+             "_revisions": {"start": 3, "ids": ["a3", "a2", "a1"]}},
+            {"_id": "d", "_rev": "1-b1", "v": "b"}]
+    db.post("/db/_bulk_docs", orjson.dumps({"docs": docs, "new_edits": False}),
+            content_type="application/json", status=201)
+    doc = db.get("/db/d?deleted_conflicts=true&conflicts=true").json
+    assert doc == {"_id": "d", "_rev": "1-b1", "v": "b", "_deleted_conflicts": ["3-a3"]}
+    assert db.get("/db/d?meta=true").json["_deleted_conflicts"] == ["3-a3"]
+    leaves = db.get("/db/d?open_revs=all").json
+    assert [x["ok"]["_rev"] for x in leaves] == ["1-b1", "3-a3"]
+    assert leaves[1]["ok"].get("_deleted") is True
+    rows = db.get("/db/_changes?style=all_docs").json["results"]
+    assert [(r["id"], r["changes"]) for r in rows] == [("d", [{"rev": "1-b1"}, {"rev": "3-a3"}])]
+    assert db.get("/db/d?rev=3-a3&revs_info=true").json["_revs_info"] == [
+        {"rev": "3-a3", "status": "deleted"}, {"rev": "2-a2", "status": "missing"},
+        {"rev": "1-a1", "status": "missing"}]
+    diff = db.post("/db/_revs_diff", orjson.dumps({"d": ["2-a2", "4-x"]}),
+                   content_type="application/json").json
+    assert diff == {"d": {"missing": ["4-x"], "possible_ancestors": ["1-b1", "3-a3"]}}
 
 
 # -- changes -----------------------------------------------------------------------------------

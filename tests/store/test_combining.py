@@ -163,7 +163,7 @@ def test_a_batch_follows_its_items_in_order_and_isolates_their_errors(versions):
              item("a", {"n": 2}, rev=rev_a1),            # sees the first item's revision
              item("a", {"n": 3}, rev=rev_a1),            # a conflict: a1 is gone by now
              item("b", {"n": 1}, rev="1-abc"),           # a conflict: b does not exist
-             item("c", {}, deleted=True),                # not found
+             item("c", {}, rev="*", deleted=True),       # not found (del db["c"])
              item("d", {"n": 1})]
     outcomes = versions._write_batch(lambda: items)
     assert outcomes[0] == (rev_a1, 1) and outcomes[1] == (rev_a2, 2)

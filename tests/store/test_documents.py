@@ -11,6 +11,7 @@ import json
 import sys
 import time
 
+import orjson
 import pytest
 
 from settee.config import load_settings
@@ -264,6 +265,165 @@ class DocumentContract:
         db.delete("x", "2-" + digest("c"))
         doc = db["x"]
         assert doc["_rev"] == "2-" + digest("b") and doc.meta.conflicts == []
+
+    # -- the revision tree (CouchDB's rules, whatever order revisions arrive in) ---------
+    def replicate(self, db, rev, ids=None, deleted=False, **body):
+        doc = {"_id": "x", "_rev": rev, **body}
+        if ids is not None:
+            doc["_revisions"] = {"start": int(rev.split("-")[0]), "ids": ids}
+        if deleted:
+            doc["_deleted"] = True
+        return db.save(doc, new_edits=False)
+
+    def live_and_deleted(self, db, order):
+        """Leaves 1-b1 (live) and 3-a3 (deleted, after 1-a1 and 2-a2), in ``order``."""
+        for name in order:
+            if name == "b":
+                self.replicate(db, "1-b1", v="b1")
+            else:
+                self.replicate(db, "3-a3", ["a3", "a2", "a1"], deleted=True)
+
+    @pytest.mark.parametrize("order", ["ab", "ba"])
+    def test_a_live_leaf_beats_a_deleted_leaf_of_a_higher_generation(self, db, order):
+        self.live_and_deleted(db, order)
+        doc = db["x"]
+        assert doc["_rev"] == "1-b1" and doc["v"] == "b1" and doc.meta.conflicts == []
+        assert [tuple(leaf) for leaf in db.leaves("x")] == [("1-b1", False), ("3-a3", True)]
+        assert db.record("x").meta.tree.deleted_conflicts() == ["3-a3"]
+        assert (db.info()["doc_count"], db.info()["doc_del_count"]) == (1, 0)
+        assert [(c.id, c.rev, c.deleted) for c in db.changes()] == [("x", "1-b1", False)]
+
+    def test_replicas_fed_in_any_order_hold_the_same_tree_and_winner(self, catalog):
+        paths = [("1-a", None, False), ("2-b", ["b", "a"], False), ("2-c", ["c", "a"], True),
+                 ("3-d", ["d", "b", "a"], False), ("2-e", ["e", "a"], False)]
+        trees = set()
+        for n, order in enumerate([paths, paths[::-1], paths[2:] + paths[:2]]):
+            db = catalog.create(f"replica{n}")
+            for rev, ids, deleted in order:
+                self.replicate(db, rev, ids, deleted, v=rev)
+            record = db.record("x")        # the shape and the leaves; which inner bodies
+            tree = record.meta.tree          # a replica holds is its own affair
+            trees.add((record.meta.rev, tuple(tree.leaves()),
+                       tuple(tuple(node[:3]) for node in tree.to_json())))
+            assert db["x"]["v"] == "3-d" and db["x"].meta.conflicts == ["2-e"]
+            assert db["x", "2-e"]["v"] == "2-e" and db["x", "2-c"]["_deleted"] is True
+        assert len(trees) == 1
+
+    def test_a_replicated_partial_path_joins_the_history_it_shares(self, db):
+        self.replicate(db, "1-a")
+        self.replicate(db, "2-b", ["b", "a"])
+        self.replicate(db, "3-c", ["c", "b"])
+        self.replicate(db, "4-d", ["d", "c"])
+        doc = db["x"]
+        assert doc["_rev"] == "4-d" and doc.meta.revisions == ["d", "c", "b", "a"]
+        assert doc.meta.conflicts == [] and [leaf.rev for leaf in db.leaves("x")] == ["4-d"]
+
+    def test_revs_diff_knows_every_stored_revision_and_names_possible_ancestors(self, db):
+        self.live_and_deleted(db, "ab")
+        assert db.revs_diff("x", ["1-a1", "2-a2", "3-a3", "1-b1"]) == []
+        assert db.missing_revs("x", ["2-zz", "1-a1"]) == (["2-zz"], ["1-b1"])
+        assert db.missing_revs("x", ["5-q"]) == (["5-q"], ["1-b1", "3-a3"])
+        assert db.missing_revs("nothing", ["1-a"]) == (["1-a"], [])
+
+    def test_a_new_document_written_deleted_is_a_tombstone(self, db):
+        gone = db.save({"_id": "x", "_deleted": True}).meta.rev
+        assert gone.startswith("1-")
+        with pytest.raises(Deleted) as info:
+            db["x"]
+        assert info.value.rev == gone and db["x", gone]["_deleted"] is True
+        assert (db.info()["doc_count"], db.info()["doc_del_count"]) == (0, 1)
+        assert [(c.id, c.rev, c.deleted) for c in db.changes()] == [("x", gone, True)]
+        assert db.save({"_id": "x", "n": 1}).meta.rev.startswith("2-")
+        with pytest.raises(NotFound):
+            db.delete("never", None)                # DELETE without a rev: not there
+        with pytest.raises(KeyError):
+            del db["never"]
+
+    def test_a_deleted_document_is_recreated_without_a_rev_not_with_its_tombstones(self, db):
+        rev = db.save({"_id": "a"}).meta.rev
+        gone = db.delete("a", rev).meta.rev
+        with pytest.raises(Conflict):               # CouchDB: 409 naming the tombstone
+            db.save({"_id": "a", "_rev": gone, "n": 2})
+        with pytest.raises(Deleted):
+            db.delete("a", gone)
+        assert db.save({"_id": "a", "n": 2}).meta.rev.startswith("3-")
+
+    def test_a_write_to_a_losing_branch_keeps_one_changes_row_with_the_winner(self, db):
+        self.replicate(db, "1-a", v="a")
+        self.replicate(db, "2-b", ["b", "a"], v="b")
+        self.replicate(db, "3-" + digest("z"), [digest("z"), "c", "a"], v="z")
+        winner = "3-" + digest("z")
+        assert [(c.id, c.rev) for c in db.changes()] == [("x", winner)]
+        edited = db.save({"_id": "x", "_rev": "2-b", "v": "b2"}).meta.rev   # still loses
+        assert edited.startswith("3-") and db["x"]["_rev"] == winner
+        self.replicate(db, "3-b3", ["b3", "b"], deleted=True)              # a dead branch
+        changes = list(db.changes())
+        assert [(c.id, c.rev, c.deleted) for c in changes] == [("x", winner, False)]
+        assert changes[0].seq == db.info()["update_seq"]
+        assert db["x"].meta.conflicts == [edited] and db["x", edited]["v"] == "b2"
+        assert db["x"]["v"] == "z"
+
+    def test_an_edit_must_name_a_leaf(self, db):
+        self.replicate(db, "1-a")
+        self.replicate(db, "2-b", ["b", "a"])
+        self.replicate(db, "2-c", ["c", "a"])
+        with pytest.raises(Conflict):
+            db.save({"_id": "x", "_rev": "1-a"})    # an inner revision
+        db.save({"_id": "x", "_rev": "2-b", "_deleted": True})      # a losing leaf
+        assert db["x"]["_rev"] == "2-c" and db["x"].meta.conflicts == []
+        assert [leaf.deleted for leaf in db.leaves("x")] == [False, True]
+
+    def test_revs_limit_stems_every_branch_of_the_tree(self, db):
+        db.versions.set_revs_limit(2)
+        self.replicate(db, "4-d", ["d", "c", "b", "a"], v="d")
+        assert db["x"].meta.revisions == ["d", "c"]
+        self.replicate(db, "3-x", ["x", "b", "a"], v="x")   # a branch from a stemmed rev
+        assert db["x"].meta.conflicts == ["3-x"] and db["x", "3-x"].meta.revisions == ["x", "b"]
+        tree = db.record("x").meta.tree
+        assert sorted(tree) == ["2-b", "3-c", "3-x", "4-d"]
+        rev = db.save({"_id": "x", "_rev": "4-d", "v": "e"}).meta.rev
+        assert db["x"]["_rev"] == rev and db["x"].meta.revisions == [rev[2:], "d"]
+        with pytest.raises(NotFound):
+            db["x", "3-c"]                          # stemmed: its body went with it
+
+    def test_compaction_keeps_the_leaves_and_notes_what_it_dropped(self, db):
+        self.replicate(db, "1-a", v="a")
+        self.replicate(db, "2-b", ["b", "a"], v="b")
+        self.replicate(db, "2-c", ["c", "a"], v="c")
+        tree = db.record("x").meta.tree
+        assert tree.status("1-a") == "available"
+        assert db.compact() == 1                    # 1-a; both leaves stay
+        tree = db.record("x").meta.tree
+        assert (tree.status("1-a"), tree.status("2-b"), tree.status("2-c")) == (
+            "missing", "available", "available")
+        assert db["x", "2-b"]["v"] == "b" and db["x"]["v"] == "c"
+
+    def test_a_database_of_the_format_before_trees_still_opens(self, db):
+        """Records that kept their history and conflicts as lists: read as trees, and
+        written back as trees at the next write."""
+        below = db.versions.inner.inner               # under serialization: bytes
+
+        def put(key, meta, body):
+            below[key] = b"D" + orjson.dumps([meta, body])
+        a, b, c, z = (digest(ch) for ch in "abcz")
+        with db.transaction():
+            put("d/x", {"rev": "3-" + z, "revisions": [z, b, a], "seq": 2,
+                        "conflicts": ["2-" + c]}, {"v": "z"})
+            put("r/x/2-" + c, {"rev": "2-" + c, "revisions": [c, a]}, {"v": "c"})
+            put("r/x/2-" + b, {"rev": "2-" + b, "revisions": [b, a], "seq": 1}, {"v": "b"})
+            below["s/0000000000000002"] = b"J" + orjson.dumps(["x", "3-" + z, False])
+            below["m/info"] = b"J" + orjson.dumps({"seq": 2, "docs": 1, "deleted": 0})
+        doc = db["x"]
+        assert doc["v"] == "z" and doc.meta.revisions == [z, b, a]
+        assert doc.meta.conflicts == ["2-" + c] and db["x", "2-" + b]["v"] == "b"
+        assert db.revs_diff("x", ["1-" + a, "2-" + c, "2-" + b]) == []
+        assert [leaf.rev for leaf in db.leaves("x")] == ["3-" + z, "2-" + c]
+        rev = db.save({"_id": "x", "_rev": "2-" + c, "v": "c2"}).meta.rev   # converts it
+        tree = db.record("x").meta.tree
+        assert tree.path(rev) == [rev, "2-" + c, "1-" + a] and tree.winner() == "3-" + z
+        assert db["x"]["v"] == "z" and db["x"].meta.conflicts == [rev]
+        assert db.compact() == 2                    # 2-b and 2-c, now inner revisions
+        assert db["x", rev]["v"] == "c2" and list(db.changes())[-1].rev == "3-" + z
 
     # -- timestamps ------------------------------------------------------------------
     def test_every_revision_records_its_write_time(self, db):

@@ -23,6 +23,7 @@ from settee.store.layers.compression import ZlibCompression
 from settee.store.layers.encryption import AESGCMEncryption
 from settee.store.layers.serialization import JSONSerializer
 from settee.store.layers.validation import Validation, formencode, validation_layer
+from settee.store.revtree import RevTree
 from settee.store.stack import check_stack
 
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -166,14 +167,17 @@ def json_layer():
 
 def test_a_doc_and_its_meta_round_trip(json_layer):
     _, layer = json_layer
-    meta = Meta(rev="2-abc", revisions=["abc", "def"], seq=7, timestamp=1700000000.25,
-                deleted=False, conflicts=["2-aaa"])
+    tree = RevTree.from_path(2, ["abc", "def"])
+    tree.merge(2, ["aaa", "def"])
+    meta = Meta(rev="2-abc", seq=7, timestamp=1700000000.25, deleted=False, tree=tree,
+                revisions=["abc", "def"], conflicts=["2-aaa"])     # not stored: the tree says
     layer["d"] = Doc({"a": [1, 2.5, None, True], "ü": {"nested": "ok"}}, meta)
     got = layer["d"]
     assert isinstance(got, Doc)
     assert got == {"a": [1, 2.5, None, True], "ü": {"nested": "ok"}}
-    assert (got.meta.rev, got.meta.revisions, got.meta.seq, got.meta.timestamp,
-            got.meta.conflicts) == ("2-abc", ["abc", "def"], 7, 1700000000.25, ["2-aaa"])
+    assert (got.meta.rev, got.meta.seq, got.meta.timestamp, got.meta.tree) == (
+        "2-abc", 7, 1700000000.25, tree)
+    assert got.meta.revisions == [] and got.meta.conflicts == []
 
 
 def test_plain_json_values_round_trip_as_plain_values(json_layer):
