@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 SHARED ?= ../shared
 
-.PHONY: install run test typecheck bench bench-http bench-views bench-js bench-nodes bench-connections docker-test clean
+.PHONY: install run test typecheck pouchdb bench bench-http bench-views bench-js bench-nodes bench-connections docker-test clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,7 @@ test: install
 	$(PY) -m ruff check store server views config examples tests bench
 	$(MAKE) --no-print-directory typecheck
 	-$(PY) tests/pgserver.py --install
+	-$(MAKE) --no-print-directory pouchdb
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # The static type gate: mypy over the packages as they are installed (settee.store, ...).
@@ -77,6 +78,13 @@ bench-connections: install
 docker-test:
 	@test -x $(SHARED)/tools/docker-smoke || { echo "make docker-test: $(SHARED)/tools/docker-smoke is missing: it comes with the project's shared folder, beside this one (or set SHARED=...)"; exit 2; }
 	$(SHARED)/tools/docker-smoke .
+
+# PouchDB 9 for the sync tests (tests/server/test_pouchdb.py), from the npm registry at
+# the versions of its package-lock.json; without npm those tests skip, saying why.
+POUCHDB := tests/server/pouchdb
+pouchdb:
+	@command -v npm >/dev/null || { echo "npm not found: the PouchDB tests will skip"; exit 0; }; \
+	test -d $(POUCHDB)/node_modules/pouchdb-core || npm ci --prefix $(POUCHDB) --no-audit --no-fund --silent
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache
