@@ -95,14 +95,39 @@ def prepare(body: dict, current: dict | None, revpos: int) -> None:
                              "revpos": revpos}
 
 
-def stubs(doc: dict, full: bool = False) -> dict:
-    """``doc`` as answered: attachment data replaced by stubs unless ``full``."""
+def stubs(doc: dict, full: bool = False, since: int = 0) -> dict:
+    """``doc`` as answered: attachment data replaced by stubs unless ``full``; with
+    ``since`` (a generation the client already has), only attachments written after it
+    (``revpos`` above it) carry their data, as CouchDB's ``atts_since``."""
     attachments = doc.get("_attachments")
-    if full or not isinstance(attachments, dict):
+    if not isinstance(attachments, dict) or (full and not since):
         return doc
-    doc["_attachments"] = {name: {k: v for k, v in att.items() if k != "data"} | {"stub": True}
-                           for name, att in attachments.items() if isinstance(att, dict)}
+    doc["_attachments"] = {
+        name: att if full and att.get("revpos", 0) > since
+        else {k: v for k, v in att.items() if k != "data"} | {"stub": True}
+        for name, att in attachments.items() if isinstance(att, dict)}
     return doc
+
+
+def known_generation(doc, revs: list[str]) -> int:
+    """The highest generation among ``revs`` that lie on ``doc``'s history (what
+    ``atts_since`` names the client already holds); 0 when none does."""
+    meta = getattr(doc, "meta", None)
+    if meta is None or not meta.revisions:
+        return 0
+    history = {f"{meta.generation - i}-{h}" for i, h in enumerate(meta.revisions)}
+    return max((int(rev.split("-", 1)[0]) for rev in revs if rev in history), default=0)
+
+
+def as_asked(doc, full: bool, atts_since=None) -> dict:
+    """``doc`` with its attachments as ``attachments=true`` and ``atts_since`` ask:
+    ``atts_since`` (a JSON array of revs) asks for the data of attachments newer than
+    the latest of them the document descends from, stubs for the rest."""
+    if atts_since is None:
+        return stubs(doc, full)
+    if not isinstance(atts_since, list) or not all(isinstance(r, str) for r in atts_since):
+        raise bad_request("atts_since must be a JSON array of revisions")
+    return stubs(doc, True, known_generation(doc, atts_since))
 
 
 class AttachmentEndpoints:

@@ -9,7 +9,7 @@ from typing import Any
 from settee.store import BadRequest, Deleted, Doc, Meta, NotFound, StoreError
 
 from . import attachments
-from .documents import check_fields, decorate
+from .documents import check_fields, decorate, with_latest
 from .errors import HTTPError, bad_request, from_store
 from .ids import check_docid
 from .params import Params
@@ -63,6 +63,7 @@ class BulkEndpoints:
         descending = p.bool("descending")
         include_docs = body.get("include_docs", p.bool("include_docs"))
         conflicts = p.bool("conflicts")
+        full = p.bool("attachments")
         limit = body.get("limit", p.int("limit"))
         skip = body.get("skip", p.int("skip", 0))
         info = database.info()
@@ -73,7 +74,7 @@ class BulkEndpoints:
             if include_docs:
                 if conflicts and doc.meta.conflicts:
                     doc["_conflicts"] = doc.meta.conflicts
-                out["doc"] = attachments.stubs(doc)
+                out["doc"] = attachments.stubs(doc, full)
             return out
 
         if keys is not None:
@@ -201,16 +202,21 @@ class BulkEndpoints:
                     "reason": "every item needs a string `id`"}}]})
                 continue
             doc_id, rev = item["id"], item.get("rev")
-            try:
-                doc = database[(doc_id, rev)] if rev else database[doc_id]
-                entry = {"ok": decorate(database, doc, p)}
-            except StoreError as e:
-                http = from_store(e)
-                if http.status >= 500:
-                    raise
-                entry = {"error": {"id": doc_id, "rev": rev or "undefined",
-                                   "error": http.error, "reason": http.reason}}
-            results.append({"id": doc_id, "docs": [entry]})
+            revs: list = [rev]
+            if isinstance(rev, str) and p.bool("latest"):
+                revs = with_latest(database, doc_id, [rev])
+            entries = []
+            for rev in revs:
+                try:
+                    doc = database[(doc_id, rev)] if rev else database[doc_id]
+                    entries.append({"ok": decorate(database, doc, p, item.get("atts_since"))})
+                except StoreError as e:
+                    http = from_store(e)
+                    if http.status >= 500:
+                        raise
+                    entries.append({"error": {"id": doc_id, "rev": rev or "undefined",
+                                              "error": http.error, "reason": http.reason}})
+            results.append({"id": doc_id, "docs": entries})
         return self.http.respond(request, {"results": results})
 
     def revs_request(self, request):

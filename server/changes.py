@@ -54,6 +54,7 @@ class ChangesEndpoints:
         descending = p.bool("descending")
         include_docs = p.bool("include_docs")
         conflicts = p.bool("conflicts")
+        full = p.bool("attachments")
         style = p.choice("style", ("main_only", "all_docs"), "main_only")
         timeout = p.int("timeout", DEFAULT_TIMEOUT_MS, maximum=MAX_TIMEOUT_MS) / 1000
         heartbeat = self.heartbeat(p)
@@ -74,7 +75,7 @@ class ChangesEndpoints:
                 if include_docs:
                     if doc is not None and conflicts and doc.meta.conflicts:
                         doc["_conflicts"] = doc.meta.conflicts
-                    row["doc"] = attachments.stubs(doc) if doc is not None else None
+                    row["doc"] = attachments.stubs(doc, full) if doc is not None else None
             return row
 
         def batch(after: int):

@@ -2,6 +2,10 @@
 ``_local`` documents, with CouchDB's revision, ETag and conditional-request rules."""
 from __future__ import annotations
 
+import uuid
+
+from werkzeug.wrappers import Response
+
 from settee.store import Doc, Meta, NotFound
 
 from . import attachments
@@ -10,6 +14,7 @@ from .conditional import etag, http_date, if_match, none_match, not_modified, no
 from .errors import HTTPError, bad_request
 from .ids import check_docid
 from .params import Params
+from .representation import dump_json
 
 SPECIAL_FIELDS = {"_id", "_rev", "_deleted", "_revisions", "_attachments", "_conflicts",
                   "_deleted_conflicts", "_local_seq", "_revs_info"}
@@ -22,12 +27,15 @@ ENDPOINT_NAMES = {"_all_docs", "_design_docs", "_bulk_docs", "_bulk_get", "_revs
 
 
 def check_fields(doc: dict) -> None:
+    """400 for a top-level ``_`` field CouchDB does not know; ``_replication_*`` fields
+    are the replicator's own (its state in ``_replicator`` documents and checkpoints)."""
     for name in doc:
-        if isinstance(name, str) and name.startswith("_") and name not in SPECIAL_FIELDS:
+        if isinstance(name, str) and name.startswith("_") and name not in SPECIAL_FIELDS \
+                and not name.startswith("_replication_"):
             raise HTTPError(400, "doc_validation", f"Bad special document member: {name}")
 
 
-def decorate(database, doc: Doc, p: Params) -> dict:
+def decorate(database, doc: Doc, p: Params, atts_since=None) -> dict:
     """Add what ``revs``, ``revs_info``, ``conflicts``, ``deleted_conflicts``,
     ``meta`` (the last three and revs_info) and ``local_seq`` ask for."""
     meta = doc.meta
@@ -43,7 +51,36 @@ def decorate(database, doc: Doc, p: Params) -> dict:
             doc["_deleted_conflicts"] = deleted
     if p.bool("local_seq") and meta.seq is not None:
         doc["_local_seq"] = str(meta.seq)
-    return attachments.stubs(doc, full=p.bool("attachments"))
+    if atts_since is None:
+        atts_since = p.json("atts_since")
+    return attachments.as_asked(doc, p.bool("attachments"), atts_since)
+
+
+def with_latest(database, docid: str, revs: list[str]) -> list[str]:
+    """``latest=true``: each of ``revs`` replaced by the leaves that descend from it
+    (itself when it is one); a revision the tree lacks stays, to be answered missing."""
+    out: list[str] = []
+    for rev in revs:
+        for leaf in database.latest(docid, rev) or [rev]:
+            if leaf not in out:
+                out.append(leaf)
+    return out
+
+
+def multipart_revisions(results: list[dict]) -> Response:
+    """``open_revs`` as CouchDB answers ``Accept: multipart/mixed`` (its replicator
+    asks so): one part per revision, the document as JSON (attachments inline, as
+    ``attachments=true`` asked), or ``{"missing": rev}`` marked as an error."""
+    boundary = uuid.uuid4().hex
+    parts = []
+    for result in results:
+        error = "ok" not in result
+        body = dump_json(result if error else result["ok"])
+        kind = 'application/json; error="true"' if error else "application/json"
+        parts.append(f"--{boundary}\r\nContent-Type: {kind}\r\n\r\n".encode() + body
+                     + b"\r\n")
+    parts.append(f"--{boundary}--".encode())
+    return Response(b"".join(parts), content_type=f'multipart/mixed; boundary="{boundary}"')
 
 
 def revs_info(doc: Doc) -> list[dict]:
@@ -92,6 +129,8 @@ class DocumentEndpoints:
         if "open_revs" in request.args:
             return self.open_revs(request, database, docid, p)
         rev = p.text("rev")
+        if rev and p.bool("latest"):
+            rev = with_latest(database, docid, [rev])[0]
         doc = database[(docid, rev)] if rev else database[docid]
         meta = doc.meta
         headers = {"ETag": etag(meta.rev), "Cache-Control": "must-revalidate"}
@@ -118,12 +157,16 @@ class DocumentEndpoints:
             revs = p.json("open_revs")
             if not isinstance(revs, list) or not all(isinstance(r, str) for r in revs):
                 raise bad_request("open_revs must be \"all\" or a JSON array of revisions")
-        results = []
+            if p.bool("latest"):
+                revs = with_latest(database, docid, revs)
+        results: list[dict] = []
         for rev in revs:
             try:
                 results.append({"ok": decorate(database, database[(docid, rev)], p)})
             except NotFound:
                 results.append({"missing": rev})
+        if "multipart/mixed" in request.headers.get("Accept", ""):
+            return multipart_revisions(results)
         return self.http.respond(request, results)
 
     # -- writing ----------------------------------------------------------------------

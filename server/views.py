@@ -82,6 +82,7 @@ class ViewQuery:
     group: bool = False
     group_level: int | None = None
     include_docs: bool = False
+    attachments: bool = False  # include_docs' documents with their attachments' data
     conflicts: bool = False
     keys: list | None = None
     start: object = MISSING
@@ -166,6 +167,7 @@ def parse_view_query(p: Params, body: dict, view: View) -> ViewQuery:
                                   or value < 0):
             raise bad_request(f"{name} must be a non-negative integer")
     q.conflicts = get("conflicts", "bool", False)
+    q.attachments = get("attachments", "bool", False)
     q.update_seq = get("update_seq", "bool", False)
     return q
 
@@ -251,7 +253,7 @@ class ViewEndpoints:
                         doc["_conflicts"] = doc.meta.conflicts
                 except (NotFound, StoreError):
                     doc = None
-                row["doc"] = attachments.stubs(doc) if doc is not None else None
+                row["doc"] = attachments.stubs(doc, q.attachments) if doc is not None else None
             yield row
 
     # -- tasks --------------------------------------------------------------------------

@@ -151,6 +151,10 @@ class Database(MutableMapping[str, Document]):
         """Every leaf revision of ``doc_id`` with its deleted flag, the winner first."""
         return self.versions.leaves(doc_id)
 
+    def latest(self, doc_id: str, rev: str) -> list[str]:
+        """The leaf revisions that descend from ``rev`` (``latest=true``), winner first."""
+        return self.versions.latest(doc_id, rev)
+
     def revs_limit(self) -> int:
         return self.versions.get_revs_limit()
 

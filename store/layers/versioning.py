@@ -171,6 +171,15 @@ class Versioning(Layer[Doc, Any]):
             return []
         return current.meta.tree.leaves()
 
+    def latest(self, doc_id: str, rev: str) -> list[str]:
+        """The leaves that descend from ``rev`` (``rev`` itself when it is a leaf), the
+        winner first: what ``latest=true`` answers for it. [] if the tree lacks it."""
+        current = self.record(doc_id)
+        tree = current.meta.tree if current is not None else None
+        if tree is None or rev not in tree:
+            return []
+        return [leaf.rev for leaf in tree.leaves() if rev in tree.path(leaf.rev)]
+
     @staticmethod
     def _describe(stored: Doc, tree: RevTree) -> Doc:
         """``stored`` (a revision of the document whose tree is ``tree``) with its meta's
