@@ -46,8 +46,8 @@ class MangoEndpoints:
                  if ix.name == name and list(ix.fields) == [f for f, _ in fields]]:
             return self.http.respond(request, {"result": "exists", "id": docid, "name": name})
         body = mango.index_design_doc(current, fields, name)
-        database[docid] = Doc(body, Meta(rev=current["_rev"] if current is not None else None))
-        self.writes.design_saved(database, docid)
+        self.writes.write(request, database, docid,
+                          Doc(body, Meta(rev=current["_rev"] if current is not None else None)))
         return self.http.respond(request, {"result": "created", "id": docid, "name": name})
 
     def on_index_drop(self, request, db, ddoc, name):
