@@ -66,6 +66,7 @@ bench-views: install
 bench-js: install
 	$(call need-shared,$(SHARED)/bench/make_invoices.py,make bench-js)
 	$(PY) bench/js_views.py --data $(SHARED)/bench/make_invoices.py
+	$(PY) bench/js_vs_pouchdb.py --data $(SHARED)/bench/make_invoices.py
 
 bench-nodes: install
 	-$(PY) tests/pgserver.py --install

@@ -12,9 +12,10 @@ endpoint group, and the groups are built here with what each uses, passed explic
 
 The groups: server (:mod:`.node`), databases (:mod:`.databases`), documents
 (:mod:`.documents`), attachments (:mod:`.attachments`), bulk reads and writes
-(:mod:`.bulk`), the changes feed (:mod:`.changes`), views (:mod:`.views`), Mango
-(:mod:`.mango`), metrics (:mod:`.metrics`) and the API's description
-(:mod:`.openapi`). Store errors become HTTP errors in one table (:mod:`.errors`).
+(:mod:`.bulk`), the changes feed (:mod:`.changes`), views (:mod:`.views`) and their
+indexes' upkeep (:mod:`.view_indexes`), design documents' shows, lists, updates and
+rewrites (:mod:`.design_functions`), Mango (:mod:`.mango`), metrics
+(:mod:`.metrics`) and the API's description (:mod:`.openapi`). Store errors become HTTP errors in one table (:mod:`.errors`).
 ``create_app(settings)`` builds the application; gunicorn imports
 ``settee.server.wsgi:application``.
 
@@ -24,6 +25,7 @@ stays inside its segment instead of splitting it.
 """
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Mapping
@@ -50,6 +52,7 @@ from .auth import USERS_DB, Authenticator
 from .bulk import BulkEndpoints
 from .changes import ChangesEndpoints
 from .databases import DatabaseEndpoints
+from .design_functions import REWRITES, DesignFunctionEndpoints
 from .documents import DocumentEndpoints
 from .errors import HTTPError, bad_request, from_store, public_reason
 from .http import LEASES, Http, release
@@ -60,6 +63,7 @@ from .openapi import OpenAPIEndpoints
 from .parking import CLOSE
 from .partitions import PartitionEndpoints
 from .reply import Reply
+from .view_indexes import ViewIndexEndpoints
 from .views import ViewEndpoints
 from .writes import WriteRules
 
@@ -69,7 +73,7 @@ DOCUMENT_METHODS = {"GET", "HEAD", "PUT", "DELETE", "COPY"}
 DATABASE_METHODS = {"GET", "HEAD", "PUT", "DELETE", "POST"}
 PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi"}
 SERVER_ADMIN_ENDPOINTS = {"all_dbs", "active_tasks", "metrics"}
-DB_ADMIN_ENDPOINTS = {"compact", "index_drop"}
+DB_ADMIN_ENDPOINTS = {"compact", "index_drop", "view_cleanup", "compact_design"}
 DB_ADMIN_WRITES = {"security", "revs_limit", "design_doc", "index"}
 
 
@@ -165,6 +169,26 @@ def endpoints() -> Map:
         r(db + "/_partition/<seg:partition>/_find", endpoint="partition_find", methods=["POST"]),
         r(db + "/_partition/<seg:partition>/_explain", endpoint="partition_explain",
           methods=["POST"]),
+        r(db + "/_design/<seg:ddoc>/_info", endpoint="design_info", methods=["GET"]),
+        r(db + "/_design/<seg:ddoc>/_show/<seg:func>", endpoint="show",
+          methods=["GET", "POST"]),
+        r(db + "/_design/<seg:ddoc>/_show/<seg:func>/<rest:docid>", endpoint="show",
+          methods=["GET", "POST"]),
+        r(db + "/_design/<seg:ddoc>/_list/<seg:func>/<seg:view>", endpoint="list",
+          methods=["GET", "POST"]),
+        r(db + "/_design/<seg:ddoc>/_list/<seg:func>/<seg:view_ddoc>/<seg:view>",
+          endpoint="list_other", methods=["GET", "POST"]),
+        r(db + "/_design/<seg:ddoc>/_update/<seg:func>", endpoint="update",
+          methods=["GET", "POST", "PUT", "DELETE"]),
+        r(db + "/_design/<seg:ddoc>/_update/<seg:func>/<rest:docid>", endpoint="update",
+          methods=["GET", "POST", "PUT", "DELETE"]),
+        r(db + "/_design/<seg:ddoc>/_rewrite", endpoint="rewrite",
+          methods=["GET", "HEAD", "POST", "PUT", "DELETE", "COPY"]),
+        r(db + "/_design/<seg:ddoc>/_rewrite/<rest:path>", endpoint="rewrite",
+          methods=["GET", "HEAD", "POST", "PUT", "DELETE", "COPY"]),
+        r(db + "/_view_cleanup", endpoint="view_cleanup", methods=["POST"]),
+        r(db + "/_compact/<seg:ddoc>", endpoint="compact_design", methods=["POST"]),
+        r(db + "/_temp_view", endpoint="temp_view", methods=["GET", "POST"]),
         r(db + "/_find", endpoint="find", methods=["POST"]),
         r(db + "/_explain", endpoint="explain", methods=["POST"]),
         r(db + "/_index", endpoint="index", methods=["GET", "POST"]),
@@ -223,8 +247,10 @@ class Settee:
         self.handlers = handlers(
             NodeEndpoints(http, self.auth), DatabaseEndpoints(http, documents), documents,
             AttachmentEndpoints(http, writes), BulkEndpoints(http, writes, self.auth),
-            ChangesEndpoints(http), ViewEndpoints(http), MangoEndpoints(http, writes),
-            MetricsEndpoints(http), OpenAPIEndpoints(http), PartitionEndpoints(http))
+            ChangesEndpoints(http), ViewEndpoints(http), ViewIndexEndpoints(http),
+            DesignFunctionEndpoints(http, writes, self),
+            MangoEndpoints(http, writes), MetricsEndpoints(http), OpenAPIEndpoints(http),
+            PartitionEndpoints(http))
         missing = {rule.endpoint for rule in self.url_map.iter_rules()} - set(self.handlers)
         if missing:
             raise TypeError(f"endpoints without a handler: {sorted(missing)}")
@@ -327,6 +353,30 @@ class Settee:
             log.exception("unhandled error on %s %s", request.method, request.path)
             return self.http.error(request, HTTPError(500, "unknown_error",
                                                  "internal server error (logged)"))
+
+    def rewritten(self, request: Request, method: str, target: str, body: bytes | None,
+                  headers: dict | None, depth: int) -> Response | Reply:
+        """The answer to ``request`` sent on to ``target`` (a path and query, from a
+        design document's rewrite): routed, authenticated and authorized anew."""
+        environ = dict(request.environ)
+        path, _, query = target.partition("?")
+        environ.update({"REQUEST_METHOD": method.upper(), "RAW_URI": target,
+                        "REQUEST_URI": target, "QUERY_STRING": query, REWRITES: depth,
+                        "PATH_INFO": unquote(path).encode().decode("latin-1")})
+        if body is not None:
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        elif "stream" in request.__dict__:      # read already: the bytes go on
+            data = request.get_data(cache=True)
+            environ["wsgi.input"] = io.BytesIO(data)
+            environ["CONTENT_LENGTH"] = str(len(data))
+        for name, value in (headers or {}).items():
+            key = name.upper().replace("-", "_")
+            environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else f"HTTP_{key}"] = \
+                str(value)
+        forwarded = SetteeRequest(environ, populate_request=False)
+        forwarded.max_content_length = self.http.max_body + 1
+        return self.dispatch(forwarded)
 
     def stalled(self, request: Request) -> Response:
         """The request's body stopped arriving (``server_io_timeout``): 408, and the

@@ -192,5 +192,5 @@ class AttachmentEndpoints:
         self.writes.check_design(request, database, docid, body)
         self.writes.check_size(body)
         doc = Doc(body, Meta(rev=rev))
-        database[docid] = doc
+        self.writes.write(request, database, docid, doc)
         return self.http.saved(request, db, docid, doc, 201 if request.method == "PUT" else 200)

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
-from settee.store import BadRequest, Deleted, Doc, Meta, NotFound, StoreError
+from settee.store import BadRequest, Deleted, Doc, Meta, NotFound, StoreError, new_id
 
 from . import attachments
 from .documents import check_fields, decorate, with_latest
@@ -30,6 +30,20 @@ def id_bound(value, *, lower: bool):
     if isinstance(value, str):
         return value, False
     return None, lower                  # above every string
+
+
+def failure(doc_id, error: HTTPError) -> dict:
+    """An item's error in a batch's answer."""
+    return {"id": doc_id, "error": error.error, "reason": error.reason}
+
+
+def item_error(doc_id, error: StoreError) -> dict:
+    """A store error of one item, as its answer; the server's own failures (5xx) fail
+    the whole request."""
+    http = from_store(error)
+    if http.status >= 500:
+        raise error
+    return failure(doc_id, http)
 
 
 class BulkEndpoints:
@@ -147,10 +161,8 @@ class BulkEndpoints:
         results = []
         check_sizes = len(request.get_data(cache=True)) > self.http.max_document
         for start in range(0, len(docs), BULK_CHUNK):
-            with database.transaction():
-                for item in docs[start:start + BULK_CHUNK]:
-                    results.append(self.bulk_write(request, database, item, new_edits,
-                                                   check_sizes))
+            results += self.write_chunk(request, database, docs[start:start + BULK_CHUNK],
+                                        new_edits, check_sizes)
         for item in docs:
             if isinstance(item, dict) and str(item.get("_id", "")).startswith("_design/"):
                 self.writes.design_saved(database, item["_id"])
@@ -158,10 +170,33 @@ class BulkEndpoints:
             results = [r for r in results if "error" in r]
         return self.http.respond(request, results, 201)
 
-    def bulk_write(self, request, database, item, new_edits: bool, check_size: bool) -> dict:
-        """One item of a batch: its own answer, an error (as CouchDB) rather than the
-        batch's. The same checks as a PUT of it: id, fields, design document (who may
-        write it, whether it compiles), attachments, and size with its attachments
+    def write_chunk(self, request, database, items: list, new_edits: bool,
+                    check_size: bool) -> list[dict]:
+        """A chunk of a batch: each item checked (:meth:`prepare`), the ones that pass
+        validated together (``validate_doc_update``, one call per design document),
+        then written in one transaction. Each item gets its own answer, an error (as
+        CouchDB) rather than the batch's."""
+        results: list[dict] = []
+        ready: list[tuple[int, str, Doc]] = []
+        for item in items:
+            prepared = self.prepare(request, database, item, new_edits, check_size)
+            if isinstance(prepared, dict):
+                results.append(prepared)
+            else:
+                ready.append((len(results), *prepared))
+                results.append({})
+        refused = self.writes.validate(request, database, [(i, d) for _, i, d in ready])
+        with database.transaction():
+            for (at, doc_id, doc), error in zip(ready, refused):
+                results[at] = (failure(doc_id, error) if error is not None
+                               else self.save(database, doc_id, doc, new_edits))
+        return results
+
+    def prepare(self, request, database, item, new_edits: bool, check_size: bool
+                ) -> tuple[str, Doc] | dict:
+        """One item, as the write will take it (``(id, doc)``; a new id if it has none),
+        or its error. The same checks as a PUT of it: id, fields, design document (who
+        may write it, whether it compiles), attachments, and size with its attachments
         (``check_size``: always for one with attachments, else when the batch's body
         alone is over the limit)."""
         if not isinstance(item, dict):
@@ -172,19 +207,27 @@ class BulkEndpoints:
             if doc_id is not None:
                 check_docid(doc_id)
                 self.writes.check_design(request, database, doc_id, item)
+            elif new_edits:
+                doc_id = item["_id"] = new_id()
             doc = Doc(item, Meta(new_edits=new_edits))
             self.writes.prepare_attachments(database, doc_id, doc, new_edits=new_edits)
             if check_size and "_attachments" not in doc:
                 self.writes.check_size(doc)
+            if doc_id is None:
+                raise BadRequest("_id must be a non-empty string")
+            return doc_id, doc
+        except HTTPError as e:
+            return failure(doc_id, e)
+        except StoreError as e:
+            return item_error(doc_id, e)
+
+    @staticmethod
+    def save(database, doc_id: str, doc: Doc, new_edits: bool) -> dict:
+        try:
             database.save(doc, new_edits=new_edits)
             return {"ok": True, "id": doc.meta.id, "rev": doc.meta.rev}
-        except HTTPError as e:
-            return {"id": doc_id, "error": e.error, "reason": e.reason}
         except StoreError as e:
-            http = from_store(e)
-            if http.status >= 500:
-                raise
-            return {"id": doc_id, "error": http.error, "reason": http.reason}
+            return item_error(doc_id, e)
 
     # -- replication helpers -------------------------------------------------------------
     def on_bulk_get(self, request, db):

@@ -11,28 +11,64 @@ nodes too) it waits on that between reads of the sequence. Either way it honours
 ``timeout`` and ``heartbeat``, so no feed ever hangs a client: a longpoll answers at
 the first change or at the timeout, a continuous feed ends after ``timeout`` ms
 without changes (CouchDB's behaviour).
+
+Filters (``filter=``) take changes in batches of :data:`FILTER_BATCH`: a design
+document's JavaScript filter (``filter=ddoc/name``, ``function (doc, req)``) and a
+JavaScript view's map (``filter=_view&view=ddoc/name``) get a batch in one V8 call.
+A filter that throws for a document, like a map, passes it over (and is logged): the
+batch is retried one document at a time, as CouchDB retries a batch that failed.
 """
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Callable, Iterable, Iterator
 from itertools import islice
 
 import orjson
 from werkzeug.wrappers import Response
 
 from settee.store import NotFound, StoreError
-from settee.views import definitions
+from settee.views import couchapp, definitions
+from settee.views.javascript import JSLimitError
 from settee.views.selector import compile_selector
 
 from . import attachments
 from .errors import HTTPError, bad_request
+from .jsrequest import request_object
 from .params import Params
 from .parking import PARK, Park, wait_in_place
 from .representation import JSON, Listing, stream
 from .seqs import format_seq, parse_since
 
+log = logging.getLogger("settee.server")
+
 DEFAULT_TIMEOUT_MS = 60_000
 MAX_TIMEOUT_MS = 600_000
+FILTER_BATCH = 256      # changes a filter takes at once (one call into V8 per batch)
+
+#: A filter: the changes of a batch that pass, in order.
+Filter = Callable[[list], list]
+
+
+def filtered(changes: Iterable, accept: Filter | None) -> Iterator:
+    """``changes`` that ``accept`` passes, read and filtered FILTER_BATCH at a time."""
+    if accept is None:
+        yield from changes
+        return
+    chunk: list = []
+    for change in changes:
+        chunk.append(change)
+        if len(chunk) >= FILTER_BATCH:
+            yield from accept(chunk)
+            chunk = []
+    if chunk:
+        yield from accept(chunk)
+
+
+def each(predicate) -> Filter:
+    """A filter of a predicate on one change."""
+    return lambda chunk: [c for c in chunk if predicate(c)]
 
 
 class ChangesEndpoints:
@@ -58,7 +94,7 @@ class ChangesEndpoints:
         style = p.choice("style", ("main_only", "all_docs"), "main_only")
         timeout = p.int("timeout", DEFAULT_TIMEOUT_MS, maximum=MAX_TIMEOUT_MS) / 1000
         heartbeat = self.heartbeat(p)
-        accept = self.change_filter(p, body, database)
+        accept = self.change_filter(request, p, body, database)
 
         def entry(change):
             row = {"seq": format_seq(database, change.seq), "id": change.id, "changes": [{"rev": change.rev}]}
@@ -79,7 +115,7 @@ class ChangesEndpoints:
             return row
 
         def batch(after: int):
-            rows = (c for c in database.changes(after, descending=descending) if accept(c))
+            rows = filtered(database.changes(after, descending=descending), accept)
             return list(islice(rows, limit)) if limit is not None else rows
 
         parking = bool(request.environ.get(PARK))
@@ -132,36 +168,98 @@ class ChangesEndpoints:
             raise bad_request("heartbeat must be positive")
         return max(ms, 100) / 1000
 
-    def change_filter(self, p: Params, body: dict, database):
+    def change_filter(self, request, p: Params, body: dict, database) -> Filter | None:
         name = p.text("filter")
         if not name:
-            return lambda change: True
+            return None
         if name == "_doc_ids":
             ids = body.get("doc_ids", p.json("doc_ids"))
             if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
                 raise bad_request("filter=_doc_ids needs doc_ids, a JSON array of ids")
             wanted = set(ids)
-            return lambda change: change.id in wanted
+            return each(lambda change: change.id in wanted)
         if name == "_design":
-            return lambda change: change.id.startswith("_design/")
+            return each(lambda change: change.id.startswith("_design/"))
         if name == "_selector":
             if "selector" not in body:
                 raise bad_request("filter=_selector needs a POST body with a `selector`")
             match = compile_selector(body["selector"])
-            return self.doc_filter(database, match)
+            return each(self.doc_filter(database, match))
         if name == "_view":
-            ref = p.text("view") or ""
-            ddoc, _, view = ref.partition("/")
-            if not ddoc or not view:
-                raise bad_request("filter=_view needs view=ddoc/name")
-            mapper, _ = definitions.design_view(database, ddoc, view).compile()
-            return self.doc_filter(database, lambda doc: any(True for _ in mapper(doc) or ()))
-        raise HTTPError(404, "not_found", f"filter {name!r} does not exist; Settee offers "
-                        "_doc_ids, _selector, _view and _design")
+            return self.view_filter(p, database)
+        ddoc, _, fname = name.partition("/")
+        if name.startswith("_") or not ddoc or not fname:
+            raise HTTPError(404, "not_found", f"filter {name!r} does not exist; Settee offers "
+                            "_doc_ids, _selector, _view, _design and ddoc/name")
+        return self.design_filter(request, database, ddoc, fname)
+
+    def view_filter(self, p: Params, database) -> Filter:
+        """``filter=_view``: the changes whose document the view's map emits for."""
+        ref = p.text("view") or ""
+        ddoc, _, view = ref.partition("/")
+        if not ddoc or not view:
+            raise bad_request("filter=_view needs view=ddoc/name")
+        mapper, _ = definitions.design_view(database, ddoc, view).compile(self.http.settings)
+        many = getattr(mapper, "map_many", None)
+        if many is None:                # Python: one document at a time
+            return each(self.doc_filter(database, lambda doc: any(True for _ in mapper(doc) or ())))
+
+        def accept(chunk: list) -> list:
+            live = [(c, self.current(database, c)) for c in chunk if not c.deleted]
+            live = [(c, doc) for c, doc in live if doc is not None]
+            rows, failed = many([doc for _, doc in live])
+            skipped = {i for i, _ in failed}
+            return [c for i, ((c, _), emitted) in enumerate(zip(live, rows))
+                    if emitted and i not in skipped]
+        return accept
+
+    def design_filter(self, request, database, ddoc: str, fname: str) -> Filter:
+        """``filter=ddoc/name``: the design document's ``filters.name``, ``function (doc,
+        req)``, over batches of changed documents (deletions as ``_deleted`` stubs)."""
+        doc = database.get(f"_design/{ddoc}")
+        if doc is None:
+            raise HTTPError(404, "not_found", f"missing design document _design/{ddoc}")
+        functions = couchapp.functions_of(doc, self.http.settings)
+        functions.handle("filters", fname)          # 404 now if there is none
+        data = self.http.data(request) if request.method == "POST" else None
+        req = request_object(request, database, database.security(), body=data)
+
+        def at_change(change) -> dict | None:
+            if change.deleted:
+                return {"_id": change.id, "_rev": change.rev, "_deleted": True}
+            return self.current(database, change)
+
+        def accept(chunk: list) -> list:
+            docs = [(c, d) for c in chunk if (d := at_change(c)) is not None]
+            try:
+                passes = functions.filter(fname, [d for _, d in docs], req)
+            except JSLimitError:
+                raise
+            except StoreError:          # one threw: which? one at a time, as CouchDB retries
+                passes = [one(d) for _, d in docs]
+            return [c for (c, _), ok in zip(docs, passes) if ok]
+
+        def one(doc: dict) -> bool:
+            try:
+                return functions.filter(fname, [doc], req)[0]
+            except JSLimitError:
+                raise
+            except StoreError as e:
+                log.info("filter %s/%s threw for %s: %s", ddoc, fname, doc.get("_id"), e)
+                return False
+        return accept
+
+    @staticmethod
+    def current(database, change) -> dict | None:
+        """The changed document at the change's revision (None if gone since)."""
+        try:
+            return database[(change.id, change.rev)]
+        except StoreError:
+            return None
 
     @staticmethod
     def doc_filter(database, predicate):
-        """A filter on the changed document's current body (deletions never match)."""
+        """A predicate on the changed document's current body (deletions never match)."""
         def accept(change):
             if change.deleted:
                 return False

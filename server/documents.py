@@ -182,9 +182,7 @@ class DocumentEndpoints:
         self.writes.check_design(request, database, docid, doc)
         self.writes.check_user_doc(request, database, docid, doc)
         self.writes.prepare_attachments(database, docid, doc, rev)
-        database[docid] = doc
-        if docid.startswith("_design/"):
-            self.writes.design_saved(database, docid)
+        self.writes.write(request, database, docid, doc)
         return self.http.saved(request, db, docid, doc, 201 if p.text("batch") != "ok" else 202)
 
     def post_document(self, request, db):
@@ -199,7 +197,7 @@ class DocumentEndpoints:
         elif database.name == USERS_DB:
             raise bad_request("documents in _users need an _id")
         self.writes.prepare_attachments(database, body.get("_id"), body)
-        doc = database.save(body)
+        doc = self.writes.write(request, database, None, Doc(body))
         return self.http.saved(request, db, doc.meta.id, doc, 201)
 
     def delete_document(self, request, db, docid):
@@ -208,9 +206,7 @@ class DocumentEndpoints:
         rev = Params(request.args).text("rev") or if_match(request)
         if docid.startswith("_design/"):
             self.auth.require_db_admin(request.user, database)
-        doc = database.delete(docid, rev)
-        if docid.startswith("_design/"):
-            self.writes.design_saved(database, docid)
+        doc = self.writes.delete(request, database, docid, rev)
         return self.http.saved(request, db, docid, doc, 200)
 
     def copy_document(self, request, db, docid):
@@ -232,9 +228,7 @@ class DocumentEndpoints:
         attachments.check_holder(target, body)
         self.writes.check_size(body)      # the source may predate a lower limit
         doc = Doc(body, Meta(rev=target_rev))
-        database[target] = doc
-        if target.startswith("_design/"):
-            self.writes.design_saved(database, target)
+        self.writes.write(request, database, target, doc)
         return self.http.saved(request, db, target, doc, 201)
 
     @staticmethod

@@ -7,6 +7,7 @@ else in ``server/`` chooses a status for an error.
 from __future__ import annotations
 
 from settee.store import exceptions as store
+from settee.views.couchapp import Forbidden, FunctionFailed, Unauthorized
 from settee.views.javascript import JSError, JSLimitError
 
 
@@ -39,6 +40,8 @@ STATUS = {
     store.Conflict: (409, "conflict"),
     store.DatabaseExists: (412, "file_exists"),
     store.ValidationFailed: (403, "forbidden"),
+    Forbidden: (403, "forbidden"),              # validate_doc_update threw {forbidden}
+    Unauthorized: (401, "unauthorized"),        # ... {unauthorized}
     store.InvalidKey: (400, "bad_request"),
     store.BadRequest: (400, None),
     store.StorageFull: (507, "insufficient_storage"),
@@ -72,6 +75,8 @@ def public_reason(error: store.StoreError | store.ConfigurationError) -> str:
 
 
 def from_store(error: store.StoreError) -> HTTPError:
+    if isinstance(error, FunctionFailed):      # a design function's: its own status
+        return HTTPError(error.status, error.error, error.reason)
     for cls in type(error).__mro__:
         if cls in STATUS:
             status, name = STATUS[cls]

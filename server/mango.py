@@ -56,9 +56,8 @@ class MangoEndpoints:
             return self.http.respond(request, {"result": "exists", "id": wanted.ddoc,
                                                "name": wanted.name})
         self.writes.check_design(request, database, wanted.ddoc, body)
-        database[wanted.ddoc] = Doc(body, Meta(rev=current["_rev"] if current is not None
-                                               else None))
-        self.writes.design_saved(database, wanted.ddoc)
+        self.writes.write(request, database, wanted.ddoc,
+                          Doc(body, Meta(rev=current["_rev"] if current is not None else None)))
         return self.http.respond(request, {"result": "created", "id": wanted.ddoc,
                                            "name": wanted.name})
 

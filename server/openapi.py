@@ -132,6 +132,10 @@ PARAMETERS = {
     "name": _path_param("name", "Index name"),
     "partition": _path_param("partition", "Partition name (a partitioned database's ids are "
                                           "partition:id)"),
+    "func": _path_param("func", "The function's name in the design document"),
+    "view_ddoc": _path_param("view_ddoc", "The design document of the view, without "
+                                          "_design/"),
+    "path": _path_param("path", "The rest of the path, for the rewrite rules"),
     "attachment": _path_param("name", "Attachment name (the rest of the path: it may "
                                       "contain /)"),
     "rev": query("rev", description="A revision, N-hash"),
@@ -323,6 +327,7 @@ SCHEMAS = {
                                                     "items": {"type": "object"}}}),
     "FullCommit": _obj({"ok": BOOL, "instance_start_time": STR}),
     "OpenAPI": {"type": "object", "description": "this document"},
+    "DesignInfo": _obj({"name": STR, "view_index": {"type": "object"}}),
 }
 
 
@@ -587,8 +592,64 @@ def paths() -> dict:
         "/{db}/{docid}": doc_path("document", "docid", "a document"),
         "/{db}/{docid}/{name}": attachment_path("docid", "attachments"),
         "/{db}/_design/{ddoc}/{name}": attachment_path("ddoc", "attachments"),
+        **design_function_paths(),
     }
     return out
+
+
+def design_function_paths() -> dict:
+    """Design documents' shows, lists, updates and rewrites; their indexes' upkeep."""
+    tag, ddoc, func = "design functions", ref("parameters", "ddoc"), ref("parameters", "func")
+    any_body = {"description": "What the function answers, in its own content type",
+                "content": {"*/*": {"schema": {"type": "string"}}}}
+
+    def rendered(summary: str, op: str, methods: tuple, params: list, created=False) -> dict:
+        out: dict = {"parameters": [DB, ddoc, func, *params]}
+        for method in methods:
+            responses = {"200": any_body, **({"201": any_body} if created else {})}
+            out[method] = operation(summary, tag, responses, op_id=f"{method}_{op}",
+                                    errors_=(400, 404, 406, 409, 413, 415))
+        return out
+    docid, view = ref("parameters", "docid"), ref("parameters", "view")
+    writes = ("post", "put")
+    rewrite = {m: operation("Send the request on by the design document's rewrites", tag,
+                            {"200": any_body}, op_id=f"{m}_rewrite{{}}", errors_=(400, 404))
+               for m in ("get", "post", "put", "delete")}
+    return {
+        "/{db}/_design/{ddoc}/_show/{func}": rendered(
+            "Render no document with a show function", "show", ("get", "post"), []),
+        "/{db}/_design/{ddoc}/_show/{func}/{docid}": rendered(
+            "Render a document with a show function", "show_doc", ("get", "post"), [docid]),
+        "/{db}/_design/{ddoc}/_list/{func}/{view}": rendered(
+            "Render a view query with a list function", "list", ("get", "post"), [view]),
+        "/{db}/_design/{ddoc}/_list/{func}/{view_ddoc}/{view}": rendered(
+            "Render another design document's view with a list function", "list_other",
+            ("get", "post"), [ref("parameters", "view_ddoc"), view]),
+        "/{db}/_design/{ddoc}/_update/{func}": rendered(
+            "Make a document with an update function", "update", writes, [], True),
+        "/{db}/_design/{ddoc}/_update/{func}/{docid}": rendered(
+            "Change a document with an update function", "update_doc", writes, [docid], True),
+        "/{db}/_design/{ddoc}/_rewrite": {
+            "parameters": [DB, ddoc],
+            **{m: {**o, "operationId": o["operationId"].format("")} for m, o in rewrite.items()}},
+        "/{db}/_design/{ddoc}/_rewrite/{path}": {
+            "parameters": [DB, ddoc, ref("parameters", "path")],
+            **{m: {**o, "operationId": o["operationId"].format("_path")}
+               for m, o in rewrite.items()}},
+        "/{db}/_design/{ddoc}/_info": {"parameters": [DB, ddoc], "get": operation(
+            "The design document's view index", "views", {"200": ok("DesignInfo")},
+            op_id="design_info", errors_=(404,))},
+        "/{db}/_view_cleanup": {"parameters": [DB], "post": operation(
+            "Drop the view indexes no design document uses (database admins)", "views",
+            {"202": ok("Ok", "Accepted")}, op_id="view_cleanup", errors_=(404,))},
+        "/{db}/_compact/{ddoc}": {"parameters": [DB, ddoc], "post": operation(
+            "Compact a design document's views (database admins): with the database",
+            "views", {"202": ok("Ok", "Accepted")}, op_id="compact_design", errors_=(404,))},
+        "/{db}/_temp_view": {"parameters": [DB], **{m: operation(
+            "Temporary views: gone, as in CouchDB 3", "views", {"410": {
+                "description": "Gone", "content": {JSON: {"schema": schema("Error")}}}},
+            op_id=f"{m}_temp_view") for m in ("get", "post")}},
+    }
 
 
 @lru_cache(maxsize=1)
@@ -611,7 +672,7 @@ def _build() -> dict:
         "tags": [{"name": t} for t in (
             "server", "sessions", "databases", "documents", "design documents",
             "local documents", "attachments", "bulk", "changes", "security", "views",
-            "mango")],
+            "mango", "design functions")],
         "paths": paths(),
         "components": {
             "schemas": SCHEMAS,

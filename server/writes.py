@@ -1,18 +1,24 @@
 """The rules every write of a document obeys, whatever route it takes.
 
-A document reaches the store by PUT, POST, COPY, ``_bulk_docs`` (either ``new_edits``),
-an attachment's PUT or DELETE, or Mango's ``_index``. Each route calls the same
-:class:`WriteRules` before writing: who may write a design document and whether its
-code compiles (:func:`require_code_author`), ``_users``' rules (auth.py), attachments
-checked and the document measured with them; and :meth:`WriteRules.design_saved` after.
+A document reaches the store by PUT, POST, DELETE, COPY, ``_bulk_docs`` (either
+``new_edits``), an attachment's PUT or DELETE, an update function, or Mango's
+``_index``. Each route calls the same :class:`WriteRules` before writing: who may
+write a design document and whether its code compiles (:func:`require_code_author`),
+``_users``' rules (auth.py), attachments checked and the document measured with them.
+Then every route writes through :meth:`WriteRules.write` (one document) or
+:meth:`WriteRules.validate` and its own batched writes (``_bulk_docs``): the design
+documents' ``validate_doc_update`` functions (views/validate.py) run there, and
+:meth:`WriteRules.design_saved` after a design document's write.
 """
 from __future__ import annotations
 
+from settee.store import Doc, Meta, new_id
+from settee.views import validate as validation
 from settee.views.indexes import indexes_of
 
 from . import attachments
 from .auth import USERS_DB
-from .errors import HTTPError
+from .errors import HTTPError, from_store
 
 #: Design document languages whose code cannot reach the server: database admins may
 #: write these (JavaScript runs in a V8 sandbox with no file, network or process
@@ -90,3 +96,77 @@ class WriteRules:
         if attachments.document_size(doc) > self.max_document:
             raise HTTPError(413, "document_too_large",
                             f"Document over {self.max_document} bytes with its attachments")
+
+    # -- validate_doc_update, and the write itself ------------------------------------
+    def validate(self, request, database, docs: list[tuple[str, dict]]
+                 ) -> list[HTTPError | None]:
+        """For each ``(docid, doc)`` about to be written: None if the database's
+        ``validate_doc_update`` functions let it through, else the error to answer.
+        Not validated, as in CouchDB: ``_local/`` documents, and server admins'
+        writes of design documents. One call per design document for the batch."""
+        out: list[HTTPError | None] = [None] * len(docs)
+        user = request.user
+        wanted = [i for i, (docid, _) in enumerate(docs) if not docid.startswith("_local/")
+                  and not (user.is_admin and docid.startswith("_design/"))]
+        if not wanted:
+            return out
+        ddocs = validation.validating_design_docs(database)
+        if not ddocs:
+            return out
+        items = [(new_doc(*docs[i]), old_doc(database, docs[i][0])) for i in wanted]
+        user_ctx = {"db": database.name, **user.ctx()}
+        errors = validation.validate(ddocs, items, user_ctx, self.auth.security(database),
+                                     getattr(database, "settings", None))
+        for i, error in zip(wanted, errors):
+            if error is not None:
+                out[i] = from_store(error)
+        return out
+
+    def write(self, request, database, docid: str | None, doc: Doc) -> Doc:
+        """Write ``doc`` as ``docid`` (a new id when None) once the validations pass it
+        (:meth:`validate`); its revision is in ``doc.meta``. A design document's views
+        then build (:meth:`design_saved`)."""
+        if docid is None:
+            given = doc.get("_id")
+            docid = given if isinstance(given, str) else new_id()
+        error = self.validate(request, database, [(docid, doc)])[0]
+        if error is not None:
+            raise error
+        doc.pop("_id", None)
+        database[docid] = doc
+        doc.meta.id = docid
+        if docid.startswith("_design/"):
+            self.design_saved(database, docid)
+        return doc
+
+    def delete(self, request, database, docid: str, rev: str | None) -> Doc:
+        """Delete revision ``rev`` of ``docid`` (a tombstone), validated as a write."""
+        return self.write(request, database, docid, Doc({}, Meta(rev=rev, deleted=True)))
+
+
+def new_doc(docid: str, doc: dict) -> dict:
+    """``newDoc`` as a validation sees it: the body with ``_id``, the ``_rev`` it names,
+    ``_deleted: true`` for a deletion, attachments as stubs."""
+    meta = getattr(doc, "meta", None)
+    body = {k: v for k, v in doc.items() if k not in ("_id", "_rev")}
+    out: dict = {"_id": docid}
+    rev = (meta.rev if meta is not None else None) or doc.get("_rev")
+    if isinstance(rev, str) and rev != "*":
+        out["_rev"] = rev
+    out.update(body)
+    if (meta is not None and meta.deleted) or doc.get("_deleted") is True:
+        out["_deleted"] = True
+    if isinstance(out.get("_attachments"), dict):
+        attachments.stubs(out)
+    return out
+
+
+def old_doc(database, docid: str) -> dict | None:
+    """``oldDoc``: the current revision (None for a new or deleted document)."""
+    current = database.get(docid)
+    if current is None:
+        return None
+    out = dict(current)
+    if isinstance(out.get("_attachments"), dict):
+        attachments.stubs(out)
+    return out

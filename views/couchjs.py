@@ -139,6 +139,9 @@ PRELUDE = r"""
   global.require = function (name) { return requireFrom(name, null); };
 
   Object.defineProperty(global, "__settee", {value: Object.freeze({
+    fn: function (handle) { return functions[handle]; },
+    root: function () { return root; },
+    takeLogs: takeLogs,
     setRoot: function (text) { root = JSON.parse(text); modules = {}; return ""; },
     define: function (handle, source) {
       try { functions[handle] = compile(source); return ""; } catch (e) { return describe(e); }
@@ -195,7 +198,16 @@ class DesignContext:
         self.sandbox.install(PRELUDE)
         self.sandbox.install(f"__settee.setRoot({_quoted(orjson.dumps(root).decode())})")
         self._handles: set[str] = set()
+        self._extensions: set[str] = set()
         self._lock = threading.Lock()
+
+    def extend(self, name: str, script: str) -> None:
+        """Install ``script`` (another environment over this one: a design document's
+        other functions, :mod:`.couchapp`) once, known as ``name``."""
+        with self._lock:
+            if name not in self._extensions:
+                self.sandbox.install(script)
+                self._extensions.add(name)
 
     def function(self, source: Any, what: str) -> str:
         """Compile function ``source`` here (once); its handle. ``what`` names it in
@@ -237,6 +249,10 @@ class DesignContext:
                                         orjson.dumps(calls).decode())
         self._log(logged)
         return out
+
+    def log(self, messages: list[str]) -> None:
+        """Pass what the functions logged on to Python's logging."""
+        self._log(messages)
 
     def _log(self, messages: list[str]) -> None:
         for message in messages:

@@ -36,7 +36,7 @@ from collections.abc import Callable
 
 from settee.store.exceptions import BadRequest, NotFound
 
-from . import couchjs, mango
+from . import couchjs, mango, validate
 from .spec import InvalidDesignDoc, ViewSpec, compile_function  # noqa: F401 - re-exported
 
 # -- design documents ------------------------------------------------------------
@@ -87,11 +87,12 @@ def design_views(doc: dict, check: bool = False, settings=None) -> dict[str, Vie
 
 def check_design_doc(doc: dict, settings=None) -> None:
     """Raise :class:`InvalidDesignDoc` unless the design document's language is one
-    Settee runs and every view compiles."""
+    Settee runs, every view compiles, and so does its ``validate_doc_update``."""
     language = doc.get("language", "javascript")
     if not isinstance(language, str):
         raise InvalidDesignDoc("`language` must be a string")
     design_views(doc, check=True, settings=settings)
+    validate.check(doc, settings)
 
 
 def design_view(database, ddoc: str, name: str) -> ViewSpec:

@@ -50,6 +50,10 @@ class Indexes:
         return found
 
     # -- updates ----------------------------------------------------------------------
+    def updating(self, vid: str) -> bool:
+        """Whether a background update of view ``vid`` runs now."""
+        return vid in self._updating
+
     def update_in_background(self, view: View, until: int | None = None) -> bool:
         """Bring ``view`` up to date on a thread of its own, unless one already does;
         whether a thread was started."""

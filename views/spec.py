@@ -87,22 +87,24 @@ def _source_of(ref: str) -> str:
         return ref
 
 
-def compile_function(source: str, what: str) -> Callable:
-    """The function ``fun`` (or the last function) defined by ``source``."""
+def compile_function(source: str, what: str, names: Mapping | None = None) -> Callable:
+    """The function ``fun`` (or the last function) defined by ``source``; ``names``
+    are given to it as globals."""
     if not isinstance(source, str) or not source.strip():
         raise InvalidDesignDoc(f"{what}: the source must be a non-empty string")
     try:
         code = compile(textwrap.dedent(source), f"<{what}>", "exec")
     except SyntaxError as e:
         raise InvalidDesignDoc(f"{what}: syntax error at line {e.lineno}: {e.msg}") from e
-    namespace: dict = {"__name__": "settee_design_doc"}
+    namespace: dict = {"__name__": "settee_design_doc", **(names or {})}
     try:
         exec(code, namespace)        # admins only: design documents are deployed code
     except Exception as e:
         raise InvalidDesignDoc(f"{what}: {type(e).__name__}: {e}") from e
     function = namespace.get("fun")
     if not callable(function):
-        functions = [v for v in namespace.values() if inspect.isfunction(v)]
+        functions = [v for k, v in namespace.items()
+                     if inspect.isfunction(v) and not (names and k in names)]
         if not functions:
             raise InvalidDesignDoc(f"{what}: the source must define fun(...)")
         function = functions[-1]

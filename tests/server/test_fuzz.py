@@ -379,7 +379,7 @@ def api_requests(draw, *, bodies: bool = True, huge_headers: bool = True,
                  max_target: int | None = None):
     template = draw(st.sampled_from(TEMPLATES))
     db = draw(db_segment)
-    names = draw(st.lists(segment, min_size=3, max_size=3))
+    names = draw(st.lists(segment, min_size=4, max_size=4))     # _list/{func}/{view_ddoc}/{view}
     path = fill(template, db, names)
     shape = draw(st.integers(0, 9))
     if shape == 0:
