@@ -49,6 +49,7 @@ from .metrics import MetricsEndpoints, observe
 from .openapi import OpenAPIEndpoints
 from .params import Params
 from .parking import CLOSE
+from .replication import ReplicationEndpoints
 from .reply import Reply
 from .views import ViewEndpoints
 
@@ -171,6 +172,12 @@ def endpoints() -> Map:
         r("/_active_tasks", endpoint="active_tasks", methods=["GET"]),
         r("/_session", endpoint="session", methods=["GET", "POST", "DELETE"]),
         r("/_openapi.json", endpoint="openapi", methods=["GET"]),
+        r("/_replicate", endpoint="replicate", methods=["POST"]),
+        r("/_scheduler/jobs", endpoint="scheduler_jobs", methods=["GET"]),
+        r("/_scheduler/jobs/<seg:jobid>", endpoint="scheduler_job", methods=["GET"]),
+        r("/_scheduler/docs", endpoint="scheduler_docs", methods=["GET"]),
+        r("/_scheduler/docs/<seg:repdb>", endpoint="scheduler_docs", methods=["GET"]),
+        r("/_scheduler/docs/<seg:repdb>/<seg:docid>", endpoint="scheduler_doc", methods=["GET"]),
         r("/_node/_local/_prometheus", endpoint="metrics", methods=["GET"]),
         r("/_metrics", endpoint="metrics", methods=["GET"]),
         r(db, endpoint="database", methods=["GET", "PUT", "DELETE", "POST"]),
@@ -208,7 +215,7 @@ def endpoints() -> Map:
 
 
 class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
-             MangoEndpoints, MetricsEndpoints, OpenAPIEndpoints):
+             MangoEndpoints, MetricsEndpoints, OpenAPIEndpoints, ReplicationEndpoints):
     """The application: one catalog of databases, one URL map."""
 
     def __init__(self, settings):
@@ -226,6 +233,7 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
         self.max_document = settings["server_max_document"]
         self.max_depth = settings["server_max_json_depth"]
         self._disk_checked = (0.0, 0)
+        self.setup_replication()
 
     # -- WSGI ---------------------------------------------------------------------
     def __call__(self, environ, start_response):

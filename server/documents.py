@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from urllib.parse import quote
 
-from settee.store import Doc, Meta, NotFound
+from settee.store import REPLICATOR, Doc, Meta, NotFound
 
 from . import attachments
 from .auth import HASH_FIELDS, USERS_DB
@@ -219,7 +219,10 @@ class DocumentEndpoints:
         self.check_document_size(body)
 
     def check_user_doc(self, request, database, docid: str, body: dict) -> None:
-        """In ``_users``: roles only by admins, plain passwords hashed (auth.py)."""
+        """In ``_users``: roles only by admins, plain passwords hashed (auth.py); in
+        ``_replicator``: a replication (replication.py)."""
+        if database.name == REPLICATOR:
+            return self.check_replicator_doc(request, database, docid, body)
         if database.name != USERS_DB:
             return
         current = database.get(docid)

@@ -112,8 +112,10 @@ class LocalPeer(Peer):
 
     def __init__(self, database: Database, *,
                  filters: Callable[[Database, dict], ChangeFilter] | None = None,
-                 written: Callable[[Database, list[dict]], None] | None = None):
+                 written: Callable[[Database, list[dict]], None] | None = None,
+                 leased: bool = False):
         self.database = database
+        self.leased = leased              # release the database at close
         self.name = database.name
         self.filters = filters
         self.written = written
@@ -219,3 +221,8 @@ class LocalPeer(Peer):
         except Conflict as e:
             raise PeerError(f"{doc_id} on {self.name}: {e}", 409, "conflict") from None
         return str(doc.meta.rev)
+
+    def close(self):
+        if self.leased:
+            self.leased = False
+            self.database.release()
