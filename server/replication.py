@@ -176,13 +176,15 @@ class ReplicationEndpoints:
 
     # -- _scheduler ------------------------------------------------------------------------
     def jobs_report(self) -> list[dict]:
+        """The running scheduler's jobs, each with the process that runs it (``pid``)."""
         self.scheduler.kick()
-        return list(self.scheduler.report().get("jobs", []))
+        report = self.scheduler.report()
+        return [{**job, "pid": f"<{report.get('pid')}>"} for job in report.get("jobs", [])]
 
     @staticmethod
     def job_entry(job: dict) -> dict:
         return {"database": REPLICATOR if job["doc_id"] else None, "doc_id": job["doc_id"],
-                "id": job["id"], "pid": f"<{os.getpid()}>", "node": "settee@localhost",
+                "id": job["id"], "pid": job["pid"], "node": "settee@localhost",
                 "source": job["source"], "target": job["target"], "user": job["user"],
                 "info": job["info"], "history": job["history"], "start_time": job["start_time"]}
 

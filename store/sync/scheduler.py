@@ -129,6 +129,7 @@ class Scheduler:
         self._started = threading.Lock()
         self._thread: threading.Thread | None = None
         self._report_written = 0.0
+        self.dirty = False                    # a job changed state: report it now
         self.running_here = False
 
     # -- what any process does ------------------------------------------------------
@@ -268,7 +269,8 @@ class Scheduler:
             if job.state in ("pending", "crashing") and now >= job.retry_at:
                 self._start(job)
                 changed = True
-        if changed or now - self._report_written >= 1.0:
+        if changed or self.dirty or now - self._report_written >= 1.0:
+            self.dirty = False
             self._publish()
 
     def _start(self, job: Job) -> None:
@@ -309,6 +311,7 @@ class Scheduler:
         finally:
             source.close()
             target.close()
+            self.dirty = True
             self.wake.set()
 
     def _crashed(self, job: Job, error: BaseException) -> None:
