@@ -18,6 +18,7 @@ until it is stopped.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -84,34 +85,77 @@ class Replication:
         since, history = resume_point(source_log, target_log)
         if self.spec.since_seq is not None:
             since = self.spec.since_seq
-        start = since
         self.stats["through_seq"] = self.stats["checkpointed_source_seq"] = since
         self.checkpointer = Checkpointer(self.source, self.target, self.rep_id, self.session_id,
                                          since, history, source_log, target_log)
-        spec, selection = self.spec, self.spec.selection()
-        last_checkpoint = time.monotonic()
-        caught_up = False
+        # Two stages at once: a reader (changes, revs_diff, the missing revisions) a
+        # batch or two ahead of the writer (bulk_docs, checkpoints), so that the source
+        # and the target work at the same time.
+        batches: queue.Queue = queue.Queue(maxsize=2)
+        halt = threading.Event()
         with ThreadPoolExecutor(self.fetchers, thread_name_prefix="settee-fetch") as pool:
-            while not self.stopped.is_set():
+            reader = threading.Thread(target=self.read, args=(since, batches, pool, halt),
+                                      daemon=True, name=f"settee-read-{self.rep_id[:8]}")
+            reader.start()
+            try:
+                self.write_batches(batches)
+            finally:
+                halt.set()
+                reader.join()
+        self.checkpoint()
+        return self.result(since, history)
+
+    def write_batches(self, batches: queue.Queue) -> None:
+        last_checkpoint = time.monotonic()
+        while True:
+            item = batches.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            docs, last = item
+            if docs:
+                self.write(docs)
+            self.stats["through_seq"] = last
+            self.updated_on = time.time()
+            if time.monotonic() - last_checkpoint >= self.spec.checkpoint_interval:
+                self.checkpoint()
+                last_checkpoint = time.monotonic()
+
+    def read(self, since: Any, batches: queue.Queue, pool: ThreadPoolExecutor,
+             halt: threading.Event) -> None:
+        """The reading stage: ``(docs, last seq)`` batches into ``batches``, then None
+        (caught up, one-shot; or stopped), or the error that ended it."""
+        def put(item) -> bool:
+            while not halt.is_set():
+                try:
+                    batches.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        spec, selection = self.spec, self.spec.selection()
+        caught_up = False
+        try:
+            while not (self.stopped.is_set() or halt.is_set()):
                 wait = self.wait if spec.continuous and caught_up else 0.0
                 rows, last = self.source.changes(since, spec.batch_size, selection, wait,
                                                  self.stopped)
-                if rows:
-                    self.replicate(rows, pool)
+                last = last if last is not None else since
                 caught_up = not rows
-                since = last if last is not None else since
-                self.stats["through_seq"] = since
-                self.updated_on = time.time()
+                if rows or last != since:
+                    if not put((self.missing(rows, pool) if rows else [], last)):
+                        return
+                since = last
                 if caught_up and not spec.continuous:
                     break
-                if time.monotonic() - last_checkpoint >= spec.checkpoint_interval:
-                    self.checkpoint()
-                    last_checkpoint = time.monotonic()
-        self.checkpoint()
-        return self.result(start, history)
+            put(None)
+        except BaseException as e:
+            put(e)
 
-    def replicate(self, rows: list[dict], pool: ThreadPoolExecutor) -> None:
-        """One batch of changes: what the target lacks, read, written."""
+    def missing(self, rows: list[dict], pool: ThreadPoolExecutor) -> list[dict]:
+        """Of a batch of changes, the revisions the target lacks, read from the source."""
         revs: dict[str, list[str]] = {}
         for row in rows:
             if not isinstance(row, dict) or not isinstance(row.get("id"), str):
@@ -126,17 +170,20 @@ class Replication:
                    if isinstance(entry, dict) and entry.get("missing")]
         stats["missing_revisions_found"] += sum(len(m) for _, m in missing)
         if not missing:
-            return
+            return []
         size = max(25, -(-len(missing) // self.fetchers))
         parts = [missing[i:i + size] for i in range(0, len(missing), size)]
         docs = [doc for part in pool.map(self.source.fetch, parts) for doc in part]
         stats["docs_read"] += len(docs)
+        return docs
+
+    def write(self, docs: list[dict]) -> None:
         errors = self.target.write(docs)
         for error in errors:
             log.warning("replication %s: %s not written: %s", self.id, error.get("id"),
                         error.get("reason") or error.get("error"))
-        stats["docs_written"] += len(docs) - len(errors)
-        stats["doc_write_failures"] += len(errors)
+        self.stats["docs_written"] += len(docs) - len(errors)
+        self.stats["doc_write_failures"] += len(errors)
 
     def checkpoint(self) -> None:
         """Record the point reached (when it moved), and how far behind the source is."""
