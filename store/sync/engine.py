@@ -107,18 +107,23 @@ class Replication:
 
     def write_batches(self, batches: queue.Queue) -> None:
         last_checkpoint = time.monotonic()
+        interval = self.spec.checkpoint_interval
         while True:
-            item = batches.get()
+            try:             # waiting a while: what was written still gets its checkpoint
+                item = batches.get(timeout=min(1.0, interval))
+            except queue.Empty:
+                item = ()
             if item is None:
                 return
             if isinstance(item, BaseException):
                 raise item
-            docs, last = item
-            if docs:
-                self.write(docs)
-            self.stats["through_seq"] = last
-            self.updated_on = time.time()
-            if time.monotonic() - last_checkpoint >= self.spec.checkpoint_interval:
+            if item:
+                docs, last = item
+                if docs:
+                    self.write(docs)
+                self.stats["through_seq"] = last
+                self.updated_on = time.time()
+            if time.monotonic() - last_checkpoint >= interval:
                 self.checkpoint()
                 last_checkpoint = time.monotonic()
 
