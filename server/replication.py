@@ -130,8 +130,9 @@ class ReplicationEndpoints:
 
     @staticmethod
     def peer_error(e: PeerError) -> HTTPError:
-        if e.status == 404:
-            return HTTPError(404, "db_not_found", e.reason)
+        if e.status == 404:         # db_not_found, or a filter the source has not
+            return HTTPError(404, e.error if e.error != "replication_error" else "not_found",
+                             e.reason)
         if e.status in (401, 403):
             return HTTPError(401 if e.status == 401 else 403, "unauthorized", e.reason)
         if 400 <= e.status < 500:

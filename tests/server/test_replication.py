@@ -79,6 +79,9 @@ def test_bad_requests_are_4xx_with_a_reason(app, body, status):
     put(app, "/b", None)
     out = post(app, "/_replicate", body, status=status).json
     assert set(out) == {"error", "reason"}
+    if status == 404:
+        assert out["error"] == ("not_found" if "filter" in body or "cancel" in body
+                                else "db_not_found")
 
 
 def test_replicate_and_scheduler_are_for_server_admins(tmp_path):

@@ -96,6 +96,22 @@ def test_continuous_replicate_runs_until_cancelled(servers):
     assert not until(lambda: count(b.url, "live", ADMIN) == 11, 2)
 
 
+def test_continuous_pull_follows_a_remote_source(servers):
+    a, b = servers
+    fill(b.url, "remote", 3, auth=ADMIN)
+    out = requests.post(f"{a.url}/_replicate", json={
+        "source": url_with_credentials(b, "remote"), "target": "followed",
+        "create_target": True, "continuous": True})
+    assert out.status_code == 202, out.text
+    assert until(lambda: count(a.url, "followed") == 3, 20)
+    fill(b.url, "remote", 3, start=3, auth=ADMIN)         # arrives during a long poll
+    assert until(lambda: count(a.url, "followed") == 6, 20)
+    cancel = requests.post(f"{a.url}/_replicate", json={
+        "source": url_with_credentials(b, "remote"), "target": "followed",
+        "create_target": True, "continuous": True, "cancel": True})
+    assert cancel.status_code == 200 and cancel.json()["_local_id"] == out.json()["_local_id"]
+
+
 def test_replicator_documents_start_report_and_stop_jobs(servers):
     a, b = servers
     fill(a.url, "src", 20)
