@@ -215,7 +215,7 @@ def endpoints() -> Map:
 
 
 class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpoints, ViewEndpoints,
-             MangoEndpoints, MetricsEndpoints, OpenAPIEndpoints, ReplicationEndpoints):
+             MangoEndpoints, MetricsEndpoints, OpenAPIEndpoints):
     """The application: one catalog of databases, one URL map."""
 
     def __init__(self, settings):
@@ -233,7 +233,8 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
         self.max_document = settings["server_max_document"]
         self.max_depth = settings["server_max_json_depth"]
         self._disk_checked = (0.0, 0)
-        self.setup_replication()
+        self.replication = ReplicationEndpoints(self, self.auth, self.change_filter,
+                                                self.design_saved)
 
     # -- WSGI ---------------------------------------------------------------------
     def __call__(self, environ, start_response):
@@ -305,7 +306,9 @@ class Settee(AttachmentEndpoints, DocumentEndpoints, BulkEndpoints, ChangesEndpo
             endpoint, values = self.route(request, path)
             request.user = self.auth.authenticate(request)
             self.authorize(request, endpoint, values)
-            return getattr(self, f"on_{endpoint}")(request, **values)
+            handler = getattr(self, f"on_{endpoint}", None) or getattr(
+                self.replication, f"on_{endpoint}")       # an endpoint group of its own
+            return handler(request, **values)
         except HTTPError as e:
             return self.error(request, e)
         except ConfigurationError as e:   # a setting met at first use (a schema, a key)

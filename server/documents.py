@@ -222,7 +222,7 @@ class DocumentEndpoints:
         """In ``_users``: roles only by admins, plain passwords hashed (auth.py); in
         ``_replicator``: a replication (replication.py)."""
         if database.name == REPLICATOR:
-            return self.check_replicator_doc(request, database, docid, body)
+            return self.replication.check_doc(request, database, docid, body)
         if database.name != USERS_DB:
             return
         current = database.get(docid)

@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import orjson
 from werkzeug.datastructures import MultiDict
@@ -22,6 +24,7 @@ from werkzeug.datastructures import MultiDict
 from settee.store import (
     REPLICATOR,
     BadRequest,
+    Catalog,
     DatabaseNotFound,
     HttpPeer,
     LocalPeer,
@@ -45,12 +48,32 @@ def server_id(settings) -> str:
     return uuid.uuid5(uuid.NAMESPACE_URL, os.path.abspath(settings["storage_data_dir"])).hex
 
 
+class HttpHelpers(Protocol):
+    """What this group uses of the server's HTTP helpers."""
+
+    settings: Any
+    catalog: Catalog
+
+    def respond(self, request, value, status: int = 200, headers=None) -> Any: ...
+
+    def json_object(self, request) -> dict: ...
+
+    def check_writable(self) -> None: ...
+
+
 class ReplicationEndpoints:
-    def setup_replication(self) -> None:
-        self.server_uuid = server_id(self.settings)
-        lock_dir = None if self.catalog.in_memory else self.settings["storage_data_dir"]
-        self.scheduler = Scheduler(self.catalog, self.server_uuid, self.make_peer,
-                                   lock_dir=lock_dir)
+    """The endpoint group. ``change_filter(params, body, database)`` is the changes
+    feed's (a local source's changes are chosen by it); ``design_saved(database,
+    docid)`` is told of design documents replicated into a local database."""
+
+    def __init__(self, http: HttpHelpers, auth, change_filter: Callable,
+                 design_saved: Callable):
+        self.http, self.auth = http, auth
+        self.change_filter, self.design_saved = change_filter, design_saved
+        self.catalog = catalog = http.catalog
+        self.server_uuid = server_id(http.settings)
+        lock_dir = None if catalog.in_memory else http.settings["storage_data_dir"]
+        self.scheduler = Scheduler(catalog, self.server_uuid, self.make_peer, lock_dir=lock_dir)
         self.one_shots: dict[int, Replication] = {}       # running in this process's requests
         self.one_shots_lock = threading.Lock()
         if self.catalog.exists(REPLICATOR):
@@ -69,7 +92,7 @@ class ReplicationEndpoints:
         except DatabaseNotFound:
             if endpoint is not spec.target or not spec.create_target:
                 raise PeerNotFound(endpoint.name) from None
-            self.check_writable()
+            self.http.check_writable()
             database = self.catalog.create(endpoint.name)
         return LocalPeer(database.lease(), filters=self.local_filter, written=self.replicated,
                          leased=True)
@@ -96,14 +119,14 @@ class ReplicationEndpoints:
 
     # -- POST /_replicate ----------------------------------------------------------------
     def on_replicate(self, request):
-        body = self.json_object(request)
+        body = self.http.json_object(request)
         if body.get("cancel") is True:
             return self.cancel_replication(request, body)
         spec = parse_spec(body)
         rep_id = spec.ids(self.server_uuid)[1]
         if spec.continuous:
             self.scheduler.add_transient({k: v for k, v in body.items() if k != "cancel"}, rep_id)
-            return self.respond(request, {"ok": True, "_local_id": rep_id}, 202)
+            return self.http.respond(request, {"ok": True, "_local_id": rep_id}, 202)
         try:
             source = self.make_peer(spec.source, spec)
             try:
@@ -126,7 +149,7 @@ class ReplicationEndpoints:
                 del self.one_shots[key]
             source.close()
             target.close()
-        return self.respond(request, result)
+        return self.http.respond(request, result)
 
     @staticmethod
     def peer_error(e: PeerError) -> HTTPError:
@@ -151,10 +174,10 @@ class ReplicationEndpoints:
             raise bad_request("`replication_id` must be a string")
         if not self.scheduler.cancel_transient(rep_id):
             raise HTTPError(404, "not_found", f"no replication {rep_id} to cancel")
-        return self.respond(request, {"ok": True, "_local_id": rep_id})
+        return self.http.respond(request, {"ok": True, "_local_id": rep_id})
 
     # -- _replicator documents -------------------------------------------------------------
-    def check_replicator_doc(self, request, database, docid: str, body: dict) -> None:
+    def check_doc(self, request, database, docid: str, body: dict) -> None:
         """A write of a ``_replicator`` document: a replication CouchDB would take
         (else 403, as its validation function answers), owned by its writer unless
         that is a server admin; then the scheduler looks at it."""
@@ -201,9 +224,9 @@ class ReplicationEndpoints:
 
     def listing(self, request, key: str, rows: list[dict]):
         p = Params(request.args)
-        skip, limit = p.int("skip", 0), p.int("limit")
+        skip, limit = p.int("skip", 0) or 0, p.int("limit")
         page = rows[skip:skip + limit if limit is not None else None]
-        return self.respond(request, {"total_rows": len(rows), "offset": skip, key: page})
+        return self.http.respond(request, {"total_rows": len(rows), "offset": skip, key: page})
 
     def on_scheduler_jobs(self, request):
         rows = [self.job_entry(j) for j in self.jobs_report() if j["state"] in LISTED_JOB_STATES]
@@ -212,7 +235,7 @@ class ReplicationEndpoints:
     def on_scheduler_job(self, request, jobid):
         for job in self.jobs_report():
             if job["id"] == jobid and job["state"] in LISTED_JOB_STATES:
-                return self.respond(request, self.job_entry(job))
+                return self.http.respond(request, self.job_entry(job))
         raise HTTPError(404, "not_found", "unknown_job")
 
     def on_scheduler_docs(self, request, repdb: str | None = None):
@@ -226,10 +249,10 @@ class ReplicationEndpoints:
             raise HTTPError(404, "not_found", f"{repdb} is not a replicator database")
         for job in self.jobs_report():
             if job["doc_id"] == docid:
-                return self.respond(request, self.doc_entry(job))
+                return self.http.respond(request, self.doc_entry(job))
         raise HTTPError(404, "not_found", "unknown_doc")
 
-    def replication_tasks(self) -> list[dict]:
+    def tasks(self) -> list[dict]:
         """``_active_tasks`` entries: the scheduler's running jobs, and this process's
         one-shot replications."""
         tasks = [job["task"] for job in self.scheduler.report().get("jobs", [])

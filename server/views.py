@@ -280,4 +280,4 @@ class ViewEndpoints:
                 tasks += indexes_of(self.catalog.get(name)).tasks()
             except StoreError:
                 continue
-        return self.respond(request, tasks + self.replication_tasks())
+        return self.respond(request, tasks + self.replication.tasks())

@@ -40,11 +40,13 @@ def resume_point(source_log: dict | None, target_log: dict | None) -> tuple[Any,
     from the two checkpoints (either may be None)."""
     if not isinstance(source_log, dict) or not isinstance(target_log, dict):
         return 0, []
-    history = source_log.get("history") if isinstance(source_log.get("history"), list) else []
+    found = source_log.get("history")
+    history: list[dict] = found if isinstance(found, list) else []
     if source_log.get("session_id") == target_log.get("session_id") and \
             "source_last_seq" in source_log:
         return source_log["source_last_seq"], history
-    theirs = target_log.get("history") if isinstance(target_log.get("history"), list) else []
+    found = target_log.get("history")
+    theirs: list = found if isinstance(found, list) else []
     sessions = {entry.get("session_id") for entry in theirs if isinstance(entry, dict)}
     for at, entry in enumerate(history):
         if isinstance(entry, dict) and entry.get("session_id") in sessions:
