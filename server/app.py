@@ -39,6 +39,7 @@ from werkzeug.wrappers import Request, Response
 from werkzeug.wsgi import ClosingIterator
 
 from settee.store import (
+    REPLICATOR,
     Catalog,
     ConfigurationError,
     DatabaseExists,
@@ -55,13 +56,14 @@ from .databases import DatabaseEndpoints
 from .design_functions import REWRITES, DesignFunctionEndpoints
 from .documents import DocumentEndpoints
 from .errors import HTTPError, bad_request, from_store, public_reason
-from .http import LEASES, Http, release
+from .http import LEASES, Http, SetteeRequest, release
 from .mango import MangoEndpoints
 from .metrics import MetricsEndpoints, observe
 from .node import NodeEndpoints
 from .openapi import OpenAPIEndpoints
 from .parking import CLOSE
 from .partitions import PartitionEndpoints
+from .replication import ReplicationEndpoints
 from .reply import Reply
 from .view_indexes import ViewIndexEndpoints
 from .views import ViewEndpoints
@@ -143,6 +145,12 @@ def endpoints() -> Map:
         r("/_active_tasks", endpoint="active_tasks", methods=["GET"]),
         r("/_session", endpoint="session", methods=["GET", "POST", "DELETE"]),
         r("/_openapi.json", endpoint="openapi", methods=["GET"]),
+        r("/_replicate", endpoint="replicate", methods=["POST"]),
+        r("/_scheduler/jobs", endpoint="scheduler_jobs", methods=["GET"]),
+        r("/_scheduler/jobs/<seg:jobid>", endpoint="scheduler_job", methods=["GET"]),
+        r("/_scheduler/docs", endpoint="scheduler_docs", methods=["GET"]),
+        r("/_scheduler/docs/<seg:repdb>", endpoint="scheduler_docs", methods=["GET"]),
+        r("/_scheduler/docs/<seg:repdb>/<seg:docid>", endpoint="scheduler_doc", methods=["GET"]),
         r("/_node/_local/_prometheus", endpoint="metrics", methods=["GET"]),
         r("/_metrics", endpoint="metrics", methods=["GET"]),
         r(db, endpoint="database", methods=["GET", "PUT", "DELETE", "POST"]),
@@ -207,12 +215,6 @@ def endpoints() -> Map:
        merge_slashes=False)
 
 
-class SetteeRequest(Request):
-    """werkzeug's request, with who sent it (auth.py's user, set before dispatch)."""
-
-    user: Any
-
-
 def handlers(*groups) -> dict:
     """Endpoint name -> handler, from the groups' ``on_<endpoint>`` methods; a name
     claimed by two groups is a mistake in the code, refused at start."""
@@ -244,13 +246,17 @@ class Settee:
         self.http = http = Http(settings, self.catalog)
         writes = WriteRules(self.auth, http.max_document)
         documents = DocumentEndpoints(http, writes, self.auth)
+        changes = ChangesEndpoints(http)
+        self.replication = replication = ReplicationEndpoints(http, self.auth, changes,
+                                                              writes.design_saved)
+        writes.document_rules[REPLICATOR] = replication.check_doc
         self.handlers = handlers(
             NodeEndpoints(http, self.auth), DatabaseEndpoints(http, documents), documents,
             AttachmentEndpoints(http, writes), BulkEndpoints(http, writes, self.auth),
-            ChangesEndpoints(http), ViewEndpoints(http), ViewIndexEndpoints(http),
+            changes, ViewEndpoints(http, replication.tasks), ViewIndexEndpoints(http),
             DesignFunctionEndpoints(http, writes, self),
             MangoEndpoints(http, writes), MetricsEndpoints(http), OpenAPIEndpoints(http),
-            PartitionEndpoints(http))
+            PartitionEndpoints(http), replication)
         missing = {rule.endpoint for rule in self.url_map.iter_rules()} - set(self.handlers)
         if missing:
             raise TypeError(f"endpoints without a handler: {sorted(missing)}")

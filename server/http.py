@@ -12,6 +12,7 @@ import re
 import shutil
 import time
 from contextvars import ContextVar
+from typing import Any
 from urllib.parse import quote
 
 from werkzeug.wrappers import Request, Response
@@ -77,6 +78,12 @@ def location(request, db: str, docid: str) -> str:
 
 def content_type(kind: str) -> str:
     return kind + ("; charset=utf-8" if kind != rep.JSON else "")
+
+
+class SetteeRequest(Request):
+    """werkzeug's request, with who sent it (auth.py's user, set before dispatch)."""
+
+    user: Any
 
 
 class Http:

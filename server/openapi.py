@@ -111,6 +111,7 @@ ERROR_RESPONSES = {
     413: ("TooLarge", "Request body or document over the configured limit"),
     415: ("UnsupportedMediaType", "A body in a media type Settee cannot read"),
     500: ("ServerError", "A server fault, with a reason; the traceback is logged"),
+    502: ("BadGateway", "A replication's peer failed to answer (after retries)"),
     503: ("Unavailable", "Storage not writable or below the free-space floor"),
     507: ("InsufficientStorage", "A write refused: the disk is (nearly) full"),
 }
@@ -237,6 +238,19 @@ SCHEMAS = {
     "UUIDs": _obj({"uuids": STRINGS}, ("uuids",)),
     "Names": STRINGS,
     "Tasks": {"type": "array", "items": {"type": "object"}},
+    "Replication": _obj({"source": STR, "target": STR, "continuous": BOOL,
+                         "create_target": BOOL, "cancel": BOOL, "replication_id": STR,
+                         "doc_ids": STRINGS, "selector": {"type": "object"}, "filter": STR,
+                         "query_params": {"type": "object"}, "since_seq": STR},
+                        ("source", "target")),
+    "ReplicationResult": _obj({"ok": BOOL, "session_id": STR, "_local_id": STR,
+                               "history": {"type": "array", "items": {"type": "object"}}},
+                              ("ok",)),
+    "SchedulerJobs": _obj({"total_rows": INT, "offset": INT,
+                           "jobs": {"type": "array", "items": {"type": "object"}}}),
+    "SchedulerDocs": _obj({"total_rows": INT, "offset": INT,
+                           "docs": {"type": "array", "items": {"type": "object"}}}),
+    "SchedulerEntry": {"type": "object"},
     "Metrics": {"type": "string", "description": "Prometheus text exposition format"},
     "Session": _obj({"ok": BOOL, "userCtx": _obj({"name": {"type": "string", "nullable": True},
                                                   "roles": STRINGS}),
@@ -416,6 +430,36 @@ def rows_get_post(summary: str, tag: str, params: list, request: str, op: str,
     }
 
 
+def replication_paths() -> dict:
+    tag, page = "replication", [query("limit", "integer"), query("skip", "integer", default=0)]
+    name = {"name": "repdb", "in": "path", "required": True, "schema": STR,
+            "description": "a replicator database: _replicator"}
+    docid = {"name": "docid", "in": "path", "required": True, "schema": STR}
+    jobid = {"name": "jobid", "in": "path", "required": True, "schema": STR}
+    return {
+        "/_replicate": {"post": operation(
+            "Replicate (one-shot: answers when done; continuous: runs until cancelled)", tag,
+            {"200": ok("ReplicationResult"), "202": ok("ReplicationResult", "Accepted")},
+            request=body("Replication"), op_id="replicate", errors_=(404, 413, 415, 502))},
+        "/_scheduler/jobs": {"get": operation("Running replications", tag,
+                                              {"200": ok("SchedulerJobs")}, params=page,
+                                              op_id="scheduler_jobs")},
+        "/_scheduler/jobs/{jobid}": {"parameters": [jobid], "get": operation(
+            "One running replication", tag, {"200": ok("SchedulerEntry")},
+            op_id="scheduler_job", errors_=(404,))},
+        "/_scheduler/docs": {"get": operation("Replications of _replicator documents", tag,
+                                              {"200": ok("SchedulerDocs")}, params=page,
+                                              op_id="scheduler_docs")},
+        "/_scheduler/docs/{repdb}": {"parameters": [name], "get": operation(
+            "Replications of one replicator database's documents", tag,
+            {"200": ok("SchedulerDocs")}, params=page, op_id="scheduler_db_docs",
+            errors_=(404,))},
+        "/_scheduler/docs/{repdb}/{docid}": {"parameters": [name, docid], "get": operation(
+            "The replication of one _replicator document", tag, {"200": ok("SchedulerEntry")},
+            op_id="scheduler_doc", errors_=(404,))},
+    }
+
+
 def paths() -> dict:
     server, dbs = "server", "databases"
     out = {
@@ -455,6 +499,7 @@ def paths() -> dict:
                 "text/plain": {"schema": schema("Metrics")}}}}, op_id="metrics")},
         "/_openapi.json": {"get": operation("This description", server,
                                             {"200": ok("OpenAPI")}, op_id="openapi")},
+        **replication_paths(),
         "/{db}": {
             "parameters": [DB],
             "get": operation("Database information", dbs, {"200": ok("DatabaseInfo")},

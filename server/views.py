@@ -4,7 +4,7 @@ view ETags (they change when the index does) and ``_active_tasks``."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 
@@ -178,10 +178,12 @@ def view_for(database, spec) -> View:
 
 
 class ViewEndpoints:
-    """View queries, and the index builds' ``_active_tasks``."""
+    """View queries, and ``_active_tasks``: the index builds', then ``more_tasks()``
+    (the replications')."""
 
-    def __init__(self, http):
+    def __init__(self, http, more_tasks: Callable[[], list] = list):
         self.http = http
+        self.more_tasks = more_tasks
 
     def on_design_view(self, request, db, ddoc, view):
         database = self.http.db(db)
@@ -264,4 +266,4 @@ class ViewEndpoints:
                 tasks += indexes_of(self.http.catalog.get(name)).tasks()
             except StoreError:
                 continue
-        return self.http.respond(request, tasks)
+        return self.http.respond(request, tasks + self.more_tasks())

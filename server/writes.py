@@ -12,6 +12,8 @@ documents' ``validate_doc_update`` functions (views/validate.py) run there, and
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from settee.store import Doc, Meta, new_id
 from settee.views import validate as validation
 from settee.views.indexes import indexes_of
@@ -56,6 +58,10 @@ class WriteRules:
     def __init__(self, auth, max_document: int):
         self.auth = auth
         self.max_document = max_document
+        #: database name -> check(request, database, docid, body) for the documents of
+        #: a system database with rules of its own (``_replicator``: replication.py);
+        #: ``_users``' are the auth module's (check_user_doc).
+        self.document_rules: dict[str, Callable] = {}
 
     def check_design(self, request, database, docid: str, body: dict) -> None:
         """A write of a design document, by any route: database admins only; Python
@@ -72,7 +78,12 @@ class WriteRules:
         indexes_of(database).design_saved(docid)
 
     def check_user_doc(self, request, database, docid: str, body: dict) -> None:
-        """In ``_users``: roles only by admins, plain passwords hashed (auth.py)."""
+        """In ``_users``: roles only by admins, plain passwords hashed (auth.py); in
+        another system database, its own rules (:attr:`document_rules`)."""
+        rule = self.document_rules.get(database.name)
+        if rule is not None:
+            rule(request, database, docid, body)
+            return
         if database.name != USERS_DB:
             return
         current = database.get(docid)

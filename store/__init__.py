@@ -23,10 +23,25 @@ from .exceptions import (
                          StoreError,
                          ValidationFailed,
 )
+from .sync import (
+                   Endpoint,
+                   HttpPeer,
+                   LocalPeer,
+                   Peer,
+                   PeerError,
+                   PeerNotFound,
+                   Replication,
+                   Spec,
+                   parse_spec,
+)
+from .sync.scheduler import REPLICATOR, Scheduler, user_fields
 from .uuids import new_id
 
 __all__ = ["Catalog", "Database", "Doc", "Document", "Meta", "open_database", "new_id",
            "exceptions", "BackendError", "BadRequest", "ConfigurationError", "Conflict",
            "CorruptValue", "DatabaseExists", "DatabaseNotFound", "DecryptionError", "Deleted",
            "InvalidKey", "NotFound", "StorageFull", "StoreError", "ValidationFailed",
-           "check_partition"]
+           "check_partition",
+           # replication (store/sync/)
+           "Endpoint", "HttpPeer", "LocalPeer", "Peer", "PeerError", "PeerNotFound",
+           "REPLICATOR", "Replication", "Scheduler", "Spec", "parse_spec", "user_fields"]

@@ -61,7 +61,8 @@ def matches(expected, actual) -> bool:
 def test_the_readme_has_examples_for_every_endpoint_family():
     commands = " ".join(c for c, _ in examples())
     for path in ("/_uuids", "/_all_dbs", "/_up", "/invoices/inv1", "_bulk_docs", "_all_docs",
-                 "_changes", "_bulk_get", "_compact", "-X DELETE", "application/yaml"):
+                 "_changes", "_bulk_get", "_compact", "-X DELETE", "application/yaml",
+                 "/_replicate", "/_replicator/", "/_scheduler/"):
         assert path in commands, path
 
 

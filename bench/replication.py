@@ -1,0 +1,160 @@
+#!/usr/bin/env python
+"""Replication throughput: ``POST /_replicate`` of small documents between servers.
+
+Two Settee servers, each ``settee``'s gunicorn configuration with two workers over
+SQLite (``synchronous=FULL``) in a fresh temporary directory. The source gets
+``--docs`` small documents (``{"_id": "doc000001", "i": 1, "name": "..."}``, about 60
+bytes) by ``_bulk_docs``; then one one-shot ``POST /_replicate`` to the source,
+whose target is the other server's URL (``create_target``), is timed from request
+to answer, and the target's ``doc_count`` checked. Reported: seconds and documents
+per second, for each target side by side:
+
+=================  ===============================================================
+settee -> settee   the other Settee
+settee -> pouchdb  PouchDB Server (in memory), when npm can install it into
+                   ``bench/.cache/pouchdb-server`` (gitignored); skipped, saying
+                   why, otherwise
+=================  ===============================================================
+
+Run from the project root with the project's environment::
+
+    .venv/bin/python bench/replication.py                  # 100,000 documents
+    .venv/bin/python bench/replication.py --docs 10000 --no-pouchdb
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != HERE]
+sys.path.insert(0, str(ROOT / "tests"))
+from liveserver import LiveServer, until  # noqa: E402
+
+CACHE = HERE / ".cache" / "pouchdb-server"
+POUCHDB_VERSION = "4.2.0"
+
+
+def fill(url: str, count: int, chunk: int = 5000) -> None:
+    assert requests.put(url).status_code in (201, 412)
+    for start in range(0, count, chunk):
+        docs = [{"_id": f"doc{i:06d}", "i": i, "name": f"item number {i}"}
+                for i in range(start, min(count, start + chunk))]
+        out = requests.post(url + "/_bulk_docs", json={"docs": docs})
+        assert out.status_code == 201, out.text
+
+
+def replicate(source_server: str, source: str, target: str, expected: int) -> dict:
+    started = time.perf_counter()
+    out = requests.post(source_server + "/_replicate", timeout=3600,
+                        json={"source": source, "target": target, "create_target": True})
+    seconds = time.perf_counter() - started
+    if out.status_code != 200:
+        return {"error": f"{out.status_code} {out.text[:200]}"}
+    count = requests.get(target).json().get("doc_count")
+    result = {"seconds": round(seconds, 2), "docs_per_s": round(expected / seconds),
+              "docs_written": out.json()["history"][0]["docs_written"], "target_count": count}
+    if count != expected:
+        result["error"] = f"the target holds {count} documents, not {expected}"
+    return result
+
+
+def pouchdb_server() -> tuple[subprocess.Popen | None, str]:
+    """PouchDB Server in memory on a free port, installed by npm into the cache
+    folder; ``(None, why)`` when it cannot be."""
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if not npm or not node:
+        return None, "npm and node are not installed"
+    binary = CACHE / "node_modules" / "pouchdb-server" / "bin" / "pouchdb-server"
+    if not binary.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        # --ignore-scripts: no native LevelDB build (it would download binaries or
+        # headers); in memory it is not used
+        install = subprocess.run([npm, "install", "--ignore-scripts", "--no-audit", "--no-fund",
+                                  "--loglevel=error", f"pouchdb-server@{POUCHDB_VERSION}"],
+                                 cwd=CACHE, capture_output=True, text=True, timeout=900)
+        if install.returncode != 0 or not binary.exists():
+            return None, f"npm could not install pouchdb-server: {install.stderr[-300:]}"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    workdir = Path(tempfile.mkdtemp(prefix="pouchdb-"))
+    proc = subprocess.Popen([node, str(binary), "--in-memory", "--port", str(port),
+                             "--host", "127.0.0.1", "--no-stdout-logs"], cwd=workdir,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            return requests.get(url, timeout=2).status_code == 200
+        except requests.RequestException:
+            return proc.poll() is not None
+    until(up, 30)
+    if proc.poll() is not None:
+        return None, f"pouchdb-server did not start: {proc.stderr.read().decode()[-300:]}"
+    return proc, url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--no-pouchdb", action="store_true", help="skip the PouchDB column")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="settee-bench-repl-") as tmp:
+        source = LiveServer(Path(tmp) / "source", workers=2).start()
+        target = LiveServer(Path(tmp) / "target", workers=2).start()
+        try:
+            started = time.perf_counter()
+            fill(source.url + "/bench", args.docs)
+            print(f"loaded {args.docs} documents into the source in "
+                  f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+            results["settee -> settee"] = replicate(source.url, "bench",
+                                                    target.url + "/bench", args.docs)
+            if args.no_pouchdb:
+                results["settee -> pouchdb"] = {"skipped": "--no-pouchdb"}
+            else:
+                proc, url = pouchdb_server()
+                if proc is None:
+                    results["settee -> pouchdb"] = {"skipped": url}
+                else:
+                    try:
+                        results["settee -> pouchdb"] = replicate(source.url, "bench",
+                                                                 url + "/bench", args.docs)
+                    finally:
+                        os.killpg(proc.pid, 15)
+                        proc.wait()
+        finally:
+            source.stop()
+            target.stop()
+    if args.json:
+        print(json.dumps({"docs": args.docs, "results": results}, indent=2))
+        return
+    print(f"replicating {args.docs:,} small documents with one POST /_replicate")
+    print(f"{'':12}" + "".join(f"{name:>22}" for name in results))
+    for row, unit in (("seconds", "s"), ("docs_per_s", "docs/s")):
+        cells = []
+        for value in results.values():
+            cells.append(f"{value[row]:,} {unit}" if row in value else
+                         value.get("skipped", value.get("error", ""))[:20])
+        print(f"{row:12}" + "".join(f"{c:>22}" for c in cells))
+    for name, value in results.items():
+        if "skipped" in value or "error" in value:
+            print(f"{name}: {value.get('skipped') or value.get('error')}")
+
+
+if __name__ == "__main__":
+    main()
