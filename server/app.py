@@ -59,7 +59,7 @@ from .node import NodeEndpoints
 from .openapi import OpenAPIEndpoints
 from .parking import CLOSE
 from .partitions import PartitionEndpoints
-from .reply import Reply
+from .reply import Reply, status_line
 from .views import ViewEndpoints
 from .writes import WriteRules
 
@@ -189,6 +189,14 @@ class SetteeRequest(Request):
     user: Any
 
 
+def rfc_status(start_response):
+    """``start_response`` that sends RFC 9110's reason phrase for the status code, not
+    werkzeug's upper-cased one (``400 Bad Request``, as CouchDB writes it)."""
+    def start(status, headers, exc_info=None):
+        return start_response(status_line(status), headers, exc_info)
+    return start
+
+
 def handlers(*groups) -> dict:
     """Endpoint name -> handler, from the groups' ``on_<endpoint>`` methods; a name
     claimed by two groups is a mistake in the code, refused at start."""
@@ -260,9 +268,11 @@ class Settee:
                 if isinstance(response, Reply) or not response.is_streamed:
                     release(leases)
                 else:                   # the databases stay in use until the stream ends
-                    return ClosingIterator(response(environ, start_response),
+                    return ClosingIterator(response(environ, rfc_status(start_response)),
                                            partial(release, leases))
-        return response(environ, start_response)
+        if isinstance(response, Reply):     # its status lines are RFC 9110's already
+            return response(environ, start_response)
+        return response(environ, rfc_status(start_response))
 
     # -- CORS (for browser clients such as PouchDB) -------------------------------------
     def cors_headers(self, request: Request) -> dict:
