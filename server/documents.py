@@ -2,6 +2,8 @@
 ``_local`` documents, with CouchDB's revision, ETag and conditional-request rules."""
 from __future__ import annotations
 
+import re
+
 from settee.store import Doc, Meta, NotFound
 
 from . import attachments
@@ -11,6 +13,8 @@ from .errors import HTTPError, bad_request
 from .ids import check_docid
 from .params import Params
 
+#: A revision: its generation, a dash, its id (CouchDB's ``couch_doc:parse_rev``).
+REV = re.compile(r"[0-9]+-.+", re.DOTALL)
 SPECIAL_FIELDS = {"_id", "_rev", "_deleted", "_revisions", "_attachments", "_conflicts",
                   "_deleted_conflicts", "_local_seq", "_revs_info"}
 
@@ -18,7 +22,15 @@ SPECIAL_FIELDS = {"_id", "_rev", "_deleted", "_revisions", "_attachments", "_con
 #: Names under /{db}/ that are endpoints, not documents: another method on them is a 405.
 ENDPOINT_NAMES = {"_all_docs", "_design_docs", "_bulk_docs", "_bulk_get", "_revs_diff",
                   "_missing_revs", "_changes", "_compact", "_ensure_full_commit", "_revs_limit",
-                  "_find", "_index", "_explain", "_security", "_view", "_purge"}
+                  "_find", "_index", "_explain", "_security", "_view", "_purge",
+                  "_purged_infos_limit", "_shards", "_local_docs"}
+
+
+def check_rev(rev: str | None) -> str | None:
+    """``rev`` if it is a revision as CouchDB parses one (``N-...``), else 400."""
+    if rev is not None and not REV.fullmatch(rev):
+        raise bad_request(f"Invalid rev format: {rev[:80]!r}")
+    return rev
 
 
 def check_fields(doc: dict) -> None:
@@ -91,7 +103,7 @@ class DocumentEndpoints:
         p = Params(request.args)
         if "open_revs" in request.args:
             return self.open_revs(request, database, docid, p)
-        rev = p.text("rev")
+        rev = check_rev(p.text("rev"))
         doc = database[(docid, rev)] if rev else database[docid]
         meta = doc.meta
         headers = {"ETag": etag(meta.rev), "Cache-Control": "must-revalidate"}
@@ -142,7 +154,9 @@ class DocumentEndpoints:
         database[docid] = doc
         if docid.startswith("_design/"):
             self.writes.design_saved(database, docid)
-        return self.http.saved(request, db, docid, doc, 201 if p.text("batch") != "ok" else 202)
+        if p.text("batch") == "ok":
+            return self.http.accepted(request, docid)
+        return self.http.saved(request, db, docid, doc, 201)
 
     def post_document(self, request, db):
         self.http.check_writable()
@@ -157,12 +171,14 @@ class DocumentEndpoints:
             raise bad_request("documents in _users need an _id")
         self.writes.prepare_attachments(database, body.get("_id"), body)
         doc = database.save(body)
+        if request.args.get("batch") == "ok":
+            return self.http.accepted(request, doc.meta.id)
         return self.http.saved(request, db, doc.meta.id, doc, 201)
 
     def delete_document(self, request, db, docid):
         self.http.check_writable()
         database = self.http.db(db)
-        rev = Params(request.args).text("rev") or if_match(request)
+        rev = check_rev(Params(request.args).text("rev") or if_match(request))
         if docid.startswith("_design/"):
             self.auth.require_db_admin(request.user, database)
         doc = database.delete(docid, rev)
@@ -203,4 +219,4 @@ class DocumentEndpoints:
         rev = revs.pop() if revs else None
         if rev is not None and not isinstance(rev, str):
             raise bad_request("_rev must be a string")
-        return rev
+        return check_rev(rev)

@@ -116,6 +116,11 @@ class Http:
         return self.respond(request, {"ok": True, "id": docid, "rev": doc.meta.rev},
                             status, headers)
 
+    def accepted(self, request: Request, docid: str) -> Reply:
+        """The answer to a ``batch=ok`` write, as CouchDB's: 202 with the id and no
+        revision. (Settee has written it durably all the same.)"""
+        return self.respond(request, {"ok": True, "id": docid}, 202)
+
     def error(self, request: Request, e: HTTPError) -> Response:
         if e.status in (408, 413) or unread_big_body(request):
             request.environ[CLOSE] = True      # not read on to the end of the body after this
