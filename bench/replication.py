@@ -14,7 +14,14 @@ settee -> settee   the other Settee
 settee -> pouchdb  PouchDB Server (in memory), when npm can install it into
                    ``bench/.cache/pouchdb-server`` (gitignored); skipped, saying
                    why, otherwise
+pouchdb -> settee  PouchDB 9 in node (its database in memory) pushing the same
+                   documents to Settee (bench/pouch_push.js; the PouchDB the suite
+                   installs, ``make pouchdb``)
+pouchdb -> pouchdb the same push to PouchDB Server
 =================  ===============================================================
+
+Settee writes durably (SQLite ``synchronous=FULL``); PouchDB Server keeps its
+databases in memory, so the comparison is tilted in its favour.
 
 Run from the project root with the project's environment::
 
@@ -65,6 +72,25 @@ def replicate(source_server: str, source: str, target: str, expected: int) -> di
     count = requests.get(target).json().get("doc_count")
     result = {"seconds": round(seconds, 2), "docs_per_s": round(expected / seconds),
               "docs_written": out.json()["history"][0]["docs_written"], "target_count": count}
+    if count != expected:
+        result["error"] = f"the target holds {count} documents, not {expected}"
+    return result
+
+
+def push(target: str, expected: int) -> dict:
+    """PouchDB in node pushes ``expected`` new small documents to ``target``."""
+    node = shutil.which("node")
+    if not node or not (ROOT / "tests/server/pouchdb/node_modules/pouchdb-core").is_dir():
+        return {"skipped": "node or PouchDB is missing (make pouchdb installs it)"}
+    done = subprocess.run([node, str(HERE / "pouch_push.js"), target, str(expected)],
+                          capture_output=True, text=True, timeout=3600)
+    lines = done.stdout.strip().splitlines()
+    out = json.loads(lines[-1]) if lines else {"error": done.stderr[-300:]}
+    if "error" in out:
+        return {"error": out["error"]}
+    count = requests.get(target).json().get("doc_count")
+    result = {"seconds": round(out["seconds"], 2), "docs_per_s": round(expected / out["seconds"]),
+              "docs_written": out["docs_written"], "target_count": count}
     if count != expected:
         result["error"] = f"the target holds {count} documents, not {expected}"
     return result
@@ -124,6 +150,7 @@ def main() -> None:
                   f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
             results["settee -> settee"] = replicate(source.url, "bench",
                                                     target.url + "/bench", args.docs)
+            results["pouchdb -> settee"] = push(target.url + "/pushed", args.docs)
             if args.no_pouchdb:
                 results["settee -> pouchdb"] = {"skipped": "--no-pouchdb"}
             else:
@@ -134,6 +161,7 @@ def main() -> None:
                     try:
                         results["settee -> pouchdb"] = replicate(source.url, "bench",
                                                                  url + "/bench", args.docs)
+                        results["pouchdb -> pouchdb"] = push(url + "/pushed", args.docs)
                     finally:
                         os.killpg(proc.pid, 15)
                         proc.wait()
@@ -151,6 +179,12 @@ def main() -> None:
             cells.append(f"{value[row]:,} {unit}" if row in value else
                          value.get("skipped", value.get("error", ""))[:20])
         print(f"{row:12}" + "".join(f"{c:>22}" for c in cells))
+    for into, name in (("settee -> settee", "settee -> pouchdb"),
+                       ("pouchdb -> settee", "pouchdb -> pouchdb")):
+        ours, theirs = results.get(into, {}), results.get(name, {})
+        if "docs_per_s" in ours and "docs_per_s" in theirs:
+            print(f"{into} / {name}: {ours['docs_per_s'] / theirs['docs_per_s']:.2f}x "
+                  "(goal: at least 2x)")
     for name, value in results.items():
         if "skipped" in value or "error" in value:
             print(f"{name}: {value.get('skipped') or value.get('error')}")

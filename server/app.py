@@ -48,11 +48,14 @@ from settee.store import (
 )
 from settee.views.definitions import load_modules
 
+from . import unimplemented
 from .attachments import AttachmentEndpoints
 from .auth import USERS_DB, Authenticator
 from .bulk import BulkEndpoints
 from .changes import ChangesEndpoints
+from .cluster import ClusterEndpoints
 from .databases import DatabaseEndpoints
+from .dbupdates import DbUpdatesEndpoints
 from .design_functions import REWRITES, DesignFunctionEndpoints
 from .documents import DocumentEndpoints
 from .errors import HTTPError, bad_request, from_store, public_reason
@@ -60,11 +63,13 @@ from .http import LEASES, Http, SetteeRequest, release
 from .mango import MangoEndpoints
 from .metrics import MetricsEndpoints, observe
 from .node import NodeEndpoints
+from .nodeconfig import ConfigEndpoints
 from .openapi import OpenAPIEndpoints
 from .parking import CLOSE
 from .partitions import PartitionEndpoints
 from .replication import ReplicationEndpoints
-from .reply import Reply
+from .reply import Reply, status_line
+from .stats import StatsEndpoints
 from .view_indexes import ViewIndexEndpoints
 from .views import ViewEndpoints
 from .writes import WriteRules
@@ -73,10 +78,12 @@ log = logging.getLogger("settee.server")
 SLASH = "\x00"   # stands for an encoded "/" inside one path segment while routing
 DOCUMENT_METHODS = {"GET", "HEAD", "PUT", "DELETE", "COPY"}
 DATABASE_METHODS = {"GET", "HEAD", "PUT", "DELETE", "POST"}
-PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi"}
+PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi", "not_implemented"}
 SERVER_ADMIN_ENDPOINTS = {"all_dbs", "active_tasks", "metrics"}
 DB_ADMIN_ENDPOINTS = {"compact", "index_drop", "view_cleanup", "compact_design"}
-DB_ADMIN_WRITES = {"security", "revs_limit", "design_doc", "index"}
+DB_ADMIN_WRITES = {"security", "revs_limit", "purged_infos_limit", "design_doc", "index"}
+#: The configuration answers every method: a write is refused with the reason (403).
+CONFIG_METHODS = ["GET", "PUT", "DELETE", "POST"]
 
 
 
@@ -153,6 +160,19 @@ def endpoints() -> Map:
         r("/_scheduler/docs/<seg:repdb>/<seg:docid>", endpoint="scheduler_doc", methods=["GET"]),
         r("/_node/_local/_prometheus", endpoint="metrics", methods=["GET"]),
         r("/_metrics", endpoint="metrics", methods=["GET"]),
+        r("/_dbs_info", endpoint="dbs_info", methods=["GET", "POST"]),
+        r("/_db_updates", endpoint="db_updates", methods=["GET"]),
+        r("/_membership", endpoint="membership", methods=["GET"]),
+        r("/_stats", endpoint="stats", methods=["GET"]),
+        r("/_node/<seg:node>", endpoint="node", methods=["GET"]),
+        r("/_node/<seg:node>/_versions", endpoint="versions", methods=["GET"]),
+        r("/_node/<seg:node>/_stats", endpoint="stats", methods=["GET"]),
+        r("/_node/<seg:node>/_stats/<rest:path>", endpoint="stats", methods=["GET"]),
+        r("/_node/<seg:node>/_config", endpoint="config", methods=CONFIG_METHODS),
+        r("/_node/<seg:node>/_config/<seg:section>", endpoint="config_section",
+          methods=CONFIG_METHODS),
+        r("/_node/<seg:node>/_config/<seg:section>/<seg:key>", endpoint="config_key",
+          methods=CONFIG_METHODS),
         r(db, endpoint="database", methods=["GET", "PUT", "DELETE", "POST"]),
         r(db + "/", endpoint="database", methods=["GET", "PUT", "DELETE", "POST"]),
         r(db + "/_all_docs", endpoint="all_docs", methods=["GET", "POST"]),
@@ -165,6 +185,14 @@ def endpoints() -> Map:
         r(db + "/_compact", endpoint="compact", methods=["POST"]),
         r(db + "/_ensure_full_commit", endpoint="ensure_full_commit", methods=["POST"]),
         r(db + "/_revs_limit", endpoint="revs_limit", methods=["GET", "PUT"]),
+        r(db + "/_purged_infos_limit", endpoint="purged_infos_limit", methods=["GET", "PUT"]),
+        r(db + "/_shards", endpoint="shards", methods=["GET"]),
+        r(db + "/_shards/<seg:docid>", endpoint="doc_shard", methods=["GET"]),
+        r(db + "/_local_docs", endpoint="local_docs", methods=["GET", "POST"]),
+        r(db + "/_all_docs/queries", endpoint="all_docs_queries", methods=["POST"]),
+        r(db + "/_design_docs/queries", endpoint="design_docs_queries", methods=["POST"]),
+        r(db + "/_design/<seg:ddoc>/_view/<seg:view>/queries", endpoint="design_view_queries",
+          methods=["POST"]),
         r(db + "/_security", endpoint="security", methods=["GET", "PUT"]),
         r(db + "/_design/<seg:ddoc>/_view/<seg:view>", endpoint="design_view",
           methods=["GET", "POST"]),
@@ -211,8 +239,17 @@ def endpoints() -> Map:
           methods=["GET", "PUT", "DELETE"]),
         r(db + "/_design/<seg:ddoc>/<rest:name>", endpoint="design_attachment",
           methods=["GET", "PUT", "DELETE"]),
+        *unimplemented.rules(),          # last: a real route wins over its 501
     ], converters={"seg": SegmentConverter, "rest": RestConverter}, strict_slashes=False,
-       merge_slashes=False)
+       merge_slashes=False, redirect_defaults=False)
+
+
+def rfc_status(start_response):
+    """``start_response`` that sends RFC 9110's reason phrase for the status code, not
+    werkzeug's upper-cased one (``400 Bad Request``, as CouchDB writes it)."""
+    def start(status, headers, exc_info=None):
+        return start_response(status_line(status), headers, exc_info)
+    return start
 
 
 def handlers(*groups) -> dict:
@@ -256,7 +293,9 @@ class Settee:
             changes, ViewEndpoints(http, replication.tasks), ViewIndexEndpoints(http),
             DesignFunctionEndpoints(http, writes, self),
             MangoEndpoints(http, writes), MetricsEndpoints(http), OpenAPIEndpoints(http),
-            PartitionEndpoints(http), replication)
+            PartitionEndpoints(http), replication,
+            ConfigEndpoints(http, self.auth), StatsEndpoints(http), ClusterEndpoints(http),
+            DbUpdatesEndpoints(http), unimplemented.UnimplementedEndpoints())
         missing = {rule.endpoint for rule in self.url_map.iter_rules()} - set(self.handlers)
         if missing:
             raise TypeError(f"endpoints without a handler: {sorted(missing)}")
@@ -292,9 +331,11 @@ class Settee:
                 if isinstance(response, Reply) or not response.is_streamed:
                     release(leases)
                 else:                   # the databases stay in use until the stream ends
-                    return ClosingIterator(response(environ, start_response),
+                    return ClosingIterator(response(environ, rfc_status(start_response)),
                                            partial(release, leases))
-        return response(environ, start_response)
+        if isinstance(response, Reply):     # its status lines are RFC 9110's already
+            return response(environ, start_response)
+        return response(environ, rfc_status(start_response))
 
     # -- CORS (for browser clients such as PouchDB) -------------------------------------
     def cors_headers(self, request: Request) -> dict:

@@ -186,7 +186,10 @@ class AttachmentEndpoints:
                                  "data": base64.b64encode(data).decode(),
                                  "digest": digest_of(data), "length": len(data),
                                  "revpos": generation}
-        body["_attachments"] = attachments
+        if attachments:
+            body["_attachments"] = attachments
+        else:                   # the last one deleted: no empty _attachments left behind
+            body.pop("_attachments", None)
         # the new revision is a write of the whole document: a design document's
         # checks (who may write it, its code) and the size limit with every attachment
         self.writes.check_design(request, database, docid, body)

@@ -1,5 +1,6 @@
-"""Bulk endpoints: ``_all_docs``, ``_design_docs``, ``_bulk_docs``, ``_bulk_get``,
-``_revs_diff`` and ``_missing_revs``. Listings are streamed from ordered range scans."""
+"""Bulk endpoints: ``_all_docs``, ``_design_docs``, ``_local_docs`` (and several
+queries at once: ``.../queries``), ``_bulk_docs``, ``_bulk_get``, ``_revs_diff`` and
+``_missing_revs``. Listings are streamed from ordered range scans."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -9,10 +10,10 @@ from typing import Any
 from settee.store import BadRequest, Deleted, Doc, Meta, NotFound, StoreError, new_id
 
 from . import attachments
-from .documents import check_fields, decorate, with_latest
+from .documents import check_fields, check_rev, decorate, with_latest
 from .errors import HTTPError, bad_request, from_store
 from .ids import check_docid
-from .params import Params
+from .params import NO_PARAMS, BodyOverURL, Params, queries_of, whole
 from .partitions import partition_of
 from .representation import Listing
 from .seqs import format_seq
@@ -46,6 +47,30 @@ def item_error(doc_id, error: StoreError) -> dict:
     return failure(doc_id, http)
 
 
+class Aborted(Exception):
+    """An ``all_or_nothing`` batch with an item that failed: none of it is kept."""
+
+
+def check_item(item, new_edits: bool) -> None:
+    """What CouchDB checks of every ``_bulk_docs`` item before writing any (its
+    ``doc_from_json_obj_validate``, ``validate_revs``, attachment names): one that
+    fails makes the whole request a 400, as a PUT of it would be."""
+    if not isinstance(item, dict):
+        raise bad_request("Document must be a JSON object")
+    check_fields(item)
+    if "_id" in item:
+        check_docid(item["_id"])
+    if "_rev" in item and not isinstance(item["_rev"], str):
+        raise bad_request("_rev must be a string")
+    check_rev(item.get("_rev"))
+    if isinstance(item.get("_attachments"), dict):
+        for name in item["_attachments"]:
+            attachments.check_name(name)
+    if not new_edits and "_rev" not in item and "_revisions" not in item:
+        raise bad_request("When `new_edits: false`, the document needs `_rev` or "
+                          "`_revisions` specified")
+
+
 class BulkEndpoints:
     """Many documents at a time; writes go through the write rules, as single ones do."""
 
@@ -54,32 +79,48 @@ class BulkEndpoints:
         self.writes = writes
         self.auth = auth
 
-    def all_docs_params(self, request):
-        p = Params(request.args)
-        keys = p.json("keys")
-        if request.method == "POST":
-            body = self.http.json_object(request)
-            keys = body.get("keys", keys)
-            for name in ("limit", "skip"):
-                if name in body and (not isinstance(body[name], int) or body[name] < 0):
-                    raise bad_request(f"{name} must be a non-negative integer")
-        else:
-            body = {}
-        if keys is not None and (not isinstance(keys, list)):
-            raise bad_request("`keys` must be an array of document ids")
-        if "key" in request.args:
-            keys = [p.json("key")]
-        return p, body, keys
-
     def on_all_docs(self, request, db, prefix: str | None = None):
         database = self.http.db(db)
-        p, body, keys = self.all_docs_params(request)
-        descending = p.bool("descending")
-        include_docs = body.get("include_docs", p.bool("include_docs"))
-        conflicts = p.bool("conflicts")
-        full = p.bool("attachments")
-        limit = body.get("limit", p.int("limit"))
-        skip = body.get("skip", p.int("skip", 0))
+        body = self.http.json_object(request) if request.method == "POST" else {}
+        return self.http.stream(request, self.all_docs(database, Params(request.args), body,
+                                                       prefix))
+
+    def on_local_docs(self, request, db):
+        """``_local/`` documents, listed as ``_all_docs`` lists documents (CouchDB gives
+        no ``total_rows`` or ``offset`` for them)."""
+        database = self.http.db(db)
+        body = self.http.json_object(request) if request.method == "POST" else {}
+        return self.http.stream(request, self.all_docs(database, Params(request.args), body,
+                                                       local=True))
+
+    def on_all_docs_queries(self, request, db, prefix: str | None = None):
+        """``POST /{db}/_all_docs/queries``: several ``_all_docs`` queries (each an
+        object of its parameters) answered together, ``{"results": [...]}``."""
+        database = self.http.db(db)
+        results = [whole(self.all_docs(database, NO_PARAMS, query, prefix))
+                   for query in queries_of(self.http.json_object(request))]
+        return self.http.respond(request, {"results": results})
+
+    def on_design_docs_queries(self, request, db):
+        return self.on_all_docs_queries(request, db, prefix="_design/")
+
+    def all_docs(self, database, p: Params, body: dict, prefix: str | None = None,
+                 local: bool = False) -> Listing:
+        """An ``_all_docs`` listing; its parameters from ``body`` (a POST's JSON, or one
+        query of ``queries``) over the URL's ``p``. ``prefix``: only ids under it
+        (``_design_docs``, a partition); ``local``: ``_local/`` documents."""
+        get = BodyOverURL(p, body)
+        keys = get.json("keys")
+        if keys is not None and not isinstance(keys, list):
+            raise bad_request("`keys` must be an array of document ids")
+        if "key" in body or "key" in p:
+            keys = [get.json("key")]
+        descending = get.bool("descending")
+        include_docs = get.bool("include_docs")
+        conflicts = get.bool("conflicts")
+        full = get.bool("attachments")
+        limit = get.int("limit")
+        skip = get.int("skip") or 0
         info = database.info()
 
         def row(doc_id, doc):
@@ -94,8 +135,8 @@ class BulkEndpoints:
         if keys is not None:
             rows = self.rows_for_keys(database, keys, row, include_docs)
         else:
-            start = p.first("startkey", "start_key")
-            end = p.first("endkey", "end_key")
+            start = get.json("startkey", get.json("start_key"))
+            end = get.json("endkey", get.json("end_key"))
             start, empty1 = id_bound(start, lower=not descending) if start is not None else (None, False)
             end, empty2 = id_bound(end, lower=descending) if end is not None else (None, False)
             lo, hi = (end, start) if descending else (start, end)
@@ -105,17 +146,18 @@ class BulkEndpoints:
                 hi = hi if hi is not None and hi < top else top
             if empty1 or empty2:
                 items: Iterator[tuple[str, Any]] = iter(())
+            elif local:
+                items = database.local_docs(lo, hi, descending=descending)
             else:
                 items = database.docs(lo, hi, descending=descending, inclusive_end=True)
-            if not p.bool("inclusive_end", True) and end is not None:
+            if not get.bool("inclusive_end", True) and end is not None:
                 items = ((i, d) for i, d in items if i != end)
             rows = (row(i, d) for i, d in items)
-            rows = islice(rows, skip, None if limit is None else skip + limit)
-        if keys is not None:
-            rows = islice(rows, skip, None if limit is None else skip + limit)
-        head = {"total_rows": info["doc_count"], "offset": skip}
-        tail = (lambda: {"update_seq": format_seq(database, info["update_seq"])}) if p.bool("update_seq") else (lambda: {})
-        return self.http.stream(request, Listing(head, "rows", rows, tail))
+        rows = islice(rows, skip, None if limit is None else skip + limit)
+        head = {"total_rows": None if local else info["doc_count"],
+                "offset": None if local else skip}
+        tail = (lambda: {"update_seq": format_seq(database, info["update_seq"])}) if get.bool("update_seq") else (lambda: {})
+        return Listing(head, "rows", rows, tail)
 
     def on_partition_all_docs(self, request, db, partition):
         """``_all_docs`` of one partition: the ids that start with ``partition:``."""
@@ -153,16 +195,28 @@ class BulkEndpoints:
         new_edits = body.get("new_edits", True)
         if not isinstance(new_edits, bool):
             raise bad_request("`new_edits` parameter must be a boolean.")
+        all_or_nothing = body.get("all_or_nothing", False) is True and new_edits
         for item in docs:
-            if isinstance(item, dict) and isinstance(item.get("_id"), str):
+            check_item(item, new_edits)     # one malformed document: the request is a 400
+            if isinstance(item.get("_id"), str):
                 if item["_id"].startswith("_design/"):      # members: the whole batch is 403
                     self.auth.require_db_admin(request.user, database)
                 self.writes.check_user_doc(request, database, item["_id"], item)
-        results = []
+        results: list[dict] = []
         check_sizes = len(request.get_data(cache=True)) > self.http.max_document
-        for start in range(0, len(docs), BULK_CHUNK):
-            results += self.write_chunk(request, database, docs[start:start + BULK_CHUNK],
-                                        new_edits, check_sizes)
+        if all_or_nothing:
+            try:
+                with database.transaction():        # the chunk's own joins this one
+                    results = self.write_chunk(request, database, docs, new_edits,
+                                               check_sizes)
+                    if any("error" in r for r in results):
+                        raise Aborted
+            except Aborted:
+                return self.http.respond(request, [r for r in results if "error" in r], 417)
+        else:
+            for start in range(0, len(docs), BULK_CHUNK):
+                results += self.write_chunk(request, database, docs[start:start + BULK_CHUNK],
+                                            new_edits, check_sizes)
         for item in docs:
             if isinstance(item, dict) and str(item.get("_id", "")).startswith("_design/"):
                 self.writes.design_saved(database, item["_id"])

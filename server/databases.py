@@ -1,6 +1,8 @@
 """Database endpoints: ``/{db}`` (info, create (``?partitioned=true``: partitioned),
 delete; a POST is a new document),
-``_security``, ``_compact``, ``_ensure_full_commit`` and ``_revs_limit``."""
+``_security``, ``_compact``, ``_ensure_full_commit``, ``_revs_limit`` and
+``_purged_infos_limit``. ``q`` and ``n`` on create are checked and otherwise ignored:
+a Settee database is one shard, its one copy."""
 from __future__ import annotations
 
 from urllib.parse import quote
@@ -46,6 +48,10 @@ class DatabaseEndpoints:
             partitioned = request.args.get("partitioned", "false")
             if partitioned not in ("true", "false"):
                 raise bad_request("`partitioned` must be true or false")
+            for option in ("q", "n"):      # a cluster's shards and replicas: Settee has one
+                value = request.args.get(option, "1")
+                if not value.isdigit() or int(value) < 1:
+                    raise bad_request(f"The `{option}` value should be a positive integer.")
             http.catalog.create(db, {"partitioned": True} if partitioned == "true" else None)
             return http.respond(request, {"ok": True}, 201, {"Location": "/" + quote(db, safe="")})
         if method == "DELETE":
@@ -80,4 +86,16 @@ class DatabaseEndpoints:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise bad_request("The revs_limit must be a positive integer")
         database.set_revs_limit(limit)
+        return self.http.respond(request, {"ok": True})
+
+    def on_purged_infos_limit(self, request, db):
+        """How many purges the database would remember (stored, as CouchDB's; Settee
+        does not purge yet: ``POST /{db}/_purge`` is 501)."""
+        database = self.http.db(db)
+        if request.method == "GET":
+            return self.http.respond(request, database.purged_infos_limit())
+        limit = self.http.body(request)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise bad_request("`purged_infos_limit` must be positive integer")
+        database.set_purged_infos_limit(limit)
         return self.http.respond(request, {"ok": True})

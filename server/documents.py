@@ -2,6 +2,7 @@
 ``_local`` documents, with CouchDB's revision, ETag and conditional-request rules."""
 from __future__ import annotations
 
+import re
 import uuid
 
 from werkzeug.wrappers import Response
@@ -16,6 +17,8 @@ from .ids import check_docid
 from .params import Params
 from .representation import dump_json
 
+#: A revision: its generation, a dash, its id (CouchDB's ``couch_doc:parse_rev``).
+REV = re.compile(r"[0-9]+-.+", re.DOTALL)
 SPECIAL_FIELDS = {"_id", "_rev", "_deleted", "_revisions", "_attachments", "_conflicts",
                   "_deleted_conflicts", "_local_seq", "_revs_info"}
 
@@ -23,7 +26,15 @@ SPECIAL_FIELDS = {"_id", "_rev", "_deleted", "_revisions", "_attachments", "_con
 #: Names under /{db}/ that are endpoints, not documents: another method on them is a 405.
 ENDPOINT_NAMES = {"_all_docs", "_design_docs", "_bulk_docs", "_bulk_get", "_revs_diff",
                   "_missing_revs", "_changes", "_compact", "_ensure_full_commit", "_revs_limit",
-                  "_find", "_index", "_explain", "_security", "_view", "_purge"}
+                  "_find", "_index", "_explain", "_security", "_view", "_purge",
+                  "_purged_infos_limit", "_shards", "_local_docs"}
+
+
+def check_rev(rev: str | None) -> str | None:
+    """``rev`` if it is a revision as CouchDB parses one (``N-...``), else 400."""
+    if rev is not None and not REV.fullmatch(rev):
+        raise bad_request(f"Invalid rev format: {rev[:80]!r}")
+    return rev
 
 
 def check_fields(doc: dict) -> None:
@@ -128,7 +139,7 @@ class DocumentEndpoints:
         p = Params(request.args)
         if "open_revs" in request.args:
             return self.open_revs(request, database, docid, p)
-        rev = p.text("rev")
+        rev = check_rev(p.text("rev"))
         if rev and p.bool("latest"):
             rev = with_latest(database, docid, [rev])[0]
         doc = database[(docid, rev)] if rev else database[docid]
@@ -183,7 +194,9 @@ class DocumentEndpoints:
         self.writes.check_user_doc(request, database, docid, doc)
         self.writes.prepare_attachments(database, docid, doc, rev)
         self.writes.write(request, database, docid, doc)
-        return self.http.saved(request, db, docid, doc, 201 if p.text("batch") != "ok" else 202)
+        if p.text("batch") == "ok":
+            return self.http.accepted(request, docid)
+        return self.http.saved(request, db, docid, doc, 201)
 
     def post_document(self, request, db):
         self.http.check_writable()
@@ -198,12 +211,14 @@ class DocumentEndpoints:
             raise bad_request("documents in _users need an _id")
         self.writes.prepare_attachments(database, body.get("_id"), body)
         doc = self.writes.write(request, database, None, Doc(body))
+        if request.args.get("batch") == "ok":
+            return self.http.accepted(request, doc.meta.id)
         return self.http.saved(request, db, doc.meta.id, doc, 201)
 
     def delete_document(self, request, db, docid):
         self.http.check_writable()
         database = self.http.db(db)
-        rev = Params(request.args).text("rev") or if_match(request)
+        rev = check_rev(Params(request.args).text("rev") or if_match(request))
         if docid.startswith("_design/"):
             self.auth.require_db_admin(request.user, database)
         doc = self.writes.delete(request, database, docid, rev)
@@ -240,4 +255,4 @@ class DocumentEndpoints:
         rev = revs.pop() if revs else None
         if rev is not None and not isinstance(rev, str):
             raise bad_request("_rev must be a string")
-        return rev
+        return check_rev(rev)

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from werkzeug.wrappers import Request, Response
 
+from . import codings
 from . import representation as rep
 from .conditional import etag
 from .errors import HTTPError, bad_request
@@ -28,6 +29,9 @@ from .reply import Reply
 DRAIN_LIMIT = 64 * 1024
 #: Bodies a browser form can send to any site (with no preflight); JSON and YAML it can't.
 FORM_TYPES = {"", "application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
+
+#: The environ key set once the request's body is inflated (:meth:`Http.data`).
+INFLATED = "settee.inflated"
 
 #: The databases the current request uses (:meth:`Http.db`), released when its
 #: response is done. Per thread, as each request runs on one.
@@ -119,6 +123,11 @@ class Http:
         return self.respond(request, {"ok": True, "id": docid, "rev": doc.meta.rev},
                             status, headers)
 
+    def accepted(self, request: Request, docid: str) -> Reply:
+        """The answer to a ``batch=ok`` write, as CouchDB's: 202 with the id and no
+        revision. (Settee has written it durably all the same.)"""
+        return self.respond(request, {"ok": True, "id": docid}, 202)
+
     def error(self, request: Request, e: HTTPError) -> Response:
         if e.status in (408, 413) or unread_big_body(request):
             request.environ[CLOSE] = True      # not read on to the end of the body after this
@@ -132,8 +141,21 @@ class Http:
     # -- request bodies -------------------------------------------------------------
     def data(self, request: Request, limit: int | None = None) -> bytes:
         """The request body's bytes: 413 as soon as it passes ``limit`` (``max_body``),
-        before reading when its length says so, else when one byte more arrives."""
+        before reading when its length says so, else when one byte more arrives.
+
+        A body sent compressed (``Content-Encoding``: :mod:`.codings`) is inflated, the
+        limit applying to what it inflates to, and kept inflated as the request's data
+        (what ``get_data`` and form parsing read from then on)."""
         limit = self.max_body if limit is None else min(limit, self.max_body)
+        environ = request.environ
+        if environ.get(INFLATED):
+            data = request.get_data(cache=True)
+            if len(data) > limit:
+                raise HTTPError(413, "too_large", f"Request body over {limit} bytes")
+            return data
+        coding = environ.get("HTTP_CONTENT_ENCODING")
+        if coding:
+            codings.codings(coding)             # 415 before reading what can't be read
         length = request.content_length
         if length is not None and length > limit:
             raise HTTPError(413, "too_large", f"Request body over {limit} bytes")
@@ -142,6 +164,10 @@ class Http:
         data = request.get_data(cache=True)
         if len(data) > limit:
             raise HTTPError(413, "too_large", f"Request body over {limit} bytes")
+        if coding:
+            data = codings.inflate(data, coding, limit)
+            request._cached_data = data         # werkzeug's cache of the body's bytes
+            environ[INFLATED] = True
         return data
 
     def body(self, request: Request, *, required: bool = True):

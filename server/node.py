@@ -1,17 +1,23 @@
 """Server endpoints: ``/`` (the welcome), ``/_all_dbs``, ``/_uuids``, ``/_up`` and
-``/_session`` (cookie sign-in and sign-out; who a request is: auth.py)."""
+``/_session`` (cookie sign-in and sign-out; who a request is: auth.py), and
+``/_dbs_info`` (many databases' info at once)."""
 from __future__ import annotations
 
 import os
 import shutil
 import uuid
 
-from settee.store import new_id
+from settee.store import BadRequest, DatabaseNotFound, new_id
 
+from .databases import database_info
 from .errors import HTTPError, bad_request
 from .params import Params
 
 VERSION = "0.1.0"
+
+#: Most databases one POST /_dbs_info may name (CouchDB's
+#: ``max_db_number_for_dbs_info_req``).
+MAX_DBS_INFO_KEYS = 100
 
 #: Largest body of a POST /_session (a name and a password), which anyone may send.
 SESSION_MAX_BODY = 64 * 1024
@@ -35,6 +41,36 @@ class NodeEndpoints:
             "vendor": {"name": "Settee", "version": VERSION}})
 
     def on_all_dbs(self, request):
+        return self.http.respond(request, self.listed_names(request))
+
+    def on_dbs_info(self, request):
+        """``GET``: each database of the ``_all_dbs`` listing with its info; ``POST``:
+        those its ``keys`` name (at most :data:`MAX_DBS_INFO_KEYS`), a missing one as
+        ``{"key": name, "error": "not_found"}``."""
+        if request.method == "GET":
+            names = self.listed_names(request)
+        else:
+            keys = self.http.json_object(request).get("keys")
+            if keys is None:
+                raise bad_request("`keys` member must exist.")
+            if not isinstance(keys, list):
+                raise bad_request("`keys` member must be an array.")
+            if len(keys) > MAX_DBS_INFO_KEYS:
+                raise bad_request(f"too_many_keys: at most {MAX_DBS_INFO_KEYS} databases "
+                                  "per request")
+            names = keys
+        rows = []
+        for name in names:
+            try:
+                if not isinstance(name, str):
+                    raise DatabaseNotFound(str(name))
+                rows.append({"key": name, "info": database_info(self.http.db(name))})
+            except (DatabaseNotFound, BadRequest):
+                rows.append({"key": name, "error": "not_found"})
+        return self.http.respond(request, rows)
+
+    def listed_names(self, request) -> list[str]:
+        """The database names ``_all_dbs``' parameters select, in order."""
         p = Params(request.args)
         names = self.http.catalog.names()
         if p.bool("descending"):
@@ -49,8 +85,7 @@ class NodeEndpoints:
             names = [n for n in names if (n >= end if desc else n <= end)]
         skip = p.int("skip", 0)
         limit = p.int("limit")
-        names = names[skip:skip + limit if limit is not None else None]
-        return self.http.respond(request, names)
+        return names[skip:skip + limit if limit is not None else None]
 
     def on_uuids(self, request):
         count = Params(request.args).int("count", 1, minimum=1, maximum=1000)

@@ -1,8 +1,10 @@
 """An OpenAPI 3.0 description of Settee's HTTP API, served at ``GET /_openapi.json``.
 
-Built from plain Python data: one table of reusable parameters, one of schemas, and
-one :func:`paths` table naming every route of ``server/app.py``'s ``endpoints()``
-with its query parameters (typed), request body and responses. Every error response
+Built from plain Python data (its building blocks: :mod:`.openapi_builders`): one
+table of reusable parameters, one of schemas, and one :func:`paths` table (the node's
+and CouchDB 3's further paths: :mod:`.openapi_node`) naming every route of
+``server/app.py``'s ``endpoints()`` with its query parameters (typed), request body
+and responses. Every error response
 is CouchDB's ``{"error": NAME, "reason": TEXT}`` (``#/components/schemas/Error``).
 
 Notes on the mapping:
@@ -23,105 +25,31 @@ from functools import lru_cache
 
 import orjson
 
+from .openapi_builders import (
+    ANY,
+    BOOL,
+    ERROR_RESPONSES,
+    INT,
+    JSON,
+    STR,
+    STRINGS,
+    _obj,
+    _path_param,
+    body,
+    header,
+    ok,
+    operation,
+    query,
+    ref,
+    schema,
+)
+from .openapi_node import SCHEMAS as NODE_SCHEMAS
+from .openapi_node import paths as node_paths
+
 VERSION = "0.1.0"
-JSON = "application/json"
-
-
-# -- small builders ---------------------------------------------------------------------
-def ref(kind: str, name: str) -> dict:
-    return {"$ref": f"#/components/{kind}/{name}"}
-
-
-def schema(name: str) -> dict:
-    return ref("schemas", name)
-
-
-def query(name: str, kind: str = "string", description: str = "", **extra) -> dict:
-    """A query parameter; ``kind`` "json" is a string holding a JSON value."""
-    if kind == "json":
-        spec = {"type": "string"}
-        extra.setdefault("x-json", True)
-        description = description or f"a JSON value, e.g. {name}=\"abc\""
-    elif kind == "boolean":
-        spec = {"type": "boolean"}
-    elif kind == "integer":
-        spec = {"type": "integer", "minimum": extra.pop("minimum", 0)}
-        if "maximum" in extra:
-            spec["maximum"] = extra.pop("maximum")
-    elif kind == "enum":
-        spec = {"type": "string", "enum": extra.pop("values")}
-    else:
-        spec = {"type": kind}
-    if "default" in extra:
-        spec["default"] = extra.pop("default")
-    param = {"name": name, "in": "query", "required": False, "schema": spec}
-    if description:
-        param["description"] = description
-    param.update(extra)
-    return param
-
-
-def header(name: str, description: str) -> dict:
-    return {"name": name, "in": "header", "required": False, "schema": {"type": "string"},
-            "description": description}
-
-
-def body(name: str, description: str = "", required: bool = True) -> dict:
-    content = {JSON: {"schema": schema(name)}, "application/yaml": {"schema": schema(name)}}
-    out = {"required": required, "content": content}
-    if description:
-        out["description"] = description
-    return out
-
-
-def ok(name: str, description: str = "OK", headers: dict | None = None) -> dict:
-    out = {"description": description, "content": {JSON: {"schema": schema(name)}}}
-    if headers:
-        out["headers"] = headers
-    return out
-
-
-def errors(*statuses: int) -> dict:
-    """Error responses: always 400, 401, 403, 404?, 406, 500 plus ``statuses``."""
-    codes = {400, 401, 403, 406, 500, *statuses}
-    return {str(code): ref("responses", ERROR_RESPONSES[code][0]) for code in sorted(codes)}
-
-
-def operation(summary: str, tag: str, responses: dict, *, params=(), request=None,
-              errors_: tuple = (), op_id: str, description: str = "") -> dict:
-    out = {"summary": summary, "tags": [tag], "operationId": op_id,
-           "parameters": list(params), "responses": {**responses, **errors(*errors_)}}
-    if description:
-        out["description"] = description
-    if request is not None:
-        out["requestBody"] = request
-    return out
-
-
-# -- the error responses ---------------------------------------------------------------
-ERROR_RESPONSES = {
-    400: ("BadRequest", "Malformed request: bad JSON, a bad parameter, a bad id"),
-    401: ("Unauthorized", "Credentials missing or wrong (with WWW-Authenticate)"),
-    403: ("Forbidden", "Authenticated but not allowed"),
-    404: ("NotFound", "No such database, document, view or route"),
-    405: ("MethodNotAllowed", "The route does not take this method (with Allow)"),
-    406: ("NotAcceptable", "Nothing the Accept header allows"),
-    409: ("Conflict", "Document update conflict: the revision is not the current one"),
-    412: ("PreconditionFailed", "The database already exists"),
-    413: ("TooLarge", "Request body or document over the configured limit"),
-    415: ("UnsupportedMediaType", "A body in a media type Settee cannot read"),
-    500: ("ServerError", "A server fault, with a reason; the traceback is logged"),
-    502: ("BadGateway", "A replication's peer failed to answer (after retries)"),
-    503: ("Unavailable", "Storage not writable or below the free-space floor"),
-    507: ("InsufficientStorage", "A write refused: the disk is (nearly) full"),
-}
 
 
 # -- reusable parameters -----------------------------------------------------------------
-def _path_param(name: str, description: str) -> dict:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"},
-            "description": description}
-
 
 PARAMETERS = {
     "db": _path_param("db", "Database name: ^[a-z][a-z0-9_$()+/-]*$ (a / sent as %2F), "
@@ -214,18 +142,6 @@ DOC_DELETE_QUERY = [ref("parameters", "rev"), ref("parameters", "If-Match")]
 
 
 # -- schemas ------------------------------------------------------------------------------
-def _obj(properties: dict, required: tuple = (), additional=True) -> dict:
-    out = {"type": "object", "properties": properties}
-    if required:
-        out["required"] = list(required)
-    if additional is not True:
-        out["additionalProperties"] = additional
-    return out
-
-
-STR, INT, BOOL = {"type": "string"}, {"type": "integer"}, {"type": "boolean"}
-ANY: dict = {}
-STRINGS = {"type": "array", "items": STR}
 NAMES_ROLES = _obj({"names": STRINGS, "roles": STRINGS})
 
 SCHEMAS = {
@@ -287,7 +203,7 @@ SCHEMAS = {
     "Rows": _obj({"total_rows": INT, "offset": INT, "update_seq": STR,
                   "rows": {"type": "array", "items": schema("Row")}}, ("rows",)),
     "BulkDocsRequest": _obj({"docs": {"type": "array", "items": schema("Document")},
-                             "new_edits": BOOL}, ("docs",)),
+                             "new_edits": BOOL, "all_or_nothing": BOOL}, ("docs",)),
     "BulkResult": {"type": "array", "items": _obj({"ok": BOOL, "id": {"type": "string",
                                                                       "nullable": True},
                                                    "rev": STR, "error": STR, "reason": STR})},
@@ -370,7 +286,7 @@ def doc_path(kind: str, id_param: str, id_text: str) -> dict:
                          for k, v in head["responses"].items()}
     put = operation(f"Create or update {id_text}", tag,
                     {"201": ok("DocResult", "Saved", SAVED),
-                     "202": ok("DocResult", "Accepted (batch=ok)", SAVED)},
+                     "202": ok("Accepted", "Accepted (batch=ok): no rev")},
                     params=DOC_WRITE_QUERY, request=body(doc_schema), op_id=f"put_{kind}",
                     errors_=(404, 409, 413, 415, 507))
     delete = operation(f"Delete {id_text}", tag, {"200": ok("DocResult", "Deleted", SAVED)},
@@ -527,7 +443,7 @@ def paths() -> dict:
         "/{db}/_bulk_docs": {"parameters": [DB], "post": operation(
             "Write many documents", "bulk", {"201": ok("BulkResult")},
             request=body("BulkDocsRequest"), op_id="bulk_docs",
-            errors_=(404, 413, 415, 507))},
+            errors_=(404, 413, 415, 417, 507))},
         "/{db}/_bulk_get": {"parameters": [DB], "post": operation(
             "Read many documents (and revisions)", "bulk", {"200": ok("BulkGetResult")},
             params=[query("revs", "boolean", default=False)],
@@ -639,6 +555,7 @@ def paths() -> dict:
         "/{db}/_design/{ddoc}/{name}": attachment_path("ddoc", "attachments"),
         **design_function_paths(),
     }
+    out.update(node_paths())
     return out
 
 
@@ -717,10 +634,10 @@ def _build() -> dict:
         "tags": [{"name": t} for t in (
             "server", "sessions", "databases", "documents", "design documents",
             "local documents", "attachments", "bulk", "changes", "security", "views",
-            "mango", "design functions")],
+            "mango", "design functions", "replication", "not implemented")],
         "paths": paths(),
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **NODE_SCHEMAS},
             "parameters": PARAMETERS,
             "responses": responses,
             "securitySchemes": {

@@ -1,11 +1,15 @@
-"""Query parameters, parsed and checked: a bad value is a 400 naming the parameter."""
+"""Query parameters, parsed and checked: a bad value is a 400 naming the parameter;
+a POST body's members over the URL's (:class:`BodyOverURL`), and the ``queries`` of
+a request that asks several at once (``_all_docs/queries``, a view's ``queries``)."""
 from __future__ import annotations
 
 from typing import Any, overload
 
 import orjson
+from werkzeug.datastructures import MultiDict
 
 from .errors import bad_request
+from .representation import Listing
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
@@ -80,3 +84,53 @@ class Params:
             if name in self.args:
                 return getattr(self, kind)(name)
         return None
+
+
+class BodyOverURL:
+    """A query's parameters: a JSON body's members (JSON values) over the URL's
+    (text); a member of the wrong type is a 400 naming it."""
+
+    def __init__(self, p: Params, body: dict):
+        self.p, self.body = p, body
+
+    def json(self, name: str, default: Any = None) -> Any:
+        if name in self.body:
+            return self.body[name]
+        return self.p.json(name, default)
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        if name not in self.body:
+            return self.p.bool(name, default)
+        value = self.body[name]
+        if not isinstance(value, bool):
+            raise bad_request(f"{name} must be true or false")
+        return value
+
+    def int(self, name: str) -> int | None:
+        if name not in self.body:
+            return self.p.int(name)
+        value = self.body[name]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise bad_request(f"{name} must be a non-negative integer")
+        return value
+
+
+#: No URL parameters: what each query of a ``queries`` request is read over.
+NO_PARAMS = Params(MultiDict())
+#: Most queries one ``queries`` request may hold.
+MAX_QUERIES = 100
+
+
+def queries_of(body: dict) -> list[dict]:
+    """The ``queries`` of a ``.../queries`` request: a list of objects, 400 if not."""
+    queries = body.get("queries")
+    if not isinstance(queries, list) or not all(isinstance(q, dict) for q in queries):
+        raise bad_request("`queries` must be an array of query objects")
+    if len(queries) > MAX_QUERIES:
+        raise bad_request(f"At most {MAX_QUERIES} queries per request")
+    return queries
+
+
+def whole(listing: Listing) -> dict:
+    """A listing as one JSON object: its head, its rows, its tail."""
+    return {**listing.head, listing.key: list(listing.rows), **listing.tail()}

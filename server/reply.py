@@ -6,19 +6,34 @@ re-encodes it as a URI. For a document read or write that was most of the reques
 own CPU (the rest being gunicorn's), so answers whose body is one ``bytes`` object go
 out through :class:`Reply` instead: a status, a list of header pairs, a body.
 
-What it keeps of werkzeug's behaviour: the status line text (``"201 CREATED"``),
-``Content-Length`` on every answer that may have a body, none on ``1xx``/``204``/
+What it keeps of werkzeug's behaviour: ``Content-Length`` on every answer that may have a body, none on ``1xx``/``204``/
 ``304`` (whose bodies are dropped), no body but the length on ``HEAD``, and cookies
 through werkzeug's own :func:`~werkzeug.http.dump_cookie`. Header values must be
 text without line breaks; they are made by Settee (revisions, percent-encoded
 URLs), never copied from a request, and :meth:`Reply.add` checks the rest.
 Streamed answers (``Listing``) still use werkzeug's ``Response``.
+
+Status lines carry the reason phrases RFC 9110 writes (``400 Bad Request``), as
+CouchDB sends them; werkzeug's ``Response`` upper-cases its own (``400 BAD REQUEST``),
+so the application passes every status line through :func:`status_line` (app.py).
 """
 from __future__ import annotations
 
 from werkzeug.http import HTTP_STATUS_CODES, dump_cookie
 
-STATUS_LINES = {code: f"{code} {text.upper()}" for code, text in HTTP_STATUS_CODES.items()}
+#: RFC 9110's reason phrases where werkzeug's table says otherwise (older RFCs' names).
+RFC_9110 = {413: "Content Too Large", 414: "URI Too Long", 416: "Range Not Satisfiable",
+            422: "Unprocessable Content", 511: "Network Authentication Required"}
+STATUS_LINES = {code: f"{code} {RFC_9110.get(code, text)}"
+                for code, text in HTTP_STATUS_CODES.items()}
+
+
+def status_line(status: str) -> str:
+    """``status`` (``"400 BAD REQUEST"``) with RFC 9110's reason phrase for its code."""
+    try:
+        return STATUS_LINES.get(int(status[:3]), status)
+    except ValueError:
+        return status
 _NO_BODY = frozenset({204, 304}) | frozenset(range(100, 200))
 
 
@@ -60,5 +75,5 @@ class Reply:
             headers = [*headers, ("Content-Length", str(len(body)))]
             if environ.get("REQUEST_METHOD") == "HEAD":
                 body = b""
-        start_response(STATUS_LINES.get(status) or f"{status} UNKNOWN", headers)
+        start_response(STATUS_LINES.get(status) or f"{status} Unknown", headers)
         return [body]

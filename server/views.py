@@ -18,7 +18,7 @@ from settee.views.selector import MISSING
 from . import attachments
 from .conditional import etag, none_match, not_modified
 from .errors import HTTPError, bad_request
-from .params import Params
+from .params import NO_PARAMS, Params, queries_of, whole
 from .partitions import partition_of
 from .representation import Listing
 from .seqs import format_seq
@@ -208,7 +208,30 @@ class ViewEndpoints:
         ``prefix``: only the rows of documents whose ids start with it (a partition)."""
         body = self.http.json_object(request) if request.method == "POST" else {}
         view = view_for(database, spec)
-        q = parse_view_query(Params(request.args), body, view)
+        q = self.prepare(database, view, parse_view_query(Params(request.args), body, view),
+                         prefix)
+        state = view.state()
+        version = f"{view.vid}-{state.get('version', 0)}"
+        if none_match(request, version):
+            return not_modified({"ETag": etag(version)})
+        headers = {"ETag": etag(version), "Cache-Control": "must-revalidate"}
+        return self.http.stream(request, self.listing(database, view, q, prefix), headers)
+
+    def on_design_view_queries(self, request, db, ddoc, view):
+        """``POST .../_view/{view}/queries``: several queries of one view (each an object
+        of its parameters) answered together, ``{"results": [...]}``."""
+        database = self.http.db(db)
+        spec = definitions.design_view(database, ddoc, view)
+        index = view_for(database, spec)
+        results = []
+        for query in queries_of(self.http.json_object(request)):
+            q = self.prepare(database, index, parse_view_query(NO_PARAMS, query, index), None)
+            results.append(whole(self.listing(database, index, q, None)))
+        return self.http.respond(request, {"results": results})
+
+    @staticmethod
+    def prepare(database, view, q: ViewQuery, prefix: str | None) -> ViewQuery:
+        """``q``, checked against where it runs, with the index updated as it asks."""
         if prefix is not None and q.reduce:
             raise bad_request("Settee does not reduce within a partition; query with "
                               "reduce=false")
@@ -216,24 +239,24 @@ class ViewEndpoints:
             view.update()
         elif q.update == "lazy":
             indexes_of(database).update_in_background(view)
-        deadline = Deadline(self.http.settings["query_timeout"])    # the update above not counted
+        return q
+
+    def listing(self, database, view, q: ViewQuery, prefix: str | None) -> Listing:
+        """The rows (or reductions) of query ``q``, streamed as they are read."""
+        deadline = Deadline(self.http.settings["query_timeout"])    # the update not counted
         state = view.state()
-        version = f"{view.vid}-{state.get('version', 0)}"
-        if none_match(request, version):
-            return not_modified({"ETag": etag(version)})
-        headers = {"ETag": etag(version), "Cache-Control": "must-revalidate"}
         if q.reduce:
             entries = view.reductions(start=q.start, end=q.end, keys=q.keys,
                                       descending=q.descending, inclusive_end=q.inclusive_end)
             rows, failure = answered(q.page(view.reduce(
                 deadline.watch(entries), q.group_level, q.group or q.group_level is not None)),
                 deadline)
-            return self.http.stream(request, Listing({}, "rows", rows, lambda: failure), headers)
+            return Listing({}, "rows", rows, lambda: failure)
         rows, failure = answered(q.page(self.map_rows(database, view, q, deadline, prefix)),
                                  deadline)
         seq = {"update_seq": format_seq(database, state["seq"])} if q.update_seq else {}
-        return self.http.stream(request, Listing({"total_rows": state["rows"], "offset": q.skip},
-                                            "rows", rows, lambda: {**seq, **failure}), headers)
+        return Listing({"total_rows": state["rows"], "offset": q.skip}, "rows", rows,
+                       lambda: {**seq, **failure})
 
     @staticmethod
     def map_rows(database, view, q: ViewQuery, deadline: Deadline, prefix: str | None = None):

@@ -3,7 +3,9 @@
 Where a backend family keeps its databases is a :class:`~.locations.Locations`
 driver (:mod:`.locations`), chosen by backend name (``LOCATIONS`` in :mod:`.stack`);
 the catalog asks it only four things: a database's *generation* (None when it does
-not exist), the names, create, drop.
+not exist), the names, create, drop. The catalog also keeps the record of database
+events (:mod:`.dbupdates`, for ``/_db_updates``): creations and deletions as it makes
+them, and each open database tells it of its writes.
 
 A worker caches open databases and notices by the generation when another worker
 (or node) deleted or re-created one. It keeps at most ``max_open`` of them open
@@ -20,8 +22,11 @@ import os
 import re
 import threading
 import time
+from functools import partial
 
 from .database import Database
+from .dbupdates import LOCATION as UPDATES
+from .dbupdates import DbUpdates
 from .exceptions import ConfigurationError, DatabaseExists, DatabaseNotFound
 from .layers.encryption import parse_key
 from .locations import DirectoryLocations, IllegalDatabaseName, Locations
@@ -79,12 +84,27 @@ class Catalog:
         self.locations: Locations = make(settings, self.factory)
         self._open: dict[str, tuple[Database, int]] = {}
         self._lock = threading.RLock()
+        #: What happened to which database, for ``/_db_updates`` (:mod:`.dbupdates`).
+        self.updates = DbUpdates(self._open_updates)
+
+    def _open_updates(self):
+        """The backend store of the record of database events (created on first use)."""
+        self.locations.create(UPDATES)          # False: it is there already
+        generation = self.locations.generation(UPDATES)
+        assert generation is not None
+        return self.locations.open(UPDATES, generation)
+
+    def _record(self, name: str, event: str) -> None:
+        try:
+            self.updates.record(name, event)
+        except Exception:       # the database is made (or gone) all the same
+            log.exception("could not record that database %r was %s", name, event)
 
     def names(self) -> list[str]:
         return sorted(n for n in self.locations.names() if DB_NAME.match(n) or n in SYSTEM_DBS)
 
     def exists(self, name: str) -> bool:
-        return self.locations.generation(name) is not None
+        return name != UPDATES and self.locations.generation(name) is not None
 
     def create(self, name: str, props: dict | None = None) -> Database:
         """A new database ``name``; ``props`` are its properties (``Database.props``)."""
@@ -97,14 +117,15 @@ class Catalog:
                 database = self.get(name)
                 if props:
                     database.set_props(props)
-                return database
             except BaseException:       # leave no half-made database behind
                 self.locations.drop(name)
                 raise
+        self._record(name, "created")
+        return database
 
     def get(self, name: str) -> Database:
         """The open database ``name``; :class:`DatabaseNotFound` if it does not exist."""
-        generation = self.locations.generation(name)
+        generation = self.locations.generation(name) if name != UPDATES else None
         cached = self._open.get(name)       # the common case, without the lock
         if cached is not None and generation is not None and cached[1] == generation:
             cached[0].last_used = time.monotonic()
@@ -131,6 +152,7 @@ class Catalog:
         # How another process opens this database (a view build's process pool).
         db.opener = (self.settings, name) if self.locations.shared else None
         db.settings = self.settings
+        db.written = partial(self.updates.touched, name)
         db.last_used = time.monotonic()
         self._open[name] = (db, generation)
         if len(self._open) > self.max_open:
@@ -167,8 +189,10 @@ class Catalog:
                 self._forget(name)
             if not self.locations.drop(name):
                 raise DatabaseNotFound(name)
+        self._record(name, "deleted")
 
     def close(self) -> None:
+        self.updates.close()
         with self._lock:
             for name in list(self._open):
                 self._forget(name)

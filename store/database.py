@@ -16,7 +16,7 @@ revision (the mapping protocol cannot name one; :meth:`Database.delete` checks i
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -28,6 +28,9 @@ from .exceptions import BadRequest, IllegalDocId, IllegalPartition
 from .layers.versioning import Change, Versioning
 from .revtree import Leaf
 from .uuids import new_id
+
+LOCAL_PREFIX = "_local/"
+DEFAULT_PURGED_INFOS_LIMIT = 1000
 
 
 class Database(MutableMapping[str, Document]):
@@ -48,6 +51,9 @@ class Database(MutableMapping[str, Document]):
         self.extensions: dict[str, Any] = {}
         self._leases: list[None] = []         # one entry per user (append, pop: atomic)
         self._props: dict | None = None       # props(), read once: set only at creation
+        #: Called after each write of a document or of ``_security`` (the catalog's
+        #: record of database updates); None for a database opened on its own.
+        self.written: Callable[[], None] | None = None
 
     # -- who uses it (the catalog closes only databases nobody uses) -----------------
     def lease(self) -> Database:
@@ -69,9 +75,15 @@ class Database(MutableMapping[str, Document]):
     def __setitem__(self, key: str, value: Document) -> None:
         self.check_id(key)
         self.top[key] = value
+        self._written(key)
+
+    def _written(self, key: str) -> None:
+        if self.written is not None and not key.startswith("_local/"):
+            self.written()
 
     def __delitem__(self, key: str) -> None:
         del self.top[key]
+        self._written(key)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.versions)
@@ -95,6 +107,7 @@ class Database(MutableMapping[str, Document]):
         doc.meta.new_edits = new_edits
         doc.meta.user = user
         self.top[doc_id] = doc
+        self._written(doc_id)
         return doc
 
     def delete(self, doc_id: str, rev: str | None, *, user: str | None = None) -> Doc:
@@ -105,6 +118,7 @@ class Database(MutableMapping[str, Document]):
             self.top[doc_id]                  # NotFound, or Deleted
         doc = Doc({}, Meta(rev=rev, deleted=True, user=user))
         self.top[doc_id] = doc
+        self._written(doc_id)
         return doc
 
     def get(self, key, default=None, *, rev: str | None = None):
@@ -169,6 +183,33 @@ class Database(MutableMapping[str, Document]):
         store = self.versions.inner
         with store.transaction():
             store[keyspace.SECURITY] = security
+        self._written(keyspace.SECURITY)
+
+    def purged_infos_limit(self) -> int:
+        """How many purges the database would remember (CouchDB's ``_purged_infos_limit``,
+        1000 unless set)."""
+        return self.versions.inner.get(keyspace.PURGED_INFOS_LIMIT) or DEFAULT_PURGED_INFOS_LIMIT
+
+    def set_purged_infos_limit(self, limit: int) -> None:
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise BadRequest("purged_infos_limit must be a positive integer")
+        store = self.versions.inner
+        with store.transaction():
+            store[keyspace.PURGED_INFOS_LIMIT] = limit
+
+    def local_docs(self, start: str | None = None, end: str | None = None, *,
+                   descending: bool = False) -> Iterator[tuple[str, Doc]]:
+        """``_local/`` documents by id in [start, end] (ids with their ``_local/``
+        prefix), streamed in order, each with its ``_id`` and ``_rev``."""
+        lo, hi = keyspace.LOCAL + LOCAL_PREFIX, keyspace.LOCAL + LOCAL_PREFIX + "\U0010ffff"
+        if start is not None:
+            lo = max(lo, keyspace.LOCAL + start)
+        if end is not None:
+            hi = min(hi, keyspace.LOCAL + end)
+        for key, stored in self.versions.inner.range(lo, hi, descending=descending):
+            doc_id = key[len(keyspace.LOCAL):]
+            stored.meta.id = doc_id
+            yield doc_id, Doc({"_id": doc_id, "_rev": stored.meta.rev, **stored}, stored.meta)
 
     def props(self) -> dict:
         """The database's properties (``{}``, or ``{"partitioned": true}``), as

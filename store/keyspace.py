@@ -16,6 +16,7 @@ spells a prefix out. Keys sort by code point, so each prefix is a contiguous ran
 ``m/security``              the database's ``_security`` object
 ``m/props``                 the database's properties, set when it is created:
                             ``{"partitioned": true}`` for a partitioned database
+``m/purged_infos_limit``    the purge history CouchDB would keep (``_purged_infos_limit``)
 ``vx/<vid>``                a view index that exists: ``{name, origin}``
 ``v/<vid>/i/<key><id>...``  a view's rows, by collation-encoded key then document id
 ``v/<vid>/m/<id>``          what a document emitted (to remove its old rows)
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 DOC, TOMB, OLD, SEQ, LOCAL = "d/", "t/", "r/", "s/", "l/"
 INFO, SECURITY, PROPS = "m/info", "m/security", "m/props"
+PURGED_INFOS_LIMIT = "m/purged_infos_limit"
 VIEWS = "vx/"
 OUTBOX = "~outbox/"
 

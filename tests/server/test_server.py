@@ -377,16 +377,35 @@ def test_design_docs_listing(abc):
 def test_bulk_docs_reports_each_item(db):
     rev = put(db, "/db/exists", {}).json["rev"]
     docs = [{"_id": "new"}, {"_id": "exists"}, {"_id": "exists", "_rev": rev, "x": 1},
-            {"no_id": True}, "not an object", {"_id": "_bad"}, {"_id": 5}]
+            {"no_id": True}]
     r = db.post("/db/_bulk_docs", orjson.dumps({"docs": docs}), content_type="application/json",
                 status=201).json
     assert r[0]["ok"] and r[0]["id"] == "new"
     assert r[1] == {"id": "exists", "error": "conflict", "reason": "Document update conflict."}
     assert r[2]["ok"] and r[2]["rev"].startswith("2-")
     assert r[3]["ok"] and len(r[3]["id"]) == 32
-    assert r[4]["error"] == "bad_request" and r[5]["error"] == "illegal_docid"
-    assert r[6]["error"] == "illegal_docid"
     assert db.get("/db").json["doc_count"] == 3
+
+
+@pytest.mark.parametrize("bad, error", [
+    ("not an object", "bad_request"), ({"_id": "_bad"}, "illegal_docid"),
+    ({"_id": 5}, "illegal_docid"), ({"_id": "x", "_foo": 1}, "doc_validation"),
+    ({"_id": "x", "_rev": "bad"}, "bad_request"),
+    ({"_id": "x", "_attachments": {"_a": {"data": ""}}}, "bad_request"),
+])
+def test_bulk_docs_with_a_malformed_document_is_a_400_writing_nothing(db, bad, error):
+    """As CouchDB: every item is checked (doc_from_json_obj_validate) before any is written."""
+    r = db.post("/db/_bulk_docs", orjson.dumps({"docs": [{"_id": "good"}, bad]}),
+                content_type="application/json", expect_errors=True)
+    err(r, 400, error)
+    assert db.get("/db").json["doc_count"] == 0
+
+
+def test_bulk_docs_new_edits_false_needs_revisions(db):
+    r = db.post("/db/_bulk_docs", orjson.dumps({"docs": [{"_id": "a"}], "new_edits": False}),
+                content_type="application/json", expect_errors=True)
+    err(r, 400, "bad_request")
+    assert "_rev" in r.json["reason"]
 
 
 def test_bulk_docs_new_edits_false_stores_revisions_as_given_and_makes_conflicts(db):
