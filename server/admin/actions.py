@@ -78,7 +78,13 @@ def create_user(ctx, redirect):
             "roles": words(ctx.request.form.get("roles", "")),
             "password": field(ctx, "password")}
     try:
-        ctx.api.put(doc_path(USERS_DB, body["_id"]), body)
+        try:
+            ctx.api.put(doc_path(USERS_DB, body["_id"]), body)
+        except HTTPError as e:
+            if e.status != 404:
+                raise
+            ctx.api.put(db_path(USERS_DB), None)       # none yet (an admin party's server)
+            ctx.api.put(doc_path(USERS_DB, body["_id"]), body)
     except HTTPError as e:
         if e.status == 409:
             raise HTTPError(409, "conflict", f"The user {name!r} exists already") from None

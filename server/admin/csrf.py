@@ -24,10 +24,21 @@ COOKIE = "settee_csrf"
 FIELD = "_csrf"
 
 
+DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+
+
+def origin_of(scheme: str, host: str) -> str:
+    """``scheme://host``, lower case, without the scheme's default port."""
+    scheme, host = scheme.lower(), host.lower()
+    if host.endswith(DEFAULT_PORTS.get(scheme, "\x00")):
+        host = host[:-len(DEFAULT_PORTS[scheme])]
+    return f"{scheme}://{host}"
+
+
 def own_origin(environ) -> str:
     host = environ.get("HTTP_HOST") or \
         f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
-    return f"{environ.get('wsgi.url_scheme', 'http')}://{host}".lower()
+    return origin_of(environ.get("wsgi.url_scheme", "http"), host)
 
 
 def new_cookie() -> str:
@@ -50,13 +61,14 @@ def check_origin(request) -> None:
     ours = own_origin(request.environ)
     origin = request.headers.get("Origin")
     if origin is not None:
-        if origin.lower() != ours:
+        scheme, _, host = origin.partition("://")
+        if origin_of(scheme, host) != ours:
             raise refuse("its Origin is another site")
         return
     referer = request.headers.get("Referer")
     if referer:
         parts = urlsplit(referer)
-        if f"{parts.scheme}://{parts.netloc}".lower() != ours:
+        if origin_of(parts.scheme, parts.netloc) != ours:
             raise refuse("its Referer is another site")
 
 

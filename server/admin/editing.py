@@ -134,7 +134,10 @@ def upload(ctx, redirect):
     if sent is None or not sent.filename:
         raise bad_request("Choose a file to upload")
     name = ctx.request.form.get("name") or sent.filename
-    data = sent.read()
+    try:
+        data = sent.read()
+    finally:
+        sent.close()
     ctx.api.send("PUT", attachment_path(db, docid, name), {"rev": rev} if rev else {},
                  raw=data, content_type=sent.mimetype or "application/octet-stream")
     return redirect(doc_path(db, docid))

@@ -55,7 +55,7 @@ def page_size(args) -> int:
 def identity(row: dict) -> dict[str, str]:
     out = {"startkey": dumps(row.get("key"))}
     if "id" in row and row.get("key") != row.get("id"):
-        out["startkey_docid"] = dumps(row["id"])
+        out["startkey_docid"] = row["id"]         # a plain string, as CouchDB takes it
     return out
 
 
@@ -87,9 +87,7 @@ def paged(fetch: Callable[[dict], dict], args, prefix: str | None = None) -> Win
         back["limit"] = str(size + 2)
         answer = fetch(back)
         rows = answer.get("rows", [])
-        mark = (loads(args["before"], "before"),
-                loads(args["before_docid"], "before_docid") if args.get("before_docid")
-                else None)
+        mark = (loads(args["before"], "before"), args.get("before_docid") or None)
         while rows and (rows[0].get("key"), rows[0].get("id") if mark[1] is not None
                         else None) == mark:
             rows = rows[1:]
@@ -116,5 +114,5 @@ def paged(fetch: Callable[[dict], dict], args, prefix: str | None = None) -> Win
 def before_of(row: dict) -> dict[str, str]:
     out = {"before": dumps(row.get("key"))}
     if "id" in row and row.get("key") != row.get("id"):
-        out["before_docid"] = dumps(row["id"])
+        out["before_docid"] = row["id"]
     return out
