@@ -17,7 +17,6 @@ from urllib.parse import quote, urlencode
 
 import orjson
 from jinja2 import Environment, PackageLoader, select_autoescape
-from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from . import csrf
@@ -151,7 +150,3 @@ class Renderer:
             response.set_cookie(csrf.COOKIE, cookie, path="/", httponly=True,
                                 samesite="Strict")
         return response
-
-
-def markup(text: str) -> Markup:
-    return Markup(text)
