@@ -19,7 +19,8 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/settee serve
 
-# The PostgreSQL tests start a throwaway server from initdb/pg_ctl; install them with
+# The PostgreSQL tests start a throwaway server from initdb/pg_ctl, and the web admin's
+# browser tests drive Debian's chromium (tests/browser.py); both are installed with
 # apt where missing (as root). Without them those tests skip, saying why.
 # Static checks first (ruff: unused and undefined names, import order, closures over
 # loop variables; mypy: types, see typecheck; tests/test_structure.py holds the import
@@ -29,6 +30,7 @@ test: install
 	$(MAKE) --no-print-directory typecheck
 	-$(PY) tests/pgserver.py --install
 	-$(MAKE) --no-print-directory pouchdb
+	-$(PY) tests/browser.py --install
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # The static type gate: mypy over the packages as they are installed (settee.store, ...).

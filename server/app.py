@@ -31,7 +31,7 @@ import time
 from collections.abc import Mapping
 from functools import partial
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import BaseConverter, Map, Rule
@@ -49,6 +49,7 @@ from settee.store import (
 from settee.views.definitions import load_modules
 
 from . import unimplemented
+from .admin import AdminPages
 from .attachments import AttachmentEndpoints
 from .auth import USERS_DB, Authenticator
 from .bulk import BulkEndpoints
@@ -78,7 +79,7 @@ log = logging.getLogger("settee.server")
 SLASH = "\x00"   # stands for an encoded "/" inside one path segment while routing
 DOCUMENT_METHODS = {"GET", "HEAD", "PUT", "DELETE", "COPY"}
 DATABASE_METHODS = {"GET", "HEAD", "PUT", "DELETE", "POST"}
-PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi", "not_implemented"}
+PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi", "not_implemented", "utils"}
 SERVER_ADMIN_ENDPOINTS = {"all_dbs", "active_tasks", "metrics"}
 DB_ADMIN_ENDPOINTS = {"compact", "index_drop", "view_cleanup", "compact_design"}
 DB_ADMIN_WRITES = {"security", "revs_limit", "purged_infos_limit", "design_doc", "index"}
@@ -90,6 +91,7 @@ CONFIG_METHODS = ["GET", "PUT", "DELETE", "POST"]
 #: What reading a request body raises when it stalls (the server's socket time limit:
 #: a Python socket timeout, or the kernel's SO_RCVTIMEO as Settee's worker sets it).
 STALLED = (TimeoutError, BlockingIOError)
+JSON_TYPE = "application/json"
 
 def databases_kept_open(settings) -> int:
     """``storage_max_dbs_open``, lowered to what the open file limit allows. A SQLite
@@ -158,6 +160,8 @@ def endpoints() -> Map:
         r("/_scheduler/docs", endpoint="scheduler_docs", methods=["GET"]),
         r("/_scheduler/docs/<seg:repdb>", endpoint="scheduler_docs", methods=["GET"]),
         r("/_scheduler/docs/<seg:repdb>/<seg:docid>", endpoint="scheduler_doc", methods=["GET"]),
+        r("/_utils", endpoint="utils", methods=["GET", "POST"]),
+        r("/_utils/<rest:path>", endpoint="utils", methods=["GET", "POST"]),
         r("/_node/_local/_prometheus", endpoint="metrics", methods=["GET"]),
         r("/_metrics", endpoint="metrics", methods=["GET"]),
         r("/_dbs_info", endpoint="dbs_info", methods=["GET", "POST"]),
@@ -296,6 +300,10 @@ class Settee:
             PartitionEndpoints(http), replication,
             ConfigEndpoints(http, self.auth), StatsEndpoints(http), ClusterEndpoints(http),
             DbUpdatesEndpoints(http), unimplemented.UnimplementedEndpoints())
+        # The HTML face: browsers' GETs of the same URLs, and the admin's form writes.
+        self.admin = AdminPages(http, self.call, self.auth.secret)
+        self.handlers["utils"] = self.admin.on_utils
+        http.error_page = self.admin.error_page
         missing = {rule.endpoint for rule in self.url_map.iter_rules()} - set(self.handlers)
         if missing:
             raise TypeError(f"endpoints without a handler: {sorted(missing)}")
@@ -373,6 +381,8 @@ class Settee:
             endpoint, values = self.route(request, path)
             request.user = self.auth.authenticate(request)
             self.authorize(request, endpoint, values)
+            if self.admin.faces(request, endpoint):
+                return self.admin.page(request, endpoint, values)
             return self.handlers[endpoint](request, **values)
         except HTTPError as e:
             return self.http.error(request, e)
@@ -424,6 +434,39 @@ class Settee:
         forwarded = SetteeRequest(environ, populate_request=False)
         forwarded.max_content_length = self.http.max_body + 1
         return self.dispatch(forwarded)
+
+    def call(self, request: SetteeRequest, method: str, path: str, args: dict | None = None,
+             body: bytes = b"", content_type: str = JSON_TYPE) -> tuple[int, dict, bytes]:
+        """The JSON API called in-process for ``request``'s user, as a client would call
+        it (``path`` percent-encoded): routed and authorized the same way. Returns the
+        status, headers and JSON body; an error is raised as an :class:`HTTPError`."""
+        environ = {k: v for k, v in request.environ.items()
+                   if not k.startswith(("HTTP_IF_", "HTTP_ACCEPT", "HTTP_ORIGIN"))}
+        environ.update({"REQUEST_METHOD": method, "REQUEST_URI": path, "RAW_URI": path,
+                        "PATH_INFO": unquote(path).encode().decode("latin-1"),
+                        "QUERY_STRING": urlencode(args or {}), "HTTP_ACCEPT": JSON_TYPE,
+                        "CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(body)),
+                        "wsgi.input": io.BytesIO(body)})
+        sub = SetteeRequest(environ, populate_request=False)
+        sub.max_content_length = self.http.max_body + 1
+        try:
+            endpoint, values = self.route(sub, routing_path(environ))
+            sub.user = request.user
+            self.authorize(sub, endpoint, values)
+            response = self.handlers[endpoint](sub, **values)
+        except StoreError as e:
+            raise from_store(e) from None
+        except MethodNotAllowed:
+            raise HTTPError(405, "method_not_allowed", f"{method} {path}") from None
+        except NotFound:
+            raise HTTPError(404, "not_found", "missing") from None
+        if isinstance(response, Reply):
+            return response.status_code, dict(response.headers), response.body
+        try:
+            data = b"".join(response.iter_encoded())
+        finally:
+            response.close()
+        return response.status_code, dict(response.headers), data
 
     def stalled(self, request: Request) -> Response:
         """The request's body stopped arriving (``server_io_timeout``): 408, and the

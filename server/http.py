@@ -100,6 +100,8 @@ class Http:
         self.max_document = settings["server_max_document"]
         self.max_depth = settings["server_max_json_depth"]
         self._disk_checked = (0.0, 0)
+        #: The HTML face's error page (:mod:`.admin`), for browsers; None: the plain one.
+        self.error_page = None
 
     # -- answers --------------------------------------------------------------------
     @staticmethod
@@ -135,6 +137,8 @@ class Http:
             kind = self.kind(request)
         except HTTPError:           # nothing acceptable: the error itself still goes as JSON
             kind = rep.JSON
+        if kind == rep.HTML and self.error_page is not None:
+            return self.error_page(request, e)
         body = rep.render(e.body(), kind, title=f"{e.status} {e.error}")
         return Response(body, status=e.status, headers=e.headers, content_type=content_type(kind))
 

@@ -376,6 +376,9 @@ def replication_paths() -> dict:
     }
 
 
+HTML_PAGE = {"200": {"description": "OK", "content": {"text/html": {"schema": STR}}}}
+
+
 def paths() -> dict:
     server, dbs = "server", "databases"
     out = {
@@ -407,6 +410,21 @@ def paths() -> dict:
             "delete": operation("Log out", "sessions", {"200": ok("Ok")},
                                 op_id="delete_session"),
         },
+        "/_utils": {"get": operation(
+            "The web admin's start page (HTML): the databases", "admin", HTML_PAGE,
+            op_id="admin_start")},
+        "/_utils/{path}": {
+            "get": operation("The web admin's static files and pages (HTML)", "admin",
+                             HTML_PAGE, params=[_path_param("path", "A file or page")],
+                             op_id="admin_page", errors_=(404,)),
+            "post": operation(
+                "A web admin form write (same-origin and CSRF-token checked), then a "
+                "redirect", "admin", {"303": {"description": "Done: see Location"}},
+                params=[_path_param("path", "The action: create-database, save, ...")],
+                request={"required": True, "content": {
+                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                    "multipart/form-data": {"schema": {"type": "object"}}}},
+                op_id="admin_action", errors_=(404, 409, 413, 415))},
         "/_node/_local/_prometheus": {"get": operation(
             "Prometheus metrics", server, {"200": {"description": "OK", "content": {
                 "text/plain": {"schema": schema("Metrics")}}}}, op_id="prometheus")},

@@ -31,8 +31,11 @@ from settee.store import Doc
 from .errors import HTTPError
 
 JSON, YAML, HTML = "application/json", "application/yaml", "text/html"
-OFFERS = [JSON, YAML, HTML, "text/plain", "application/x-yaml", "text/yaml"]
-ALIASES = {"text/plain": JSON, "application/x-yaml": YAML, "text/yaml": YAML}
+OFFERS = [JSON, YAML, HTML, "text/plain", "application/x-yaml", "text/yaml", "text/event-stream"]
+#: ``text/event-stream``: what a browser's EventSource asks for (``_changes?feed=
+#: eventsource``, whose answer is that type whatever is asked; its errors are JSON).
+ALIASES = {"text/plain": JSON, "application/x-yaml": YAML, "text/yaml": YAML,
+           "text/event-stream": JSON}
 JSON_BODY_TYPES = {"", "application/json", "text/plain", "application/x-www-form-urlencoded",
                    "application/octet-stream"}
 YAML_BODY_TYPES = {"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"}
