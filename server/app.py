@@ -81,7 +81,7 @@ DOCUMENT_METHODS = {"GET", "HEAD", "PUT", "DELETE", "COPY"}
 DATABASE_METHODS = {"GET", "HEAD", "PUT", "DELETE", "POST"}
 PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi", "not_implemented", "utils"}
 SERVER_ADMIN_ENDPOINTS = {"all_dbs", "active_tasks", "metrics"}
-DB_ADMIN_ENDPOINTS = {"compact", "index_drop", "view_cleanup", "compact_design"}
+DB_ADMIN_ENDPOINTS = {"compact", "index_drop", "view_cleanup", "compact_design", "purge"}
 DB_ADMIN_WRITES = {"security", "revs_limit", "purged_infos_limit", "design_doc", "index"}
 #: The configuration answers every method: a write is refused with the reason (403).
 CONFIG_METHODS = ["GET", "PUT", "DELETE", "POST"]
@@ -190,6 +190,7 @@ def endpoints() -> Map:
         r(db + "/_ensure_full_commit", endpoint="ensure_full_commit", methods=["POST"]),
         r(db + "/_revs_limit", endpoint="revs_limit", methods=["GET", "PUT"]),
         r(db + "/_purged_infos_limit", endpoint="purged_infos_limit", methods=["GET", "PUT"]),
+        r(db + "/_purge", endpoint="purge", methods=["POST"]),
         r(db + "/_shards", endpoint="shards", methods=["GET"]),
         r(db + "/_shards/<seg:docid>", endpoint="doc_shard", methods=["GET"]),
         r(db + "/_local_docs", endpoint="local_docs", methods=["GET", "POST"]),
@@ -292,7 +293,7 @@ class Settee:
                                                               writes.design_saved)
         writes.document_rules[REPLICATOR] = replication.check_doc
         self.handlers = handlers(
-            NodeEndpoints(http, self.auth), DatabaseEndpoints(http, documents), documents,
+            NodeEndpoints(http, self.auth), DatabaseEndpoints(http, documents, writes.design_saved), documents,
             AttachmentEndpoints(http, writes), BulkEndpoints(http, writes, self.auth),
             changes, ViewEndpoints(http, replication.tasks), ViewIndexEndpoints(http),
             DesignFunctionEndpoints(http, writes, self),

@@ -12,6 +12,9 @@ from .errors import HTTPError, bad_request
 from .seqs import format_seq
 
 #: Names at the top of the path that are server endpoints, never databases.
+#: CouchDB's limits on one purge request (max_document_id_number, max_revisions_number).
+MAX_PURGE_DOCS, MAX_PURGE_REVS = 100, 1000
+
 SERVER_ENDPOINTS = {"_all_dbs", "_uuids", "_up", "_active_tasks", "_session", "_utils",
                     "_node", "_config", "_replicate", "_scheduler", "_membership",
                     "_cluster_setup", "_dbs_info", "_stats", "_metrics", "_openapi.json"}
@@ -22,7 +25,7 @@ def database_info(database) -> dict:
     seq = format_seq(database, info["update_seq"])
     return {"db_name": database.name, "doc_count": info["doc_count"],
             "doc_del_count": info["doc_del_count"], "update_seq": seq,
-            "purge_seq": "0", "compact_running": False,
+            "purge_seq": format_seq(database, info["purge_seq"]), "compact_running": False,
             "sizes": {"file": info["size"], "external": info["size"], "active": info["size"]},
             "disk_size": info["size"], "data_size": info["size"],
             "disk_format_version": 8, "committed_update_seq": info["update_seq"],
@@ -33,9 +36,10 @@ def database_info(database) -> dict:
 class DatabaseEndpoints:
     """One database as a whole; ``POST /{db}`` is handed to the document endpoints."""
 
-    def __init__(self, http, documents):
+    def __init__(self, http, documents, design_saved):
         self.http = http
         self.documents = documents
+        self.design_saved = design_saved        # the write rules': a purged design doc
 
     def on_database(self, request, db):
         http, method = self.http, request.method
@@ -88,9 +92,30 @@ class DatabaseEndpoints:
         database.set_revs_limit(limit)
         return self.http.respond(request, {"ok": True})
 
+    def on_purge(self, request, db):
+        """``POST /{db}/_purge`` ``{docid: [rev, ...]}``: those leaf revisions forgotten
+        entirely (CouchDB's purge; database admins). Answers which were purged."""
+        self.http.check_writable()
+        database = self.http.db(db)
+        body = self.http.json_object(request)
+        if len(body) > MAX_PURGE_DOCS:
+            raise bad_request(f"Exceeded maximum number of documents ({MAX_PURGE_DOCS}) "
+                              "in one purge")
+        for docid, revs in body.items():
+            if not isinstance(revs, list) or not all(isinstance(r, str) for r in revs):
+                raise bad_request(f"revisions of {docid!r} must be an array of strings")
+            if len(revs) > MAX_PURGE_REVS:
+                raise bad_request(f"Exceeded maximum number of revisions ({MAX_PURGE_REVS}) "
+                                  "in one purge")
+        purged = {docid: database.purge(docid, revs) for docid, revs in body.items()}
+        for docid in body:
+            if docid.startswith("_design/") and purged[docid]:
+                self.design_saved(database, docid)
+        return self.http.respond(request, {"purge_seq": None, "purged": purged}, 201)
+
     def on_purged_infos_limit(self, request, db):
         """How many purges the database would remember (stored, as CouchDB's; Settee
-        does not purge yet: ``POST /{db}/_purge`` is 501)."""
+        keeps no list of past purges, only their count, ``purge_seq``)."""
         database = self.http.db(db)
         if request.method == "GET":
             return self.http.respond(request, database.purged_infos_limit())

@@ -43,6 +43,13 @@ SCHEMAS = {
     "Shards": _obj({"shards": {"type": "object", "additionalProperties": STRINGS}}),
     "DocShard": _obj({"range": STR, "nodes": STRINGS}),
     "PurgedInfosLimit": {"type": "integer", "minimum": 1},
+    "Purge": {"type": "object", "additionalProperties": {"type": "array",
+                                                          "items": {"type": "string"}},
+              "description": "document id -> the leaf revisions to purge"},
+    "PurgeResult": {"type": "object", "properties": {
+        "purge_seq": {"nullable": True},
+        "purged": {"type": "object", "additionalProperties": {
+            "type": "array", "items": {"type": "string"}}}}},
     "QueriesRequest": _obj({"queries": {"type": "array", "items": OBJECT}}, ("queries",)),
     "QueriesResult": _obj({"results": {"type": "array", "items": schema("Rows")}}),
     "Accepted": _obj({"ok": BOOL, "id": STR}),
@@ -154,6 +161,12 @@ def paths() -> dict:
             "put": operation("Set the purges the database would remember (database admins)",
                              "databases", {"200": ok("Ok")}, request=body("PurgedInfosLimit"),
                              op_id="put_purged_infos_limit", errors_=(404, 413, 415)),
+        },
+        "/{db}/_purge": {
+            "parameters": [DB],
+            "post": operation("Forget leaf revisions entirely (database admins)", "databases",
+                              {"201": ok("PurgeResult", "Created")}, request=body("Purge"),
+                              op_id="purge", errors_=(404, 413, 415)),
         },
         "/{db}/_local_docs": {
             "parameters": [DB],

@@ -36,8 +36,6 @@ UNIMPLEMENTED: list[tuple[str, tuple[str, ...], str, str]] = [
     ("/_node/<seg:node>/_smoosh/<rest:rest>", ("GET",), "the compaction daemon (smoosh)",
      "compact with POST /{db}/_compact"),
     ("/_node/<seg:node>/<rest:rest>", ("GET",), "this node endpoint", ""),
-    ("/<seg:db>/_purge", ("POST",), "purging (POST /{db}/_purge)",
-     "it needs the revision tree's purge support, not built yet"),
     ("/<seg:db>/_sync_shards", ("POST",), "shard synchronisation",
      "a Settee database is one shard"),
     ("/<seg:db>/_design/<seg:ddoc>/_search/<seg:index>", ("GET", "POST"),

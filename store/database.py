@@ -137,12 +137,19 @@ class Database(MutableMapping[str, Document]):
         return self.versions.range(start, end, descending=descending, inclusive_end=inclusive_end)
 
     def changes(self, since: int = 0, *, descending: bool = False) -> Iterator[Change]:
-        return self.versions.changes(since, descending=descending)
+        return (change for change in self.versions.changes(since, descending=descending)
+                if change.rev is not None)          # a purged document's marker: views only
 
     def info(self) -> dict[str, Any]:
         info = self.versions.info()
         return {"update_seq": info["seq"], "doc_count": info["docs"],
-                "doc_del_count": info["deleted"], "size": self.backend.size_on_disk()}
+                "doc_del_count": info["deleted"], "purge_seq": info.get("purge_seq", 0),
+                "size": self.backend.size_on_disk()}
+
+    def purge(self, doc_id: str, revs: list[str]) -> list[str]:
+        """Forget leaf revisions ``revs`` of ``doc_id`` entirely (CouchDB's purge); the
+        revisions purged. A document with no leaf left is gone, without a tombstone."""
+        return self.versions.purge(doc_id, revs)
 
     def update_seq(self) -> int:
         """The sequence of the last change (a small read)."""

@@ -497,6 +497,64 @@ class Versioning(Layer[Doc, Any]):
     def get_revs_limit(self) -> int:
         return self.info().get("revs_limit") or self.revs_limit
 
+    # -- purging ------------------------------------------------------------------------
+    def purge(self, doc_id: str, revs: list[str]) -> list[str]:
+        """CouchDB's purge: the leaves of ``revs`` leave the document's tree with the
+        ancestors no other leaf shares, bodies and all, as if never written (no
+        tombstone). Returns the revisions purged (only leaves are). The document, or
+        a marker when none of it is left, moves to a new sequence number so that views
+        drop what they had of it (the changes feed does not list markers)."""
+        with self.inner.transaction():
+            store = self.inner
+            current = self.record(doc_id)
+            tree = current.meta.tree if current is not None else None
+            if current is None or tree is None:
+                return []
+            leaves = {leaf.rev: leaf.deleted for leaf in tree.leaves()}
+            purged = [rev for rev in dict.fromkeys(revs) if rev in leaves]
+            if not purged:
+                return []
+            kept = [rev for rev in leaves if rev not in purged]
+            on_kept = {rev for leaf in kept for rev in tree.path(leaf)}
+            for rev in tree:
+                if rev not in on_kept:
+                    store.pop(old_key(doc_id, rev), None)
+            info = self._counts(store)
+            info["purge_seq"] = info.get("purge_seq", 0) + 1
+            info["seq"] += 1
+            assert current.meta.seq is not None             # a record has its seq
+            store.pop(seq_key(current.meta.seq), None)
+            store.pop(DOC + doc_id, None)
+            store.pop(TOMB + doc_id, None)
+            info["deleted" if current.meta.deleted else "docs"] -= 1
+            if not kept:                                     # nothing left: a marker
+                store[seq_key(info["seq"])] = [doc_id, None, True]
+                store[INFO] = info
+                return purged
+            remaining = RevTree()
+            for leaf in kept:
+                remaining.merge(parse_rev(leaf)[0], tree.history(leaf), deleted=leaves[leaf],
+                                stored=False)
+            for rev in remaining:
+                remaining.set_stored(rev, tree.node(rev).stored)
+            winner, deleted = remaining.winner(), remaining.deleted
+            was = stored_rev(current)
+            if winner == was:
+                body: Doc = current
+            else:
+                if was in on_kept:                           # the old winner stays a leaf
+                    store[old_key(doc_id, was)] = Doc(current, Meta(
+                        rev=was, timestamp=current.meta.timestamp,
+                        deleted=current.meta.deleted))
+                body = self._promoted(store, doc_id, remaining, winner)
+            store[(TOMB if deleted else DOC) + doc_id] = Doc(body, Meta(
+                rev=winner, seq=info["seq"], timestamp=body.meta.timestamp, deleted=deleted,
+                tree=remaining))
+            store[seq_key(info["seq"])] = [doc_id, winner, deleted]
+            info["deleted" if deleted else "docs"] += 1
+            store[INFO] = info
+            return purged
+
     def compact(self) -> int:
         """Drop the bodies of inner revisions (keeping every leaf's), noting it in the
         trees; returns how many were dropped. A record of the format before trees is

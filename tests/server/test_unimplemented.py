@@ -37,16 +37,12 @@ def test_every_missing_endpoint_is_501_naming_it(app, path, method):
     ("/_scheduler/docs/_replicator/x", "scheduler"), ("/_cluster_setup", "cluster"),
     ("/_reshard", "resharding"), ("/_reshard/jobs", "resharding"),
     ("/_node/_local/_system", "system"), ("/_node/nonode@nohost/_restart", "restart"),
-    ("/_node/_local/_whatever", "node endpoint"), ("/db/_purge", "purg"),
+    ("/_node/_local/_whatever", "node endpoint"),
     ("/db/_design/d/_search/i", "full-text"),
 ])
 def test_the_reason_names_the_feature(app, path, words):
     r = app.post(path, expect_errors=True)
     assert r.status_int == 501 and words in r.json["reason"], r.json
-
-
-def test_purge_says_why(app):
-    assert "revision tree" in app.post("/db/_purge", expect_errors=True).json["reason"]
 
 
 def test_anyone_is_told_what_is_missing(tmp_path):
