@@ -6,6 +6,7 @@ This request class passes the URL as given in ``REQUEST_URI`` the same way.
 """
 from __future__ import annotations
 
+import orjson
 from webtest import TestApp, TestRequest
 
 
@@ -26,3 +27,8 @@ def make_app(tmp_path, **settings):
     from settee.server.app import create_app
     settings.setdefault("storage_data_dir", str(tmp_path / "data"))
     return SetteeTestApp(create_app(load_settings(env={}, **settings)))
+
+
+def put(app, path, body, **kw):
+    """PUT ``body`` as JSON."""
+    return app.put(path, orjson.dumps(body), content_type="application/json", **kw)

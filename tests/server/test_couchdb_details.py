@@ -5,18 +5,7 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from httpclient import make_app
-
-
-@pytest.fixture
-def db(tmp_path):
-    app = make_app(tmp_path)
-    app.put("/db", status=201)
-    return app
-
-
-def put(app, path, body, **kw):
-    return app.put(path, orjson.dumps(body), content_type="application/json", **kw)
+from httpclient import put
 
 
 def post(app, path, body, **kw):

@@ -1,20 +1,7 @@
 """POST /{db}/_purge: leaf revisions forgotten entirely, as CouchDB's purge."""
 from __future__ import annotations
 
-import orjson
-import pytest
-from httpclient import make_app
-
-
-@pytest.fixture
-def db(tmp_path):
-    app = make_app(tmp_path)
-    app.put("/db", status=201)
-    return app
-
-
-def put(app, path, body, **kw):
-    return app.put(path, orjson.dumps(body), content_type="application/json", **kw)
+from httpclient import put
 
 
 def conflicted(db):

@@ -10,18 +10,7 @@ import email.policy
 
 import orjson
 import pytest
-from httpclient import make_app
-
-
-@pytest.fixture
-def db(tmp_path):
-    app = make_app(tmp_path)
-    app.put("/db", status=201)
-    return app
-
-
-def put(app, path, body, **kw):
-    return app.put(path, orjson.dumps(body), content_type="application/json", **kw)
+from httpclient import put
 
 
 def b64(text: str) -> str:
