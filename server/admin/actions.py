@@ -9,6 +9,7 @@ from ..errors import HTTPError, bad_request
 from .render import db_path, doc_path
 
 USERS_DB = "_users"
+REPLICATOR = "_replicator"
 
 
 def field(ctx, name: str, required: bool = True) -> str:
@@ -93,6 +94,27 @@ def create_user(ctx, redirect):
     return redirect(db_path(USERS_DB))
 
 
+def replicate(ctx, redirect):
+    """Start a replication: a ``_replicator`` document (the database made first if
+    there is none); the scheduler runs it and reports it at ``/_scheduler/docs``."""
+    form = ctx.request.form
+    body = {"source": field(ctx, "source").strip(), "target": field(ctx, "target").strip(),
+            "continuous": form.get("continuous") == "true",
+            "create_target": form.get("create_target") == "true"}
+    docid = form.get("id", "").strip()
+    try:
+        ctx.api.get(db_path(REPLICATOR))
+    except HTTPError as e:
+        if e.status != 404:
+            raise
+        ctx.api.put(db_path(REPLICATOR), None)
+    if docid:
+        ctx.api.put(doc_path(REPLICATOR, docid), body)
+    else:
+        ctx.api.post(db_path(REPLICATOR), body)
+    return redirect("/_scheduler/docs")
+
+
 ACTIONS = {"sign-in": sign_in, "sign-out": sign_out, "create-database": create_database,
            "delete-database": delete_database, "compact": compact,
-           "security": save_security, "create-user": create_user}
+           "security": save_security, "create-user": create_user, "replicate": replicate}

@@ -87,6 +87,13 @@ def active_tasks(ctx):
     return ctx.render("tasks.html", tasks=tasks)
 
 
+def replication(ctx, **_):
+    """Replication jobs (``_replicator`` documents, as the scheduler reports them) and
+    a form that starts one."""
+    docs = ctx.api.get("/_scheduler/docs")
+    return ctx.render("replication.html", docs=docs.get("docs", []))
+
+
 def session(ctx, **_):
     info = ctx.api.get("/_session")
     return ctx.render("session.html", session=info, next=ctx.args.get("next", ""))
@@ -94,4 +101,4 @@ def session(ctx, **_):
 
 PAGES = {"root": root, "all_dbs": all_dbs, "database": database, "all_docs": all_docs,
          "design_docs": design_docs, "changes": changes, "security": security,
-         "active_tasks": active_tasks, "session": session}
+         "active_tasks": active_tasks, "session": session, "scheduler_docs": replication}

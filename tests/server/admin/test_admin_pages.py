@@ -7,6 +7,7 @@ import re
 import orjson
 import pytest
 from adminhelp import BROWSER, browser_app, page, post_form
+from waiting import until
 
 
 @pytest.fixture
@@ -224,3 +225,21 @@ def test_static_files_are_served_and_cached(app):
     app.get(css, headers={"If-None-Match": got.headers["ETag"]}, status=304)
     app.get("/_utils/static/../app.py", status=404)
     app.get("/_utils/static/nope.js", status=404)
+
+
+def test_a_replication_is_started_and_watched_from_the_admin(app):
+    """The Replication page starts a job as a _replicator document (making the
+    database first) and lists the jobs the scheduler reports, with their state."""
+    assert "No replication documents" in page(app, "/_scheduler/docs").text
+    post_form(app, "replicate", {"source": "db", "target": "db-copy", "id": "copy <1>",
+                                 "create_target": "true"})
+    saved = app.get("/_replicator/copy%20%3C1%3E").json
+    assert saved["source"] == "db" and saved["target"] == "db-copy"
+    assert saved["create_target"] is True and saved["continuous"] is False
+
+    def listed():
+        text = page(app, "/_scheduler/docs").text
+        return "copy &lt;1&gt;" in text and "<td>completed</td>" in text
+    until(listed, 30)
+    assert app.get("/db-copy").json["doc_count"] == app.get("/db").json["doc_count"]
+    post_form(app, "replicate", {"source": "db", "target": ""}, status=400)
