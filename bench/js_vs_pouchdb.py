@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
@@ -40,37 +39,16 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import js_views  # noqa: E402  bench/js_views.py: the view, the Settee side
+import pouchdb_server  # noqa: E402  bench/pouchdb_server.py: its install
 
 import views as invoices_bench  # noqa: E402  bench/views.py: loading the invoices
 
 HERE = Path(__file__).resolve().parent
-CACHE = HERE / ".cache" / "pouchdb-server"
-PACKAGE = "pouchdb-server@4.2"
-BIN = CACHE / "node_modules" / ".bin" / "pouchdb-server"
 DESIGN = {"_id": "_design/js", "views": {"ar": {"map": js_views.JS_MAP, "reduce": "_sum"}}}
 
 
 def log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-
-def install() -> str | None:
-    """pouchdb-server's executable, installed if need be; None (and why) without npm."""
-    if BIN.exists():
-        return str(BIN)
-    npm, node = shutil.which("npm"), shutil.which("node")
-    if not npm or not node:
-        log("skipped: pouchdb-server needs node and npm, and this machine has "
-            f"{'no npm' if not npm else 'no node'} on its PATH")
-        return None
-    CACHE.mkdir(parents=True, exist_ok=True)
-    log(f"installing {PACKAGE} into {CACHE.relative_to(HERE.parent)} (once)")
-    done = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error",
-                           PACKAGE], cwd=CACHE)
-    if done.returncode != 0 or not BIN.exists():
-        log(f"skipped: npm could not install {PACKAGE}")
-        return None
-    return str(BIN)
 
 
 def free_port() -> int:
@@ -172,8 +150,9 @@ def main(argv=None) -> int:
                         help="path to make_invoices.py")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    executable = install()
+    executable, why = pouchdb_server.install()
     if executable is None:
+        log(f"skipped: {why}")
         return 0
     with tempfile.TemporaryDirectory(prefix="settee-vs-pouchdb-") as tmp:
         ours = settee(args.docs, args.data, args.repeat, tmp)

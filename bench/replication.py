@@ -47,10 +47,9 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != HERE]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.append(str(HERE))                  # last: bench/ names shadow nothing
 from liveserver import LiveServer, until  # noqa: E402
-
-CACHE = HERE / ".cache" / "pouchdb-server"
-POUCHDB_VERSION = "4.2.0"
+from pouchdb_server import install as install_pouchdb  # noqa: E402
 
 
 def fill(url: str, count: int, chunk: int = 5000) -> None:
@@ -99,19 +98,10 @@ def push(target: str, expected: int) -> dict:
 def pouchdb_server() -> tuple[subprocess.Popen | None, str]:
     """PouchDB Server in memory on a free port, installed by npm into the cache
     folder; ``(None, why)`` when it cannot be."""
-    npm, node = shutil.which("npm"), shutil.which("node")
-    if not npm or not node:
-        return None, "npm and node are not installed"
-    binary = CACHE / "node_modules" / "pouchdb-server" / "bin" / "pouchdb-server"
-    if not binary.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        # --ignore-scripts: no native LevelDB build (it would download binaries or
-        # headers); in memory it is not used
-        install = subprocess.run([npm, "install", "--ignore-scripts", "--no-audit", "--no-fund",
-                                  "--loglevel=error", f"pouchdb-server@{POUCHDB_VERSION}"],
-                                 cwd=CACHE, capture_output=True, text=True, timeout=900)
-        if install.returncode != 0 or not binary.exists():
-            return None, f"npm could not install pouchdb-server: {install.stderr[-300:]}"
+    binary, why = install_pouchdb()
+    node = shutil.which("node")
+    if binary is None or node is None:
+        return None, why
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
