@@ -240,10 +240,17 @@ class BulkEndpoints:
                 ready.append((len(results), *prepared))
                 results.append({})
         refused = self.writes.validate(request, database, [(i, d) for _, i, d in ready])
+        passed = []
+        for (at, doc_id, doc), error in zip(ready, refused):
+            if error is not None:
+                results[at] = failure(doc_id, error)
+            else:
+                passed.append((at, doc_id, doc))
         with database.transaction():
-            for (at, doc_id, doc), error in zip(ready, refused):
-                results[at] = (failure(doc_id, error) if error is not None
-                               else self.save(database, doc_id, doc, new_edits))
+            saved = database.save_many([doc for _, _, doc in passed], new_edits=new_edits)
+        for (at, doc_id, _), outcome in zip(passed, saved):
+            results[at] = (item_error(doc_id, outcome) if isinstance(outcome, StoreError)
+                           else {"ok": True, "id": outcome.meta.id, "rev": outcome.meta.rev})
         return results
 
     def prepare(self, request, database, item, new_edits: bool, check_size: bool
@@ -272,14 +279,6 @@ class BulkEndpoints:
             return doc_id, doc
         except HTTPError as e:
             return failure(doc_id, e)
-        except StoreError as e:
-            return item_error(doc_id, e)
-
-    @staticmethod
-    def save(database, doc_id: str, doc: Doc, new_edits: bool) -> dict:
-        try:
-            database.save(doc, new_edits=new_edits)
-            return {"ok": True, "id": doc.meta.id, "rev": doc.meta.rev}
         except StoreError as e:
             return item_error(doc_id, e)
 
@@ -325,14 +324,8 @@ class BulkEndpoints:
 
     def on_revs_diff(self, request, db):
         database = self.http.db(db)
-        out = {}
-        for doc_id, revs in self.revs_request(request).items():
-            missing, ancestors = database.missing_revs(doc_id, revs)
-            if missing:
-                out[doc_id] = {"missing": missing}
-                if ancestors:
-                    out[doc_id]["possible_ancestors"] = ancestors
-        return self.http.respond(request, out)
+        return self.http.respond(request, database.revs_diff_many(self.revs_request(request),
+                                                                  BULK_CHUNK))
 
     def on_missing_revs(self, request, db):
         database = self.http.db(db)

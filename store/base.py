@@ -24,13 +24,13 @@ layers, which change values but not keys, subclass :class:`CodecLayer` and imple
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import AbstractContextManager
 from itertools import islice
 from typing import Any, Generic, TypeVar
 
-from .document import Doc, tombstone
-from .exceptions import InvalidKey
+from .document import Doc, as_doc, tombstone
+from .exceptions import ITEM_ERRORS, InvalidKey, StoreError
 
 V = TypeVar("V")
 W = TypeVar("W")
@@ -126,6 +126,22 @@ class Store(MutableMapping[str, V], Generic[V]):
         with self.transaction():
             for key, value in items:
                 self[key] = value
+
+    def set_many(self, items: Sequence[tuple[str, V]]) -> list[StoreError | None]:
+        """Write each ``(key, value)`` of ``items`` in one transaction, each on its own:
+        an item refused (by one of :data:`~.exceptions.ITEM_ERRORS`, returned in its
+        place) leaves the others written; None in the place of one written. Any other
+        error fails the whole batch. Layers that can write a batch at once override
+        this (the versioning layer: one read and one write below for all of them)."""
+        outcomes: list[StoreError | None] = []
+        with self.transaction():
+            for key, value in items:
+                try:
+                    self[key] = value
+                    outcomes.append(None)
+                except ITEM_ERRORS as e:
+                    outcomes.append(e.with_traceback(None))
+        return outcomes
 
     def delete_many(self, keys) -> None:
         """Delete those ``keys`` that exist, in one transaction."""
@@ -330,6 +346,31 @@ class DocumentLayer(Layer[Doc, Doc]):
     Deletion is a write too: ``del layer[key]`` writes a tombstone through
     ``__setitem__``, so every document layer sees it (and can stamp or check it).
     """
+
+    def prepare(self, key: str, doc: Doc) -> Doc:
+        """What the layer does to ``doc`` on its way down under ``key``: it returns the
+        same Doc (its meta carries the new rev back up), or raises to refuse it. A
+        layer that only checks or stamps documents overrides this alone, and writes
+        of one document and of a batch (:meth:`set_many`) both go through it."""
+        return doc
+
+    def __setitem__(self, key: str, value) -> None:
+        self.inner[key] = self.prepare(key, as_doc(value))
+
+    def set_many(self, items):
+        if type(self).__setitem__ is not DocumentLayer.__setitem__:
+            return super().set_many(items)      # a layer that writes its own way
+        outcomes: list[StoreError | None] = [None] * len(items)
+        passed, where = [], []
+        for at, (key, value) in enumerate(items):
+            try:
+                passed.append((key, self.prepare(key, as_doc(value))))
+                where.append(at)
+            except ITEM_ERRORS as e:
+                outcomes[at] = e.with_traceback(None)
+        for at, outcome in zip(where, self.inner.set_many(passed)):
+            outcomes[at] = outcome
+        return outcomes
 
     def __getitem__(self, key):
         return self.inner[key]

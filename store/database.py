@@ -24,7 +24,7 @@ import orjson
 from . import keyspace
 from .base import Backend, Layer, Store
 from .document import CURRENT, Doc, Document, Meta, as_doc
-from .exceptions import BadRequest, IllegalDocId, IllegalPartition
+from .exceptions import ITEM_ERRORS, BadRequest, IllegalDocId, IllegalPartition, StoreError
 from .layers.versioning import Change, Versioning
 from .revtree import Leaf
 from .uuids import new_id
@@ -97,7 +97,16 @@ class Database(MutableMapping[str, Document]):
     # -- what the server needs ----------------------------------------------------
     def save(self, doc: Document, *, new_edits: bool = True, user: str | None = None) -> Doc:
         """Write ``doc`` (its ``_id``, or a new UUID); returns it with ``meta.rev`` set."""
-        doc = as_doc(dict(doc) if not isinstance(doc, Doc) else doc)
+        doc_id, doc = self._addressed(doc, new_edits, user)
+        self.top[doc_id] = doc
+        self._written(doc_id)
+        return doc
+
+    def _addressed(self, given: Document, new_edits: bool, user: str | None
+                   ) -> tuple[str, Doc]:
+        """``(id, Doc)`` of a document about to be written: its ``_id`` (checked) or a
+        new UUID, and its meta saying how it is written and by whom."""
+        doc = as_doc(dict(given) if not isinstance(given, Doc) else given)
         doc_id = doc.get("_id")
         if doc_id is None:
             doc_id = new_id()
@@ -106,9 +115,31 @@ class Database(MutableMapping[str, Document]):
         self.check_id(doc_id)
         doc.meta.new_edits = new_edits
         doc.meta.user = user
-        self.top[doc_id] = doc
-        self._written(doc_id)
-        return doc
+        return doc_id, doc
+
+    def save_many(self, docs: list[Document], *, new_edits: bool = True,
+                  user: str | None = None) -> list[Doc | StoreError]:
+        """Write each of ``docs`` as :meth:`save` would, all in one transaction and one
+        batch down the stack (:meth:`Store.set_many`): for each, its Doc with
+        ``meta.rev`` set, or the error that refused it (the others are written)."""
+        out: list[Doc | StoreError] = []
+        items: list[tuple[str, Doc]] = []
+        where: list[int] = []
+        for given in docs:
+            try:
+                doc_id, doc = self._addressed(given, new_edits, user)
+            except ITEM_ERRORS as e:
+                out.append(e.with_traceback(None))
+                continue
+            where.append(len(out))
+            out.append(doc)
+            items.append((doc_id, doc))
+        if items:
+            for at, error in zip(where, self.top.set_many(items)):
+                if error is not None:
+                    out[at] = error
+            self._written("")
+        return out
 
     def delete(self, doc_id: str, rev: str | None, *, user: str | None = None) -> Doc:
         """Delete revision ``rev`` of ``doc_id``: a tombstone revision. Without ``rev``,
@@ -168,9 +199,33 @@ class Database(MutableMapping[str, Document]):
         its leaves that could be their ancestors (``possible_ancestors``)."""
         return self.versions.missing_revs(doc_id, revs)
 
+    def revs_diff_many(self, wanted: dict[str, list[str]], chunk: int = 256) -> dict[str, dict]:
+        """The replication protocol's ``_revs_diff`` of many documents (id: revs): for
+        each that lacks some, ``{"missing": [...]}`` with ``possible_ancestors`` when
+        it has any; the records read ``chunk`` documents at a time."""
+        out: dict[str, dict] = {}
+        ids = list(wanted)
+        for start in range(0, len(ids), chunk):
+            part = {i: wanted[i] for i in ids[start:start + chunk]}
+            for doc_id, (missing, ancestors) in self.versions.missing_revs_many(part).items():
+                if missing:
+                    out[doc_id] = {"missing": missing}
+                    if ancestors:
+                        out[doc_id]["possible_ancestors"] = ancestors
+        return out
+
     def leaves(self, doc_id: str) -> list[Leaf]:
         """Every leaf revision of ``doc_id`` with its deleted flag, the winner first."""
         return self.versions.leaves(doc_id)
+
+    def leaves_many(self, doc_ids: list[str]) -> dict[str, list[Leaf]]:
+        """:meth:`leaves` of many documents at once (those never written left out)."""
+        return self.versions.leaves_many(doc_ids)
+
+    def revisions(self, wanted: list[tuple[str, str]]) -> list[Doc | None]:
+        """Revisions by ``(id, rev)``, read together (as ``get(id, rev=rev)`` reads
+        each); None for one the database lacks."""
+        return self.versions.revisions(wanted)
 
     def latest(self, doc_id: str, rev: str) -> list[str]:
         """The leaf revisions that descend from ``rev`` (``latest=true``), winner first."""

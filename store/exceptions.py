@@ -134,3 +134,8 @@ class DatabaseNotFound(NotFound):
 
     def __init__(self, name: str):
         super().__init__(name, "Database does not exist.")
+
+
+#: The errors that refuse one item of a batch of writes (:meth:`Store.set_many`), as
+#: they would refuse a write of it alone; any other error fails the whole batch.
+ITEM_ERRORS = (NotFound, Conflict, BadRequest)

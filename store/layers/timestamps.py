@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from ..base import DocumentLayer
-from ..document import as_doc
+from ..document import Doc
 
 
 class Timestamps(DocumentLayer):
@@ -23,8 +23,7 @@ class Timestamps(DocumentLayer):
     def __init__(self, inner, clock: Callable[[], float] = time.time):
         super().__init__(inner, clock=clock)
 
-    def __setitem__(self, key: str, value) -> None:
-        doc = as_doc(value)
+    def prepare(self, key: str, doc: Doc) -> Doc:
         if doc.meta.timestamp is None or doc.meta.new_edits:
             doc.meta.timestamp = self.clock()
-        self.inner[key] = doc
+        return doc

@@ -26,7 +26,7 @@ import warnings
 from typing import Any
 
 from ..base import DocumentLayer
-from ..document import Doc, as_doc
+from ..document import Doc
 from ..exceptions import ConfigurationError, ValidationFailed
 
 with warnings.catch_warnings():
@@ -91,15 +91,14 @@ class Validation(DocumentLayer):
             raise TypeError(f"a schema needs a to_python method, not {schema!r}")
         super().__init__(inner, schema=schema)
 
-    def __setitem__(self, key: str, value) -> None:
-        doc = as_doc(value)
+    def prepare(self, key: str, doc: Doc) -> Doc:
         if not is_exempt(key, doc):
             body = {name: field for name, field in doc.items()
                     if not (isinstance(name, str) and name.startswith("_"))}
             errors = validation_errors(self.schema, body)
             if errors:
                 raise ValidationFailed(key, errors)
-        self.inner[key] = doc          # the same Doc: its meta carries the rev back up
+        return doc
 
 
 def import_schema(path: str, setting: str = "validation_schemas") -> Any:

@@ -33,7 +33,7 @@ import orjson
 
 from ..base import Layer, prefix_end
 from ..document import CURRENT, RESERVED_FIELDS, Doc, Meta, as_doc, rev_generation
-from ..exceptions import BackendError, BadRequest, Conflict, Deleted, NotFound
+from ..exceptions import ITEM_ERRORS, BackendError, BadRequest, Conflict, Deleted, NotFound
 from ..keyspace import DOC, INFO, LOCAL, OLD, SEQ, TOMB
 from ..revtree import Leaf, RevTree, parse_rev
 from .combining import Combiner
@@ -135,6 +135,9 @@ class Versioning(Layer[Doc, Any]):
             raise ValueError("revs_limit must be at least 1")
         super().__init__(inner, revs_limit=revs_limit)
         self._combiner = Combiner(self._write_batch, shared=(BackendError,))
+        # The backend's key check, made per document: a batch's writes reach the
+        # backend together, where one bad key would fail them all.
+        self._check_key = getattr(self.bottom(), "check_key", str)
 
     # -- reading ----------------------------------------------------------------
     def info(self) -> dict[str, int]:
@@ -156,6 +159,18 @@ class Versioning(Layer[Doc, Any]):
             return None
         return self._describe(stored, self.tree(doc_id, stored, self.inner))
 
+    def records(self, doc_ids: list[str]) -> dict[str, Doc]:
+        """The records of those of ``doc_ids`` that have one (as :meth:`record`), read
+        in one ``get_many``."""
+        found = self.inner.get_many([k for i in doc_ids for k in (DOC + i, TOMB + i)])
+        out = {}
+        for doc_id in doc_ids:
+            live = found.get(DOC + doc_id)
+            stored = live if live is not None else found.get(TOMB + doc_id)
+            if stored is not None:
+                out[doc_id] = self._describe(stored, self.tree(doc_id, stored, self.inner))
+        return out
+
     def tree(self, doc_id: str, stored: Doc, store=None) -> RevTree:
         """The revision tree of the record ``stored``. A record of the format before
         trees has none: one is made of its history and conflicts (:func:`legacy_tree`)."""
@@ -166,10 +181,13 @@ class Versioning(Layer[Doc, Any]):
     def leaves(self, doc_id: str) -> list[Leaf]:
         """Every leaf of the document's tree with its deleted flag, the winner first
         (``open_revs=all``, ``_deleted_conflicts``, ``style=all_docs``); [] if none."""
-        current = self.record(doc_id)
-        if current is None or current.meta.tree is None:
-            return []
-        return current.meta.tree.leaves()
+        return self.leaves_many([doc_id]).get(doc_id, [])
+
+    def leaves_many(self, doc_ids: list[str]) -> dict[str, list[Leaf]]:
+        """:meth:`leaves` of each of ``doc_ids`` that has a tree, read in one go."""
+        return {doc_id: record.meta.tree.leaves()
+                for doc_id, record in self.records(doc_ids).items()
+                if record.meta.tree is not None}
 
     def latest(self, doc_id: str, rev: str) -> list[str]:
         """The leaves that descend from ``rev`` (``rev`` itself when it is a leaf), the
@@ -237,6 +255,25 @@ class Versioning(Layer[Doc, Any]):
             raise NotFound(doc_id, "missing", rev=rev) from None
         return self.present(doc_id, old, current.meta.tree if current is not None else None)
 
+    def revisions(self, wanted: list[tuple[str, str]]) -> list[Doc | None]:
+        """The revisions ``wanted`` (``(id, rev)`` pairs) as :meth:`revision` reads
+        each, None for one this database lacks: the records read in one go, the bodies
+        of revisions other than the winners in another."""
+        records = self.records(list(dict.fromkeys(doc_id for doc_id, _ in wanted)))
+        others = [old_key(doc_id, rev) for doc_id, rev in wanted
+                  if (record := records.get(doc_id)) is None or record.meta.rev != rev]
+        found = self.inner.get_many(others) if others else {}
+        out: list[Doc | None] = []
+        for doc_id, rev in wanted:
+            current = records.get(doc_id)
+            if current is not None and current.meta.rev == rev:
+                out.append(self.present(doc_id, current, current.meta.tree))
+                continue
+            old = found.get(old_key(doc_id, rev))
+            out.append(None if old is None else self.present(
+                doc_id, old, current.meta.tree if current is not None else None))
+        return out
+
     def __iter__(self) -> Iterator[str]:
         start = len(DOC)
         for key in self.inner.range(DOC, prefix_end(DOC), inclusive_end=False, keys_only=True):
@@ -282,10 +319,21 @@ class Versioning(Layer[Doc, Any]):
         """CouchDB's ``_revs_diff`` for one document: the revs of ``revs`` it lacks
         (every stored revision counts, leaf or ancestor), and the leaves that could be
         their ancestors (``possible_ancestors``)."""
-        current = self.record(doc_id)
-        if current is None or current.meta.tree is None:
-            return list(dict.fromkeys(revs)), []
-        return current.meta.tree.revs_diff(revs)
+        return self.missing_revs_many({doc_id: revs})[doc_id]
+
+    def missing_revs_many(self, wanted: dict[str, list[str]]
+                          ) -> dict[str, tuple[list[str], list[str]]]:
+        """:meth:`missing_revs` of each document of ``wanted`` (id: revs), the records
+        read in one go."""
+        records = self.records(list(wanted))
+        out: dict[str, tuple[list[str], list[str]]] = {}
+        for doc_id, revs in wanted.items():
+            current = records.get(doc_id)
+            if current is None or current.meta.tree is None:
+                out[doc_id] = (list(dict.fromkeys(revs)), [])
+            else:
+                out[doc_id] = current.meta.tree.revs_diff(revs)
+        return out
 
     # -- writing ----------------------------------------------------------------
     def __setitem__(self, key: str, value) -> None:
@@ -306,6 +354,34 @@ class Versioning(Layer[Doc, Any]):
         if outcome is not None:              # None: a replicated revision we had
             doc.meta.id = key
             doc.meta.rev, doc.meta.seq = outcome
+
+    def set_many(self, items):
+        """Write a batch of documents as one: one read below of every record they
+        touch, one write of what they produce (:meth:`_write_batch`), in the caller's
+        transaction or one of its own. Each item as a write of it alone would be:
+        written (its Doc's meta given its rev and seq), or refused, its error in its
+        place."""
+        outcomes: list = [None] * len(items)
+        batch, where = [], []
+        for at, (key, value) in enumerate(items):
+            try:
+                doc = as_doc(value)
+                body = split_body(doc)
+                if key.startswith(LOCAL_PREFIX):
+                    self._put_local(key, doc, body)
+                else:
+                    batch.append((key, doc, body))
+                    where.append(at)
+            except ITEM_ERRORS as e:
+                outcomes[at] = e.with_traceback(None)
+        if batch:
+            for at, (key, doc, _), outcome in zip(where, batch, self._write_batch(lambda: batch)):
+                if isinstance(outcome, BaseException):
+                    outcomes[at] = outcome
+                elif outcome is not None:            # None: a replicated revision we had
+                    doc.meta.id = key
+                    doc.meta.rev, doc.meta.seq = outcome
+        return outcomes
 
     def __delitem__(self, key: str) -> None:
         """Delete the current revision (the mapping protocol cannot name a revision)."""
@@ -328,7 +404,7 @@ class Versioning(Layer[Doc, Any]):
                 pending.begin()
                 try:
                     outcomes.append(self._write(pending, key, doc, body))
-                except (NotFound, Conflict, BadRequest) as e:
+                except ITEM_ERRORS as e:
                     pending.undo()
                     # The item's answer, not a fault: without its traceback, whose
                     # frames hold this list and so the error (a cycle per conflict
@@ -436,6 +512,8 @@ class Versioning(Layer[Doc, Any]):
         puts.append((seq_key(info["seq"]), [key, winner, deleted]))
         self._count(info, None if current is None else current.meta.deleted, deleted)
         puts.append((INFO, info))
+        for put_key, _ in puts:
+            self._check_key(put_key)
         # Deletions first: a key dropped here may be written again (the record moving
         # between d/ and t/ and back, a revs_limit of 1). Both go to the batch's
         # pending writes: all or nothing.

@@ -176,9 +176,13 @@ class Replication:
         stats["missing_revisions_found"] += sum(len(m) for _, m in missing)
         if not missing:
             return []
-        size = max(25, -(-len(missing) // self.fetchers))
-        parts = [missing[i:i + size] for i in range(0, len(missing), size)]
-        docs = [doc for part in pool.map(self.source.fetch, parts) for doc in part]
+        fetchers = max(1, min(self.fetchers, self.source.fetchers))
+        if fetchers == 1:
+            docs = self.source.fetch(missing)
+        else:
+            size = max(25, -(-len(missing) // fetchers))
+            parts = [missing[i:i + size] for i in range(0, len(missing), size)]
+            docs = [doc for part in pool.map(self.source.fetch, parts) for doc in part]
         stats["docs_read"] += len(docs)
         return docs
 

@@ -20,6 +20,8 @@ from ..document import Doc, Meta
 from ..exceptions import BadRequest, Conflict, NotFound, StoreError
 from ..layers.versioning import Change
 
+#: Revisions a local source reads at a time.
+FETCH_CHUNK = 256
 #: A filter on a local source's changes: called with a :class:`Change`, true to keep.
 ChangeFilter = Callable[[Change], bool]
 
@@ -48,6 +50,9 @@ class Peer:
     """What a replication needs of a database; see the module's docstring."""
 
     name: str = ""
+    #: How many threads may usefully fetch from it at once: a remote peer answers
+    #: requests in parallel; a database of this process reads under one interpreter.
+    fetchers: int = 4
 
     def info(self) -> dict[str, Any]:
         """``GET /{db}``; :class:`PeerNotFound` when it does not exist."""
@@ -110,6 +115,8 @@ class LocalPeer(Peer):
     design filters); without it only ``_doc_ids`` and ``_design`` are known.
     ``written`` is told of each batch written (the server: design documents saved)."""
 
+    fetchers = 1
+
     def __init__(self, database: Database, *,
                  filters: Callable[[Database, dict], ChangeFilter] | None = None,
                  written: Callable[[Database, list[dict]], None] | None = None,
@@ -146,14 +153,17 @@ class LocalPeer(Peer):
         accept = self.change_filter(spec)
         deadline = time.monotonic() + wait
         while True:
-            rows, last = [], after
+            kept, last = [], after
             for change in self.database.changes(after):
                 last = change.seq
                 if accept is not None and not accept(change):
                     continue
-                rows.append(as_row(change, self.leaves(change)))
-                if len(rows) >= limit:
+                kept.append(change)
+                if len(kept) >= limit:
                     break
+            leaves = self.database.leaves_many([change.id for change in kept])
+            rows = [as_row(change, [leaf.rev for leaf in leaves.get(change.id, ())]
+                           or [change.rev]) for change in kept]
             if rows or last != after or time.monotonic() >= deadline:
                 return rows, str(last)
             if stop is not None and stop.wait(0.05):
@@ -161,28 +171,14 @@ class LocalPeer(Peer):
             if stop is None:
                 time.sleep(0.05)
 
-    def leaves(self, change: Change) -> list[str]:
-        revs = [leaf.rev for leaf in self.database.leaves(change.id)]
-        return revs or [change.rev]
-
     def revs_diff(self, revs):
-        out = {}
-        for doc_id, wanted in revs.items():
-            missing, ancestors = self.database.missing_revs(doc_id, wanted)
-            if missing:
-                out[doc_id] = {"missing": missing}
-                if ancestors:
-                    out[doc_id]["possible_ancestors"] = ancestors
-        return out
+        return self.database.revs_diff_many(revs)
 
     def fetch(self, wanted):
         docs = []
-        for doc_id, revs in wanted:
-            for rev in revs:
-                try:
-                    doc = self.database.get(doc_id, rev=rev)
-                except StoreError:
-                    doc = None
+        pairs = [(doc_id, rev) for doc_id, revs in wanted for rev in revs]
+        for start in range(0, len(pairs), FETCH_CHUNK):
+            for doc in self.database.revisions(pairs[start:start + FETCH_CHUNK]):
                 if doc is None:
                     continue
                 body = dict(doc)
@@ -198,12 +194,12 @@ class LocalPeer(Peer):
         errors = []
         database = self.database
         with database.transaction():
-            for body in docs:
-                try:
-                    database.save(Doc(body, Meta(new_edits=False)), new_edits=False)
-                except StoreError as e:
-                    errors.append({"id": body.get("_id"), "rev": body.get("_rev"),
-                                   "error": e.error, "reason": str(e)})
+            saved = database.save_many([Doc(body, Meta(new_edits=False)) for body in docs],
+                                       new_edits=False)
+        for body, outcome in zip(docs, saved):
+            if isinstance(outcome, StoreError):
+                errors.append({"id": body.get("_id"), "rev": body.get("_rev"),
+                               "error": outcome.error, "reason": str(outcome)})
         if self.written is not None:
             self.written(database, docs)
         return errors

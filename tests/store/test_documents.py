@@ -16,7 +16,7 @@ import pytest
 
 from settee.config import load_settings
 from settee.store.catalog import Catalog
-from settee.store.exceptions import Conflict, Deleted, NotFound, ValidationFailed
+from settee.store.exceptions import BadRequest, Conflict, Deleted, NotFound, ValidationFailed
 
 DEFAULT_STACK = ["validation", "timestamps", "versioning", "serialization", "compression"]
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -266,6 +266,57 @@ class DocumentContract:
         doc = db["x"]
         assert doc["_rev"] == "2-" + digest("b") and doc.meta.conflicts == []
 
+    # -- batches (save_many: one read and one write below for many documents) ----------
+    def test_a_batch_answers_each_document_as_a_write_of_it_alone_would(self, db):
+        first = db.save({"_id": "old", "v": 0}).meta.rev
+        out = db.save_many([
+            {"_id": "new", "v": 1},                       # created
+            {"_id": "old", "_rev": first, "v": 1},        # edited
+            {"_id": "old", "_rev": first, "v": 2},        # its rev is no longer a leaf
+            {"_id": "nobody", "_rev": "1-" + digest("a")},  # a rev of nothing
+            {"_id": "_local/cp", "seq": 5},               # local: stored as such
+            {"v": "no id"},                               # given one
+            {"_id": "new", "_deleted": True},             # names no rev: a conflict
+        ])
+        assert [type(o).__name__ for o in out] == ["Doc", "Doc", "Conflict", "Conflict",
+                                                   "Doc", "Doc", "Conflict"]
+        assert out[0].meta.rev.startswith("1-") and db["new"]["v"] == 1
+        assert out[1].meta.rev.startswith("2-") and db["old"]["v"] == 1
+        assert db["_local/cp"]["seq"] == 5 and db[out[5].meta.id]["v"] == "no id"
+        assert "nobody" not in db
+        assert (db.info()["doc_count"], db.info()["update_seq"]) == (3, 4)
+        assert [c.id for c in db.changes()] == ["new", "old", out[5].meta.id]
+
+    def test_an_id_the_backend_cannot_store_is_refused_alone_in_a_batch(self, db):
+        out = db.save_many([{"_id": "a"}, {"_id": "nul\x00id"}, {"_id": "b"}])
+        assert isinstance(out[1], BadRequest) and sorted(db) == ["a", "b"]
+        assert db.info()["update_seq"] == 2
+
+    def test_a_batch_follows_its_own_writes(self, db):
+        one = {"_id": "x", "v": 1}
+        out = db.save_many([one])
+        two = db.save_many([{"_id": "x", "_rev": out[0].meta.rev, "v": 2},
+                            {"_id": "x", "_rev": "2-" + digest("0"), "v": 3}])
+        assert isinstance(two[1], Conflict) and two[1].current == two[0].meta.rev
+        out = db.save_many([{"_id": "y", "v": 1}, {"_id": "y", "_deleted": True}])
+        assert isinstance(out[1], Conflict)     # y exists by then: a delete names its rev
+        assert db["y"]["v"] == 1
+        assert db["x"]["v"] == 2 and db.leaves("x") == [(two[0].meta.rev, False)]
+
+    def test_a_replicated_batch_merges_every_path_once(self, db):
+        out = db.save_many([
+            {"_id": "x", "_rev": "2-" + digest("b"), "_revisions": {
+                "start": 2, "ids": [digest("b"), digest("a")]}, "v": "b"},
+            {"_id": "x", "_rev": "2-" + digest("c"), "_revisions": {
+                "start": 2, "ids": [digest("c"), digest("a")]}, "v": "c"},
+            {"_id": "x", "_rev": "2-" + digest("b"), "v": "again"},
+            {"_id": "x", "_rev": "bad"},
+        ], new_edits=False)
+        assert isinstance(out[3], BadRequest) and not isinstance(out[0], Exception)
+        assert db["x"]["v"] == "c" and db["x"].meta.conflicts == ["2-" + digest("b")]
+        assert db["x", "2-" + digest("b")]["v"] == "b"
+        assert len(list(db.changes())) == 1 and db.info()["update_seq"] == 2
+
     # -- the revision tree (CouchDB's rules, whatever order revisions arrive in) ---------
     def replicate(self, db, rev, ids=None, deleted=False, **body):
         doc = {"_id": "x", "_rev": rev, **body}
@@ -459,6 +510,16 @@ class DocumentContract:
             "lineItems.0.allocation.code2.paid"}
         assert info.value.key == "bad"
         assert "bad" not in invoices and invoices.info()["update_seq"] == 0
+
+    def test_a_bad_invoice_in_a_batch_is_refused_alone(self, catalog):
+        invoices = catalog.create("invoices")
+        bad = json.loads(json.dumps(INVOICE))
+        bad["payments"][0]["amount"] = "14.00"
+        out = invoices.save_many([{"_id": "a", **INVOICE}, {"_id": "bad", **bad},
+                                  {"_id": "b", **INVOICE}])
+        assert isinstance(out[1], ValidationFailed) and set(out[1].errors) == {
+            "payments.0.amount"}
+        assert sorted(invoices) == ["a", "b"] and invoices["a"].meta.timestamp is not None
 
     def test_other_databases_are_not_validated(self, db):
         db["free"] = {"payments": "anything"}
