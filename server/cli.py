@@ -22,6 +22,7 @@ import ipaddress
 import os
 import socket
 import sys
+from itertools import groupby, islice
 
 import orjson
 
@@ -29,6 +30,7 @@ from settee.config import load_settings
 from settee.store import Catalog, ConfigurationError, DatabaseExists, StoreError
 
 LOAD_BATCH = 500
+DUMP_CHUNK = 256
 
 
 def progress(total: int | None, desc: str):
@@ -87,13 +89,27 @@ def serve(settings, extra: list[str]) -> int:
 
 
 def dump(settings, name: str, out) -> int:
+    """Every document, deleted ones too, as JSON lines in the order of the changes
+    feed: one line per leaf of its revision tree (the winner first, then conflicts
+    and deleted branches), each with its ``_revisions``, so a load rebuilds the same
+    leaves and winner."""
     db = Catalog(settings).get(name)
-    with progress(len(db), f"dump {name}") as bar:
-        for _, doc in db.docs():
-            if doc.meta.revisions:
-                doc["_revisions"] = {"start": doc.meta.generation, "ids": doc.meta.revisions}
-            out.write(orjson.dumps(doc) + b"\n")
-            bar.update()
+    info = db.info()
+    with progress(info["doc_count"] + info["doc_del_count"], f"dump {name}") as bar:
+        changes = db.changes()
+        while chunk := list(islice(changes, DUMP_CHUNK)):
+            leaves = db.leaves_many([change.id for change in chunk])
+            wanted = [(change.id, leaf.rev) for change in chunk
+                      for leaf in leaves.get(change.id, ())]
+            for doc in db.revisions(wanted):
+                if doc is None:                  # purged or compacted meanwhile
+                    continue
+                body = dict(doc)
+                if doc.meta.revisions:
+                    body["_revisions"] = {"start": doc.meta.generation,
+                                          "ids": doc.meta.revisions}
+                out.write(orjson.dumps(body) + b"\n")
+            bar.update(len(chunk))
     out.flush()
     return 0
 
@@ -134,19 +150,24 @@ def load(settings, name: str, path: str) -> int:
     return 0 if not failed else 1
 
 
-def write_batch(db, batch: list[dict]) -> tuple[int, int]:
+def write_batch(db, batch: list) -> tuple[int, int]:
+    """Write ``batch`` in one transaction, a run of documents with ``_rev`` (stored as
+    given) or without (new revisions) at a time; each refused one is reported."""
     ok = bad = 0
     with db.transaction():
-        for doc in batch:
-            try:
+        for given, run in groupby(batch, key=lambda doc: isinstance(doc, dict) and "_rev" in doc):
+            docs = list(run)
+            fine = [doc for doc in docs if isinstance(doc, dict)]
+            for doc in docs:
                 if not isinstance(doc, dict):
-                    raise StoreError("not a JSON object")
-                db.save(doc, new_edits="_rev" not in doc)
-                ok += 1
-            except StoreError as e:
-                print(f"settee: {doc.get('_id') if isinstance(doc, dict) else doc!r}: {e}",
-                      file=sys.stderr)
-                bad += 1
+                    print(f"settee: {doc!r}: not a JSON object", file=sys.stderr)
+                    bad += 1
+            for doc, outcome in zip(fine, db.save_many(fine, new_edits=not given)):
+                if isinstance(outcome, StoreError):
+                    print(f"settee: {doc.get('_id')}: {outcome}", file=sys.stderr)
+                    bad += 1
+                else:
+                    ok += 1
     return ok, bad
 
 

@@ -43,6 +43,34 @@ def test_dump_then_load_into_another_database_keeps_revisions(env, capsysbinary)
     assert copy.versions.revs_diff("a", [lines[0]["_rev"]]) == []
 
 
+def test_dump_then_load_keeps_conflicts_and_deleted_documents(env, capsysbinary):
+    db = catalog(env).create("tree")
+    for rev, ids, value in (("2-b", ["b", "a"], "b"), ("2-c", ["c", "a"], "c"),
+                            ("3-d", ["d", "b", "a"], None)):
+        doc = {"_id": "x", "_rev": rev, "_revisions": {"start": int(rev[0]), "ids": ids}}
+        if value is None:
+            doc["_deleted"] = True
+        else:
+            doc["v"] = value
+        db.save(doc, new_edits=False)
+    db["gone"] = {"n": 1}
+    db.delete("gone", db["gone"]["_rev"])
+    assert main(["dump", "tree"]) == 0
+    dumped = capsysbinary.readouterr().out
+    lines = [orjson.loads(line) for line in dumped.splitlines()]
+    assert [(d["_id"], d["_rev"]) for d in lines] == [
+        ("x", "2-c"), ("x", "3-d"), ("gone", db.record("gone").meta.rev)]
+    path = env / "tree.jsonl"
+    path.write_bytes(dumped)
+    assert main(["load", "copy", str(path)]) == 0
+    copy = catalog(env).get("copy")
+    for doc_id in ("x", "gone"):
+        assert copy.leaves(doc_id) == db.leaves(doc_id)
+        assert copy.record(doc_id).meta.rev == db.record(doc_id).meta.rev
+    assert copy["x"]["v"] == "c" and copy.record("gone").meta.deleted
+    assert copy.info()["doc_del_count"] == 1 and copy.info()["doc_count"] == 1
+
+
 def test_load_reports_bad_lines_and_fails(env, capsys):
     path = env / "mixed.jsonl"
     path.write_text('{"_id": "ok"}\nnot json\n[1]\n')
