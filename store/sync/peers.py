@@ -64,8 +64,9 @@ class Peer:
     def changes(self, since: Any, limit: int, spec: dict, wait: float = 0.0,
                 stop: threading.Event | None = None) -> tuple[list[dict], Any]:
         """Up to ``limit`` rows after ``since`` (``{"seq", "id", "changes": [{"rev"}],
-        "deleted"?}``, every leaf: ``style=all_docs``) and the last seq. With
-        ``wait``, wait up to that many seconds for a change when there is none."""
+        "deleted"?}``, every leaf: ``style=all_docs``; the winner alone when
+        ``spec["winning_revs_only"]``) and the last seq. With ``wait``, wait up to that
+        many seconds for a change when there is none."""
         raise NotImplementedError
 
     def revs_diff(self, revs: dict[str, list[str]]) -> dict[str, dict]:
@@ -161,7 +162,8 @@ class LocalPeer(Peer):
                 kept.append(change)
                 if len(kept) >= limit:
                     break
-            leaves = self.database.leaves_many([change.id for change in kept])
+            leaves = ({} if spec.get("winning_revs_only") else
+                      self.database.leaves_many([change.id for change in kept]))
             rows = [as_row(change, [leaf.rev for leaf in leaves.get(change.id, ())]
                            or [change.rev]) for change in kept]
             if rows or last != after or time.monotonic() >= deadline:

@@ -95,7 +95,8 @@ class HttpPeer(Peer):
         self.expect(status, answer, "PUT", ok=(201, 202, 412))
 
     def changes(self, since, limit, spec, wait=0.0, stop=None):
-        query: dict[str, Any] = {"style": "all_docs", "since": since, "limit": limit}
+        query: dict[str, Any] = {"style": "main_only" if spec.get("winning_revs_only")
+                                 else "all_docs", "since": since, "limit": limit}
         if wait:
             query.update(feed="longpoll", timeout=int(wait * 1000),
                          heartbeat=max(1000, int(wait * 500)))

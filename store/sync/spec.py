@@ -28,11 +28,13 @@ class Spec:
     checkpoint_interval: float = 5.0       # seconds (CouchDB's setting is in ms)
     batch_size: int = 500                  # changes per batch (worker_batch_size)
     owner: str | None = None               # the _replicator document's user
+    winning_revs_only: bool = False        # each document's winner alone, no conflicts
 
     def selection(self) -> dict:
         """The choice of documents, as peers take it (``Peer.changes``' spec)."""
         return {"doc_ids": self.doc_ids, "selector": self.selector, "filter": self.filter,
-                "query_params": self.query_params}
+                "query_params": self.query_params,
+                "winning_revs_only": True if self.winning_revs_only else None}
 
     def ids(self, server: str) -> tuple[str, str]:
         """``(base id, full id)`` of this replication on ``server``."""
@@ -56,6 +58,7 @@ def parse_spec(body: Any) -> Spec:
         raise BadRequest("a replication needs a `source` and a `target`")
     spec = Spec(parse_endpoint(body["source"], "source"), parse_endpoint(body["target"], "target"),
                 continuous=flag(body, "continuous"), create_target=flag(body, "create_target"),
+                winning_revs_only=flag(body, "winning_revs_only"),
                 use_checkpoints=body.get("use_checkpoints", True) is not False)
     doc_ids = body.get("doc_ids")
     if doc_ids is not None:

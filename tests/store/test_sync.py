@@ -128,6 +128,22 @@ def test_a_resolved_conflict_replicates_as_resolved(catalog):
     assert a["doc"].meta.conflicts == [] and state(a) == state(b)
 
 
+def test_winning_revs_only_copies_each_documents_winner_alone(catalog):
+    a, b = conflict_on_both_sides(catalog)
+    replicate(a, b)                             # b now holds both branches
+    clean = fresh(catalog)
+    result = replicate(b, clean, winning_revs_only=True)
+    assert result["ok"] and result["history"][0]["docs_written"] == 1
+    assert [leaf.rev for leaf in clean.leaves("doc")] == [b["doc"]["_rev"]]
+    assert clean["doc"]["v"] == "b2" and clean["doc"].meta.conflicts == []
+    assert clean["doc"].meta.revisions == b["doc"].meta.revisions    # its history comes along
+    plain = parse_spec({"source": b.name, "target": clean.name})
+    winners = parse_spec({"source": b.name, "target": clean.name, "winning_revs_only": True})
+    assert plain.ids("test")[0] != winners.ids("test")[0]     # checkpoints of their own
+    replicate(b, clean)                         # a normal replication brings the loser
+    assert len(clean.leaves("doc")) == 2
+
+
 def test_a_write_failure_is_counted_not_fatal(catalog):
     a, b = fresh(catalog), fresh(catalog)
     a["ok"] = {"v": 1}
