@@ -25,8 +25,12 @@ databases in memory, so the comparison is tilted in its favour.
 
 Run from the project root with the project's environment::
 
-    .venv/bin/python bench/replication.py                  # 100,000 documents
-    .venv/bin/python bench/replication.py --docs 10000 --no-pouchdb
+    .venv/bin/python bench/replication.py                  # 100,000 documents, 3 rounds
+    .venv/bin/python bench/replication.py --docs 10000 --repeat 1 --no-pouchdb
+
+Each round runs the four columns one after the other, into fresh target databases
+(deleted once measured); a ratio is taken within each round, and the median and the
+spread of the rounds' ratios are reported, as this machine's speed wanders.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,61 +128,93 @@ def pouchdb_server() -> tuple[subprocess.Popen | None, str]:
     return proc, url
 
 
+COLUMNS = ["settee -> settee", "pouchdb -> settee", "settee -> pouchdb", "pouchdb -> pouchdb"]
+PAIRS = [("settee -> settee", "settee -> pouchdb"), ("pouchdb -> settee", "pouchdb -> pouchdb")]
+
+
+def drop(url: str) -> None:
+    """Delete a target database once measured, so every round starts alike."""
+    requests.delete(url, timeout=600)
+
+
+def one_round(n: int, docs: int, source, target, pouch_url: str | None) -> dict[str, dict]:
+    """Each column once, side by side, into fresh target databases."""
+    results: dict[str, dict] = {}
+    into = f"{target.url}/bench-{n}"
+    results["settee -> settee"] = replicate(source.url, "bench", into, docs)
+    drop(into)
+    results["pouchdb -> settee"] = push(f"{target.url}/pushed-{n}", docs)
+    drop(f"{target.url}/pushed-{n}")
+    if pouch_url is not None:
+        results["settee -> pouchdb"] = replicate(source.url, "bench", f"{pouch_url}/bench-{n}",
+                                                 docs)
+        drop(f"{pouch_url}/bench-{n}")
+        results["pouchdb -> pouchdb"] = push(f"{pouch_url}/pushed-{n}", docs)
+        drop(f"{pouch_url}/pushed-{n}")
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of the four columns; ratios are taken round by round")
     parser.add_argument("--no-pouchdb", action="store_true", help="skip the PouchDB column")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    results: dict[str, dict] = {}
+    rounds: list[dict[str, dict]] = []
+    skipped: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="settee-bench-repl-") as tmp:
         source = LiveServer(Path(tmp) / "source", workers=2).start()
         target = LiveServer(Path(tmp) / "target", workers=2).start()
+        proc = None
         try:
             started = time.perf_counter()
             fill(source.url + "/bench", args.docs)
             print(f"loaded {args.docs} documents into the source in "
                   f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
-            results["settee -> settee"] = replicate(source.url, "bench",
-                                                    target.url + "/bench", args.docs)
-            results["pouchdb -> settee"] = push(target.url + "/pushed", args.docs)
+            pouch_url = None
             if args.no_pouchdb:
-                results["settee -> pouchdb"] = {"skipped": "--no-pouchdb"}
+                skipped["settee -> pouchdb"] = skipped["pouchdb -> pouchdb"] = "--no-pouchdb"
             else:
-                proc, url = pouchdb_server()
+                proc, why = pouchdb_server()
                 if proc is None:
-                    results["settee -> pouchdb"] = {"skipped": url}
+                    skipped["settee -> pouchdb"] = skipped["pouchdb -> pouchdb"] = why
                 else:
-                    try:
-                        results["settee -> pouchdb"] = replicate(source.url, "bench",
-                                                                 url + "/bench", args.docs)
-                        results["pouchdb -> pouchdb"] = push(url + "/pushed", args.docs)
-                    finally:
-                        os.killpg(proc.pid, 15)
-                        proc.wait()
+                    pouch_url = why
+            for n in range(args.repeat):
+                rounds.append(one_round(n, args.docs, source, target, pouch_url))
+                print(f"round {n + 1}/{args.repeat}: " + ", ".join(
+                    f"{name} {value.get('docs_per_s', value.get('skipped') or value.get('error'))}"
+                    for name, value in rounds[-1].items()), file=sys.stderr, flush=True)
         finally:
+            if proc is not None:
+                os.killpg(proc.pid, 15)
+                proc.wait()
             source.stop()
             target.stop()
+    ratios = {}
+    for ours, theirs in PAIRS:
+        pairs = [r[ours]["docs_per_s"] / r[theirs]["docs_per_s"] for r in rounds
+                 if "docs_per_s" in r.get(ours, {}) and "docs_per_s" in r.get(theirs, {})]
+        if pairs:
+            ratios[f"{ours} / {theirs}"] = pairs
     if args.json:
-        print(json.dumps({"docs": args.docs, "results": results}, indent=2))
+        print(json.dumps({"docs": args.docs, "rounds": rounds, "ratios": ratios,
+                          "skipped": skipped}, indent=2))
         return
-    print(f"replicating {args.docs:,} small documents with one POST /_replicate")
-    print(f"{'':12}" + "".join(f"{name:>22}" for name in results))
-    for row, unit in (("seconds", "s"), ("docs_per_s", "docs/s")):
-        cells = []
-        for value in results.values():
-            cells.append(f"{value[row]:,} {unit}" if row in value else
-                         value.get("skipped", value.get("error", ""))[:20])
-        print(f"{row:12}" + "".join(f"{c:>22}" for c in cells))
-    for into, name in (("settee -> settee", "settee -> pouchdb"),
-                       ("pouchdb -> settee", "pouchdb -> pouchdb")):
-        ours, theirs = results.get(into, {}), results.get(name, {})
-        if "docs_per_s" in ours and "docs_per_s" in theirs:
-            print(f"{into} / {name}: {ours['docs_per_s'] / theirs['docs_per_s']:.2f}x "
-                  "(goal: at least 2x)")
-    for name, value in results.items():
-        if "skipped" in value or "error" in value:
-            print(f"{name}: {value.get('skipped') or value.get('error')}")
+    print(f"replicating {args.docs:,} small documents, {args.repeat} rounds "
+          "(docs/s per round)")
+    for name in COLUMNS:
+        if name in skipped:
+            print(f"{name:20} skipped: {skipped[name]}")
+            continue
+        cells = [f"{r[name]['docs_per_s']:,}" if "docs_per_s" in r.get(name, {}) else
+                 (r.get(name, {}).get("error") or "?")[:40] for r in rounds]
+        print(f"{name:20} " + "  ".join(f"{c:>8}" for c in cells))
+    for name, pairs in ratios.items():
+        print(f"{name}: median {statistics.median(pairs):.2f}x, pairs "
+              f"{min(pairs):.2f}x-{max(pairs):.2f}x (goal: at least 2x)")
 
 
 if __name__ == "__main__":
