@@ -100,14 +100,17 @@ class ChangesEndpoints:
             row = {"seq": format_seq(database, change.seq), "id": change.id, "changes": [{"rev": change.rev}]}
             if change.deleted:
                 row["deleted"] = True
-            if include_docs or style == "all_docs" or conflicts:
+            if style == "all_docs" and change.others is not None:    # deleted ones too
+                row["changes"] += [{"rev": rev} for rev in change.others]
+            if include_docs or conflicts or (style == "all_docs" and change.others is None):
                 try:
                     doc = database[(change.id, change.rev)]
                 except NotFound:
                     doc = None
-                if doc is not None and style == "all_docs" and doc.meta.tree is not None:
+                if doc is not None and style == "all_docs" and change.others is None \
+                        and doc.meta.tree is not None:       # an entry from before others
                     row["changes"] += [{"rev": leaf.rev} for leaf in doc.meta.tree.leaves()
-                                       if leaf.rev != change.rev]     # deleted ones too
+                                       if leaf.rev != change.rev]
                 if include_docs:
                     if doc is not None and conflicts and doc.meta.conflicts:
                         doc["_conflicts"] = doc.meta.conflicts

@@ -287,6 +287,12 @@ class RevTree:
         """True when every leaf is a deletion: the document is deleted."""
         return all(self._flags[key] & DELETED for key in self._leaf_keys())
 
+    def losers(self) -> list[str]:
+        """Every leaf but the winner, deleted ones too, highest first."""
+        if len(self._leaf_keys()) == 1:
+            return []
+        return [leaf.rev for leaf in self.leaves()[1:]]
+
     def conflicts(self) -> list[str]:
         """The live leaves that lose (``_conflicts``), highest first."""
         leaves = self._leaf_keys()

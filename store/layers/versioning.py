@@ -48,6 +48,9 @@ class Change(NamedTuple):
     id: str
     rev: str
     deleted: bool
+    #: The document's other leaves (deleted ones too), highest first, as the changes
+    #: entry records them; None for an entry written before it did (read the tree).
+    others: tuple[str, ...] | None = None
 
 
 def stored_rev(doc: Doc) -> str:
@@ -305,11 +308,12 @@ class Versioning(Layer[Doc, Any]):
 
     def changes(self, since: int = 0, *, descending: bool = False) -> Iterator[Change]:
         """Each document once, at its latest sequence number, after ``since``, with its
-        winning revision."""
+        winning revision and (:attr:`Change.others`) its other leaves."""
         items = self.inner.range(seq_key(since + 1), prefix_end(SEQ), inclusive_end=False,
                                  descending=descending)
-        for key, (doc_id, rev, deleted) in items:
-            yield Change(int(key[len(SEQ):]), doc_id, rev, deleted)
+        for key, entry in items:
+            yield Change(int(key[len(SEQ):]), entry[0], entry[1], entry[2],
+                         tuple(entry[3]) if len(entry) > 3 else None)
 
     def revs_diff(self, doc_id: str, revs: list[str]) -> list[str]:
         """Of ``revs``, those this database has never seen for ``doc_id``."""
@@ -509,7 +513,7 @@ class Versioning(Layer[Doc, Any]):
         stored = Doc(record, Meta(rev=winner, seq=info["seq"], timestamp=record.meta.timestamp,
                                   deleted=deleted, tree=tree))
         puts.append(((TOMB if deleted else DOC) + key, stored))
-        puts.append((seq_key(info["seq"]), [key, winner, deleted]))
+        puts.append((seq_key(info["seq"]), [key, winner, deleted, tree.losers()]))
         self._count(info, None if current is None else current.meta.deleted, deleted)
         puts.append((INFO, info))
         for put_key, _ in puts:
@@ -628,7 +632,7 @@ class Versioning(Layer[Doc, Any]):
             store[(TOMB if deleted else DOC) + doc_id] = Doc(body, Meta(
                 rev=winner, seq=info["seq"], timestamp=body.meta.timestamp, deleted=deleted,
                 tree=remaining))
-            store[seq_key(info["seq"])] = [doc_id, winner, deleted]
+            store[seq_key(info["seq"])] = [doc_id, winner, deleted, remaining.losers()]
             info["deleted" if deleted else "docs"] += 1
             store[INFO] = info
             return purged

@@ -88,6 +88,15 @@ class Peer:
         """Write ``_local/...`` (``body`` with the ``_rev`` it replaces, if any); the new rev."""
         raise NotImplementedError
 
+    def lane(self) -> Peer:
+        """The peer for one stage of a replication that runs beside another (the
+        reading stage's ``_revs_diff`` beside the writing stage's ``_bulk_docs``): a
+        remote peer gives one on a connection of its own, so that each stage keeps
+        its connection (a server with several workers serves them on different
+        ones) rather than taking whichever the other stage left; others are their
+        own. Closed with :meth:`close` when it is not ``self``."""
+        return self
+
     def close(self) -> None:
         pass
 
@@ -162,16 +171,25 @@ class LocalPeer(Peer):
                 kept.append(change)
                 if len(kept) >= limit:
                     break
-            leaves = ({} if spec.get("winning_revs_only") else
-                      self.database.leaves_many([change.id for change in kept]))
-            rows = [as_row(change, [leaf.rev for leaf in leaves.get(change.id, ())]
-                           or [change.rev]) for change in kept]
+            rows = [as_row(change, revs) for change, revs in
+                    zip(kept, self.leaf_revs(kept, bool(spec.get("winning_revs_only"))))]
             if rows or last != after or time.monotonic() >= deadline:
                 return rows, str(last)
             if stop is not None and stop.wait(0.05):
                 return rows, str(last)
             if stop is None:
                 time.sleep(0.05)
+
+    def leaf_revs(self, changes: list[Change], winners_only: bool) -> list[list[str]]:
+        """Each change's leaves, the winner first: as its entry records them, else
+        (an entry older than that) read from the trees, together."""
+        if winners_only:
+            return [[change.rev] for change in changes]
+        unknown = [change.id for change in changes if change.others is None]
+        leaves = self.database.leaves_many(unknown) if unknown else {}
+        return [[change.rev, *change.others] if change.others is not None else
+                ([leaf.rev for leaf in leaves.get(change.id, ())] or [change.rev])
+                for change in changes]
 
     def revs_diff(self, revs):
         return self.database.revs_diff_many(revs)

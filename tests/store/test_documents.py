@@ -17,6 +17,7 @@ import pytest
 from settee.config import load_settings
 from settee.store.catalog import Catalog
 from settee.store.exceptions import BadRequest, Conflict, Deleted, NotFound, ValidationFailed
+from settee.store.sync import LocalPeer
 
 DEFAULT_STACK = ["validation", "timestamps", "versioning", "serialization", "compression"]
 KEY = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -343,6 +344,7 @@ class DocumentContract:
         assert db.record("x").meta.tree.deleted_conflicts() == ["3-a3"]
         assert (db.info()["doc_count"], db.info()["doc_del_count"]) == (1, 0)
         assert [(c.id, c.rev, c.deleted) for c in db.changes()] == [("x", "1-b1", False)]
+        assert [c.others for c in db.changes()] == [("3-a3",)]     # its other leaves
 
     def test_replicas_fed_in_any_order_hold_the_same_tree_and_winner(self, catalog):
         paths = [("1-a", None, False), ("2-b", ["b", "a"], False), ("2-c", ["c", "a"], True),
@@ -469,6 +471,9 @@ class DocumentContract:
         assert doc.meta.conflicts == ["2-" + c] and db["x", "2-" + b]["v"] == "b"
         assert db.revs_diff("x", ["1-" + a, "2-" + c, "2-" + b]) == []
         assert [leaf.rev for leaf in db.leaves("x")] == ["3-" + z, "2-" + c]
+        assert [c.others for c in db.changes()] == [None]       # not recorded then
+        rows, _ = LocalPeer(db).changes(0, 10, {})
+        assert rows[0]["changes"] == [{"rev": "3-" + z}, {"rev": "2-" + c}]
         rev = db.save({"_id": "x", "_rev": "2-" + c, "v": "c2"}).meta.rev   # converts it
         tree = db.record("x").meta.tree
         assert tree.path(rev) == [rev, "2-" + c, "1-" + a] and tree.winner() == "3-" + z
