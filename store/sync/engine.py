@@ -93,8 +93,10 @@ class Replication:
         # and the target work at the same time.
         batches: queue.Queue = queue.Queue(maxsize=2)
         halt = threading.Event()
+        differ = self.target.lane()          # the reading stage's way to the target
         with ThreadPoolExecutor(self.fetchers, thread_name_prefix="settee-fetch") as pool:
-            reader = threading.Thread(target=self.read, args=(since, batches, pool, halt),
+            reader = threading.Thread(target=self.read, args=(since, batches, pool, halt,
+                                                              differ),
                                       daemon=True, name=f"settee-read-{self.rep_id[:8]}")
             reader.start()
             try:
@@ -102,6 +104,8 @@ class Replication:
             finally:
                 halt.set()
                 reader.join()
+                if differ is not self.target:
+                    differ.close()
         self.checkpoint()
         return self.result(since, history)
 
@@ -128,7 +132,7 @@ class Replication:
                 last_checkpoint = time.monotonic()
 
     def read(self, since: Any, batches: queue.Queue, pool: ThreadPoolExecutor,
-             halt: threading.Event) -> None:
+             halt: threading.Event, differ: Peer) -> None:
         """The reading stage: ``(docs, last seq)`` batches into ``batches``, then None
         (caught up, one-shot; or stopped), or the error that ended it."""
         def put(item) -> bool:
@@ -150,7 +154,7 @@ class Replication:
                 last = last if last is not None else since
                 caught_up = not rows
                 if rows or last != since:
-                    if not put((self.missing(rows, pool) if rows else [], last)):
+                    if not put((self.missing(rows, pool, differ) if rows else [], last)):
                         return
                 since = last
                 if caught_up and not spec.continuous:
@@ -159,8 +163,9 @@ class Replication:
         except BaseException as e:
             put(e)
 
-    def missing(self, rows: list[dict], pool: ThreadPoolExecutor) -> list[dict]:
-        """Of a batch of changes, the revisions the target lacks, read from the source."""
+    def missing(self, rows: list[dict], pool: ThreadPoolExecutor, differ: Peer) -> list[dict]:
+        """Of a batch of changes, the revisions the target lacks (asked of ``differ``,
+        the target), read from the source."""
         revs: dict[str, list[str]] = {}
         for row in rows:
             if not isinstance(row, dict) or not isinstance(row.get("id"), str):
@@ -170,7 +175,7 @@ class Replication:
                        and isinstance(c.get("rev"), str) and c["rev"] not in wanted]
         stats = self.stats
         stats["revisions_checked"] += sum(len(r) for r in revs.values())
-        diff = self.target.revs_diff(revs)
+        diff = differ.revs_diff(revs)
         missing = [(doc_id, entry["missing"]) for doc_id, entry in diff.items()
                    if isinstance(entry, dict) and entry.get("missing")]
         stats["missing_revisions_found"] += sum(len(m) for _, m in missing)

@@ -40,6 +40,10 @@ class HttpPeer(Peer):
                         "User-Agent": "Settee replicator", **endpoint.headers}
         self.bulk_get = True          # until the server says it has no _bulk_get
 
+    def lane(self) -> HttpPeer:
+        return HttpPeer(self.endpoint, retries=self.retries, backoff=self.backoff,
+                        connections=1)
+
     # -- requests -------------------------------------------------------------------
     def request(self, method: str, path: str, body: Any = None, *, query: dict | None = None,
                 timeout: float = TIMEOUT, retry: bool = True) -> tuple[int, Any]:
