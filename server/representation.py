@@ -65,20 +65,20 @@ def _best_offer(header: str) -> str | None:
 
 # -- request bodies --------------------------------------------------------------
 def depth_ok(value: Any, limit: int) -> bool:
-    """Whether ``value`` nests at most ``limit`` containers deep (iterative walk)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children = list(item.values())
-        elif isinstance(item, list):
-            children = item
-        else:
-            continue
+    """Whether ``value`` nests at most ``limit`` containers deep (iterative, a level of
+    the tree at a time)."""
+    containers = (dict, list)
+    level = [value] if isinstance(value, containers) else []
+    depth = 0
+    while level:
+        depth += 1
         if depth > limit:
             return False
-        stack.extend((child, depth + 1) for child in children
-                     if isinstance(child, (dict, list)))
+        below: list = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            below += [child for child in children if isinstance(child, containers)]
+        level = below
     return True
 
 
