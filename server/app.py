@@ -82,6 +82,13 @@ DATABASE_METHODS = {"GET", "HEAD", "PUT", "DELETE", "POST"}
 PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi", "not_implemented", "utils"}
 SERVER_ADMIN_ENDPOINTS = {"all_dbs", "active_tasks", "metrics"}
 DB_ADMIN_ENDPOINTS = {"compact", "index_drop", "view_cleanup", "compact_design", "purge"}
+#: What a member of ``_replicator`` who is not one of its admins may call: the
+#: database's info, and its documents one at a time (another user's shown without its
+#: credentials, documents.py). Listings, changes, queries and copies would show every
+#: document as stored, credentials included.
+REPLICATOR_MEMBER_CALLS = {("database", "GET"), ("database", "HEAD"), ("database", "POST"),
+                           ("document", "GET"), ("document", "HEAD"), ("document", "PUT"),
+                           ("document", "DELETE"), ("bulk_docs", "POST")}
 DB_ADMIN_WRITES = {"security", "revs_limit", "purged_infos_limit", "design_doc", "index"}
 #: The configuration answers every method: a write is refused with the reason (403).
 CONFIG_METHODS = ["GET", "PUT", "DELETE", "POST"]
@@ -518,6 +525,12 @@ class Settee:
                     user, docid, method, docid in database):
                 return
             auth.require_admin(user)            # listing users is for server admins
+            return
+        if db == REPLICATOR and not auth.is_db_admin(user, database):
+            auth.require_member(user, database)
+            if (endpoint, method) not in REPLICATOR_MEMBER_CALLS:
+                raise auth.deny(user, "Only admins list, query or follow _replicator; its "
+                                "members read and write its documents one at a time.")
             return
         if admin_only:
             auth.require_db_admin(user, database)

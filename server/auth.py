@@ -327,8 +327,11 @@ class Authenticator:
         if not user.is_admin:
             raise self.deny(user, "You are not a server admin.")
 
+    def is_db_admin(self, user: User, database) -> bool:
+        return user.is_admin or _named(self.security(database).get("admins", {}), user)
+
     def require_db_admin(self, user: User, database) -> None:
-        if user.is_admin or _named(self.security(database).get("admins", {}), user):
+        if self.is_db_admin(user, database):
             return
         raise self.deny(user, "You are not a db or server admin.")
 

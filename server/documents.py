@@ -7,7 +7,7 @@ import uuid
 
 from werkzeug.wrappers import Response
 
-from settee.store import Doc, Meta, NotFound
+from settee.store import REPLICATOR, Doc, Meta, NotFound, strip_credentials
 
 from . import attachments
 from .auth import HASH_FIELDS, USERS_DB
@@ -153,10 +153,20 @@ class DocumentEndpoints:
             decorate(database, doc, p)
         else:
             attachments.stubs(doc)
-        if database.name == USERS_DB and not request.user.is_admin:
+        return self.http.respond(request, self.shown(request, database, doc), headers=headers)
+
+    def shown(self, request, database, doc: dict) -> dict:
+        """A document as its reader may see it: a ``_users`` document without its
+        password hash unless to server admins; a ``_replicator`` document of another
+        user without its credentials unless to the database's admins (CouchDB's rules)."""
+        user = request.user
+        if database.name == USERS_DB and not user.is_admin:
             for field in HASH_FIELDS:
                 doc.pop(field, None)
-        return self.http.respond(request, doc, headers=headers)
+        elif database.name == REPLICATOR and doc.get("owner") != user.name \
+                and not self.auth.is_db_admin(user, database):
+            return strip_credentials(doc)
+        return doc
 
     def open_revs(self, request, database, docid, p: Params):
         wanted = p.text("open_revs")
@@ -173,7 +183,8 @@ class DocumentEndpoints:
         results: list[dict] = []
         for rev in revs:
             try:
-                results.append({"ok": decorate(database, database[(docid, rev)], p)})
+                results.append({"ok": self.shown(request, database,
+                                                 decorate(database, database[(docid, rev)], p))})
             except NotFound:
                 results.append({"missing": rev})
         if "multipart/mixed" in request.headers.get("Accept", ""):

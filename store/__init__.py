@@ -33,6 +33,7 @@ from .sync import (
                    Replication,
                    Spec,
                    parse_spec,
+                   strip_credentials,
 )
 from .sync.scheduler import REPLICATOR, Scheduler, user_fields
 from .uuids import new_id
@@ -44,4 +45,5 @@ __all__ = ["Catalog", "Database", "Doc", "Document", "Meta", "open_database", "n
            "check_partition",
            # replication (store/sync/)
            "Endpoint", "HttpPeer", "LocalPeer", "Peer", "PeerError", "PeerNotFound",
-           "REPLICATOR", "Replication", "Scheduler", "Spec", "parse_spec", "user_fields"]
+           "REPLICATOR", "Replication", "Scheduler", "Spec", "parse_spec", "strip_credentials",
+           "user_fields"]

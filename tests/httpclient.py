@@ -6,8 +6,11 @@ This request class passes the URL as given in ``REQUEST_URI`` the same way.
 """
 from __future__ import annotations
 
+import warnings
+
 import orjson
 from webtest import TestApp, TestRequest
+from webtest.lint import WSGIWarning
 
 
 class RawRequest(TestRequest):
@@ -32,3 +35,11 @@ def make_app(tmp_path, **settings):
 def put(app, path, body, **kw):
     """PUT ``body`` as JSON."""
     return app.put(path, orjson.dumps(body), content_type="application/json", **kw)
+
+
+def request(app, path, method, **kw):
+    """Any method, COPY included (webtest's lint warns of methods it does not know),
+    whatever the status."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", WSGIWarning)
+        return app.request(path, method=method, expect_errors=True, **kw)

@@ -9,7 +9,7 @@ may any program::
     Replication(parse_spec({"source": "a", "target": "b"}), LocalPeer(a), LocalPeer(b),
                 "me").run()
 """
-from .endpoints import Endpoint, parse_endpoint, replication_id
+from .endpoints import Endpoint, parse_endpoint, replication_id, strip_credentials
 from .engine import Replication
 from .peers import LocalPeer, Peer, PeerError, PeerNotFound
 from .remote import HttpPeer
@@ -17,4 +17,4 @@ from .spec import STATE_FIELDS, Spec, parse_spec
 
 __all__ = ["Endpoint", "HttpPeer", "LocalPeer", "Peer", "PeerError", "PeerNotFound",
            "Replication", "STATE_FIELDS", "Spec", "parse_endpoint", "parse_spec",
-           "replication_id"]
+           "replication_id", "strip_credentials"]

@@ -107,3 +107,28 @@ def full_id(base: str, options: dict) -> str:
     """The id as CouchDB shows it: ``<base>+continuous+create_target`` as chosen."""
     return base + ("+continuous" if options.get("continuous") else "") + (
         "+create_target" if options.get("create_target") else "")
+
+
+def strip_credentials(body: dict) -> dict:
+    """A replication document as shown to a user who does not own it (CouchDB's rule
+    for ``_replicator``): its endpoints without a password in their URL, and without
+    their ``headers`` and ``auth``; everything else as stored."""
+    out = dict(body)
+    for side in ("source", "target"):
+        value = out.get(side)
+        if isinstance(value, str):
+            out[side] = _without_password(value)
+        elif isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in ("headers", "auth")}
+            if isinstance(value.get("url"), str):
+                value["url"] = _without_password(value["url"])
+            out[side] = value
+    return out
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None and not parts.username:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))

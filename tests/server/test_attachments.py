@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import base64
-import warnings
 
 import orjson
 import pytest
-from httpclient import make_app
-from webtest.lint import WSGIWarning
+from httpclient import make_app, request
 
 
 @pytest.fixture
@@ -79,11 +77,6 @@ def test_bulk_docs_with_new_edits_false_keeps_inline_attachments(db):
             content_type="application/json")
     assert db.get("/db/r/f").body == b"replicated"
 
-
-def request(app, path, method, **kw):
-    with warnings.catch_warnings():          # webtest's lint: "Unknown REQUEST_METHOD: COPY"
-        warnings.simplefilter("ignore", WSGIWarning)
-        return app.request(path, method=method, expect_errors=True, **kw)
 
 
 def put_json(app, path, body):

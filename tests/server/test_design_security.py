@@ -17,14 +17,12 @@ import base64
 import importlib.util
 import logging
 import types
-import warnings
 from pathlib import Path
 
 import orjson
 import pytest
-from httpclient import make_app
+from httpclient import make_app, request
 from paths import ROOT  # noqa: E402
-from webtest.lint import WSGIWarning
 
 FORBIDDEN = {"error": "forbidden",
              "reason": "Only server admins may save Python design documents: Python code "
@@ -48,11 +46,6 @@ def post(app, path, body, **kw):
     return app.post(path, orjson.dumps(body), content_type="application/json",
                     expect_errors=True, **kw)
 
-
-def request(app, path, method, **kw):
-    with warnings.catch_warnings():          # webtest's lint: "Unknown REQUEST_METHOD: COPY"
-        warnings.simplefilter("ignore", WSGIWarning)
-        return app.request(path, method=method, expect_errors=True, **kw)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import base64
 
 import orjson
 import pytest
-from httpclient import make_app
+from httpclient import make_app, request
 
 
 def post(app, path, body, status=200, **kw):
@@ -102,3 +102,42 @@ def test_replicator_documents_must_be_replications(app):
     put(app, "/_replicator/_design/x", {"views": {}})
     app.get("/_scheduler/docs/other", status=404)
     app.get("/_scheduler/docs/_replicator/nothing", status=404)
+
+
+def test_replicator_members_see_only_their_own_credentials(tmp_path):
+    """_replicator opened to members: each writes and reads its own documents; another
+    user's reads without its credentials (CouchDB's rule), and what shows every
+    document at once is for admins."""
+    def basic(name, password):
+        token = base64.b64encode(f"{name}:{password}".encode()).decode()
+        return {"Authorization": "Basic " + token}
+    admin, bob, eve = basic("admin", "s3cret"), basic("bob", "pw"), basic("eve", "pw")
+    app = make_app(tmp_path, auth_admin_user="admin", auth_admin_password="s3cret",
+                   auth_pbkdf2_iterations=1000)
+    for name in ("bob", "eve"):
+        put(app, f"/_users/org.couchdb.user:{name}",
+            {"name": name, "password": "pw", "type": "user", "roles": []})
+    put(app, "/_replicator", None, headers=admin)
+    put(app, "/_replicator/_security", {"members": {"names": ["bob", "eve"]}}, status=200,
+        headers=admin)
+    job = {"source": "http://bob:hunter2@127.0.0.1:9/a",
+           "target": {"url": "http://127.0.0.1:9/b", "headers": {"Authorization": "Basic c2VjcmV0"},
+                      "auth": {"basic": {"username": "bob", "password": "hunter2"}}}}
+    put(app, "/_replicator/job", job, headers=bob)
+    mine = app.get("/_replicator/job", headers=bob).json
+    assert mine["owner"] == "bob" and mine["source"] == job["source"]
+    assert mine["target"]["headers"] == job["target"]["headers"]
+    theirs = app.get("/_replicator/job", headers=eve).json
+    assert theirs["owner"] == "bob" and "hunter2" not in orjson.dumps(theirs).decode()
+    assert theirs["source"] == "http://127.0.0.1:9/a"
+    assert theirs["target"] == {"url": "http://127.0.0.1:9/b"}
+    revs = app.get("/_replicator/job?open_revs=all", headers=eve).json
+    assert "hunter2" not in orjson.dumps(revs).decode() and revs[0]["ok"]["owner"] == "bob"
+    assert app.get("/_replicator/job", headers=admin).json["source"] == job["source"]
+    for path in ("/_replicator/_all_docs?include_docs=true", "/_replicator/_changes",
+                 "/_replicator/_design_docs"):
+        assert app.get(path, headers=eve, status=403).json["error"] == "forbidden"
+    post(app, "/_replicator/_find", {"selector": {}}, status=403, headers=eve)
+    r = request(app, "/_replicator/job", "COPY", headers={**eve, "Destination": "mine"})
+    assert r.status_int == 403
+    assert app.get("/_replicator/_all_docs", headers=admin).json["total_rows"] == 1
