@@ -18,6 +18,9 @@ pouchdb -> settee  PouchDB 9 in node (its database in memory) pushing the same
                    documents to Settee (bench/pouch_push.js; the PouchDB the suite
                    installs, ``make pouchdb``)
 pouchdb -> pouchdb the same push to PouchDB Server
+pdbserver ->       PouchDB Server's own ``POST /_replicate`` from a second PouchDB
+pdbserver          Server holding the same documents: the peer's whole stack doing
+                   what settee -> settee does
 =================  ===============================================================
 
 Settee writes durably (SQLite ``synchronous=FULL``); PouchDB Server keeps its
@@ -76,8 +79,10 @@ def replicate(source_server: str, source: str, target: str, expected: int) -> di
     if out.status_code != 200:
         return {"error": f"{out.status_code} {out.text[:200]}"}
     count = requests.get(target).json().get("doc_count")
+    answer = out.json()               # CouchDB's shape (a history), or PouchDB's (flat)
+    written = (answer.get("history") or [answer])[0].get("docs_written")
     result = {"seconds": round(seconds, 2), "docs_per_s": round(expected / seconds),
-              "docs_written": out.json()["history"][0]["docs_written"], "target_count": count}
+              "docs_written": written, "target_count": count}
     if count != expected:
         result["error"] = f"the target holds {count} documents, not {expected}"
     return result
@@ -131,8 +136,10 @@ def pouchdb_server() -> tuple[subprocess.Popen | None, str]:
     return proc, url
 
 
-COLUMNS = ["settee -> settee", "pouchdb -> settee", "settee -> pouchdb", "pouchdb -> pouchdb"]
-PAIRS = [("settee -> settee", "settee -> pouchdb"), ("pouchdb -> settee", "pouchdb -> pouchdb")]
+COLUMNS = ["settee -> settee", "pouchdb -> settee", "settee -> pouchdb", "pouchdb -> pouchdb",
+           "pdbserver -> pdbserver"]
+PAIRS = [("settee -> settee", "settee -> pouchdb"), ("pouchdb -> settee", "pouchdb -> pouchdb"),
+         ("settee -> settee", "pdbserver -> pdbserver")]
 
 
 def drop(url: str) -> None:
@@ -140,7 +147,8 @@ def drop(url: str) -> None:
     requests.delete(url, timeout=600)
 
 
-def one_round(n: int, docs: int, source, target, pouch_url: str | None) -> dict[str, dict]:
+def one_round(n: int, docs: int, source, target, pouch_url: str | None,
+              pouch_source: str | None) -> dict[str, dict]:
     """Each column once, side by side, into fresh target databases."""
     results: dict[str, dict] = {}
     into = f"{target.url}/bench-{n}"
@@ -154,6 +162,10 @@ def one_round(n: int, docs: int, source, target, pouch_url: str | None) -> dict[
         drop(f"{pouch_url}/bench-{n}")
         results["pouchdb -> pouchdb"] = push(f"{pouch_url}/pushed-{n}", docs)
         drop(f"{pouch_url}/pushed-{n}")
+        if pouch_source is not None:       # PouchDB Server's own _replicate, as ours
+            results["pdbserver -> pdbserver"] = replicate(pouch_source, "bench",
+                                                          f"{pouch_url}/mirror-{n}", docs)
+            drop(f"{pouch_url}/mirror-{n}")
     return results
 
 
@@ -176,7 +188,7 @@ def main() -> None:
                             SETTEE_SERVER_CPU_AFFINITY="off").start()
         target = LiveServer(Path(tmp) / "target", workers=2,
                             SETTEE_SERVER_CPU_AFFINITY="off").start()
-        proc = None
+        proc = proc_source = None
         try:
             started = time.perf_counter()
             fill(source.url + "/bench", args.docs)
@@ -184,22 +196,31 @@ def main() -> None:
                   f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
             pouch_url = None
             if args.no_pouchdb:
-                skipped["settee -> pouchdb"] = skipped["pouchdb -> pouchdb"] = "--no-pouchdb"
+                for name in COLUMNS[2:]:
+                    skipped[name] = "--no-pouchdb"
             else:
                 proc, why = pouchdb_server()
                 if proc is None:
-                    skipped["settee -> pouchdb"] = skipped["pouchdb -> pouchdb"] = why
+                    for name in COLUMNS[2:]:
+                        skipped[name] = why
                 else:
                     pouch_url = why
+                    proc_source, source_url = pouchdb_server()
+                    if proc_source is None:
+                        skipped["pdbserver -> pdbserver"] = source_url
+                    else:
+                        fill(source_url + "/bench", args.docs)
+            pouch_source = source_url if proc_source is not None else None
             for n in range(args.repeat):
-                rounds.append(one_round(n, args.docs, source, target, pouch_url))
+                rounds.append(one_round(n, args.docs, source, target, pouch_url, pouch_source))
                 print(f"round {n + 1}/{args.repeat}: " + ", ".join(
                     f"{name} {value.get('docs_per_s', value.get('skipped') or value.get('error'))}"
                     for name, value in rounds[-1].items()), file=sys.stderr, flush=True)
         finally:
-            if proc is not None:
-                os.killpg(proc.pid, 15)
-                proc.wait()
+            for running in (proc, proc_source):
+                if running is not None:
+                    os.killpg(running.pid, 15)
+                    running.wait()
             source.stop()
             target.stop()
     ratios = {}
@@ -216,11 +237,11 @@ def main() -> None:
           "(docs/s per round)")
     for name in COLUMNS:
         if name in skipped:
-            print(f"{name:20} skipped: {skipped[name]}")
+            print(f"{name:24} skipped: {skipped[name]}")
             continue
         cells = [f"{r[name]['docs_per_s']:,}" if "docs_per_s" in r.get(name, {}) else
                  (r.get(name, {}).get("error") or "?")[:40] for r in rounds]
-        print(f"{name:20} " + "  ".join(f"{c:>8}" for c in cells))
+        print(f"{name:24} " + "  ".join(f"{c:>8}" for c in cells))
     for name, pairs in ratios.items():
         print(f"{name}: median {statistics.median(pairs):.2f}x, pairs "
               f"{min(pairs):.2f}x-{max(pairs):.2f}x (goal: at least 2x)")
