@@ -82,6 +82,9 @@ DATABASE_METHODS = {"GET", "HEAD", "PUT", "DELETE", "POST"}
 PUBLIC_ENDPOINTS = {"root", "up", "uuids", "session", "openapi", "not_implemented", "utils"}
 SERVER_ADMIN_ENDPOINTS = {"all_dbs", "active_tasks", "metrics"}
 DB_ADMIN_ENDPOINTS = {"compact", "index_drop", "view_cleanup", "compact_design", "purge"}
+#: The answer to a request whose database was deleted while it ran (its files went
+#: from under it): what the request would have got a moment later.
+DATABASE_GONE = HTTPError(404, "not_found", "Database does not exist.")
 #: What a member of ``_replicator`` who is not one of its admins may call: the
 #: database's info, and its documents one at a time (another user's shown without its
 #: credentials, documents.py). Listings, changes, queries and copies would show every
@@ -399,6 +402,8 @@ class Settee:
             return self.http.error(request, HTTPError(500, e.error, public_reason(e)))
         except StoreError as e:
             if from_store(e).status >= 500:
+                if self.http.database_gone():
+                    return self.http.error(request, DATABASE_GONE)
                 log.exception("store error on %s %s", request.method, request.path)
             return self.http.error(request, from_store(e))
         except MethodNotAllowed as e:
@@ -415,6 +420,8 @@ class Settee:
         except STALLED:
             return self.stalled(request)
         except Exception:                 # a bug: say so in JSON, log the traceback
+            if self.http.database_gone():
+                return self.http.error(request, DATABASE_GONE)
             log.exception("unhandled error on %s %s", request.method, request.path)
             return self.http.error(request, HTTPError(500, "unknown_error",
                                                  "internal server error (logged)"))

@@ -216,6 +216,12 @@ class Http:
             leases.append(database.lease())
         return database
 
+    def database_gone(self) -> bool:
+        """Whether a database this request uses was deleted (or deleted and made again)
+        while it ran: then its failure is the database's absence, not a fault."""
+        leases = LEASES.get() or []
+        return any(self.catalog.gone(database) for database in leases)
+
     def check_writable(self) -> None:
         """507 before the disk is full: the free-space floor.
 

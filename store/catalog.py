@@ -109,17 +109,24 @@ class Catalog:
     def create(self, name: str, props: dict | None = None) -> Database:
         """A new database ``name``; ``props`` are its properties (``Database.props``)."""
         check_name(name)
-        with self._lock:
-            if not self.locations.create(name):
-                raise DatabaseExists(f"The database {name!r} could not be created, "
-                                     "the file already exists.")
-            try:
-                database = self.get(name)
-                if props:
-                    database.set_props(props)
-            except BaseException:       # leave no half-made database behind
-                self.locations.drop(name)
-                raise
+        for attempt in range(3):
+            with self._lock:
+                if not self.locations.create(name):
+                    raise DatabaseExists(f"The database {name!r} could not be created, "
+                                         "the file already exists.")
+                generation = self.locations.generation(name)
+                try:
+                    database = self.get(name)
+                    if props:
+                        database.set_props(props)
+                except BaseException:
+                    if attempt < 2 and self.locations.generation(name) != generation:
+                        # Deleted under us (another worker's DELETE of the same name,
+                        # a client creating and destroying at once): make it again.
+                        continue
+                    self.locations.drop(name)   # leave no half-made database behind
+                    raise
+            break
         self._record(name, "created")
         return database
 
@@ -173,6 +180,14 @@ class Catalog:
         if excess > 0:
             log.debug("%d databases open, %d over storage_max_dbs_open: all in use",
                       len(self._open), excess)
+
+    def gone(self, database: Database) -> bool:
+        """Whether ``database`` (opened here) was deleted, or deleted and made again,
+        since: its files went from under whoever was using it."""
+        generation = self.locations.generation(database.name)
+        cached = self._open.get(database.name)
+        return (generation is None or cached is None or cached[0] is not database
+                or cached[1] != generation)
 
     def open_count(self) -> int:
         return len(self._open)

@@ -880,3 +880,45 @@ def test_sigterm_lets_in_flight_requests_finish(tmp_path, figures):
         "longpolls_done_after_sigterm_s": round(max(
             results[f"longpoll{i}"][2] for i in range(LONGPOLLS)) - sigterm, 2),
         "seconds_sigterm_to_exit": round(stopped - sigterm, 2)})
+
+
+# -- a database deleted while a request uses it -------------------------------------------
+def test_a_database_deleted_during_a_request_answers_404_not_500(tmp_path, monkeypatch):
+    """Another worker's DELETE lands between a request's lookup of the database and its
+    reads: the files are gone from under it. The answer is what it would have been a
+    moment later (404), not a server error; and a create racing a delete still makes
+    the database."""
+    from httpclient import make_app, put
+
+    from settee.config import load_settings
+    from settee.store import Catalog, Database
+    app = make_app(tmp_path)
+    app.put("/db", status=201)
+    put(app, "/db/doc", {"n": 1}, status=201)
+    other = Catalog(load_settings(env={}, storage_data_dir=str(tmp_path / "data")))
+    real = Database.__getitem__
+
+    def deleted_first(self, key):
+        if self.name == "db" and other.exists("db"):
+            other.delete("db")                  # the other worker's DELETE, just now
+        return real(self, key)
+    monkeypatch.setattr(Database, "__getitem__", deleted_first)
+    answers = []                # a thread of its own: a new connection to the gone file
+    reader = threading.Thread(target=lambda: answers.append(app.get("/db/doc",
+                                                                    expect_errors=True)))
+    reader.start()
+    reader.join(30)
+    assert answers[0].status_int == 404, answers[0].body
+    assert answers[0].json == {"error": "not_found", "reason": "Database does not exist."}
+    monkeypatch.undo()
+    real_open = other.locations.__class__.open
+
+    def removed_first(self, name, generation):  # a DELETE between mkdir and open
+        if name == "racy" and not getattr(removed_first, "done", False):
+            removed_first.done = True
+            other.locations.drop(name)
+        return real_open(self, name, generation)
+    monkeypatch.setattr(other.locations.__class__, "open", removed_first)
+    assert app.put("/racy", expect_errors=True).status_int == 201
+    assert app.get("/racy").json["db_name"] == "racy"
+    other.close()
