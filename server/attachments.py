@@ -46,9 +46,11 @@ def check_name(name) -> None:
 
 
 def check_holder(docid: str | None, body: dict) -> None:
-    """``_local`` documents are not replicated or versioned: they keep no attachments."""
-    if body.get("_attachments") and isinstance(docid, str) and docid.startswith("_local/"):
-        raise bad_request(LOCAL_REFUSED)
+    """``_local`` documents are not replicated or versioned: they keep no attachments.
+    As CouchDB, a ``_local`` document written with ``_attachments`` is stored without
+    them (its attachment URLs are refused, 400)."""
+    if isinstance(docid, str) and docid.startswith("_local/"):
+        body.pop("_attachments", None)
 
 
 def document_size(doc: dict) -> int:
@@ -100,10 +102,12 @@ def stubs(doc: dict, full: bool = False, since: int = 0) -> dict:
     ``since`` (a generation the client already has), only attachments written after it
     (``revpos`` above it) carry their data, as CouchDB's ``atts_since``."""
     attachments = doc.get("_attachments")
-    if not isinstance(attachments, dict) or (full and not since):
+    if not isinstance(attachments, dict):
         return doc
+    # With its data an attachment is shown without "length", as CouchDB shows it.
     doc["_attachments"] = {
-        name: att if full and att.get("revpos", 0) > since
+        name: {k: v for k, v in att.items() if k != "length"}
+        if full and att.get("revpos", 0) > since
         else {k: v for k, v in att.items() if k != "data"} | {"stub": True}
         for name, att in attachments.items() if isinstance(att, dict)}
     return doc

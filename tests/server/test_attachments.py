@@ -134,16 +134,19 @@ def test_local_documents_take_no_attachments(db):
     for path in ("/db/_local/ckpt/a.txt", "/db/_local%2Fckpt/a.txt"):
         r = db.put(path, b"x", content_type="text/plain", expect_errors=True)
         assert r.status_int == 400 and r.json == {"error": "bad_request", "reason": reason}
+    # Written with _attachments, a _local document is stored without them (CouchDB)
     r = put_json(db, "/db/_local/ckpt", {"seq": 1, "_attachments": {"a.txt": inline(b"x")}})
-    assert r.status_int == 400 and r.json["reason"] == reason, r.body
-    r = db.post("/db", orjson.dumps({"_id": "_local/ckpt", "_attachments": {"a": inline(b"x")}}),
+    assert r.status_int == 201, r.body
+    assert db.get("/db/_local/ckpt?attachments=true").json == {
+        "_id": "_local/ckpt", "_rev": "0-1", "seq": 1}
+    r = db.post("/db", orjson.dumps({"_id": "_local/two", "_attachments": {"a": inline(b"x")}}),
                 content_type="application/json", expect_errors=True)
-    assert r.status_int == 400 and r.json["reason"] == reason, r.body
+    assert r.status_int == 201 and "_attachments" not in db.get("/db/_local/two").json
     db.put("/db/withatt/a.txt", b"x", content_type="text/plain", status=201)
-    r = request(db, "/db/withatt", "COPY", headers={"Destination": "_local/ckpt"})
-    assert r.status_int == 400 and r.json["reason"] == reason, r.body
-    db.get("/db/_local/ckpt", status=404)
-    put_json(db, "/db/_local/ckpt", {"seq": 1}).mustcontain('"ok":true')
+    r = request(db, "/db/withatt", "COPY", headers={"Destination": "_local/three"})
+    assert r.status_int == 201 and "_attachments" not in db.get("/db/_local/three").json
+    r = db.get("/db/_local/ckpt/a.txt", expect_errors=True)
+    assert r.status_int == 400 and r.json == {"error": "bad_request", "reason": reason}
 
 
 # -- the document size limit counts attachments ---------------------------------------------------
@@ -200,3 +203,16 @@ def test_kept_stubs_count_toward_the_limit_on_every_route(small):
     assert r.json[0]["error"] == "document_too_large", r.body
     assert small.get("/db/doc").json["_rev"] == rev
     small.get("/db/rep", status=404)
+
+
+def test_attachment_data_is_shown_as_couchdb_shows_it(db):
+    """With ``attachments=true`` an attachment carries its data, digest and revpos, not
+    its length (CouchDB's form, which PouchDB's tests compare exactly); a stub has its
+    length."""
+    put_json(db, "/db/doc", {"_attachments": {"a.txt": inline(b"hello", "text/plain")}})
+    for path in ("/db/doc?attachments=true", "/db/_all_docs?include_docs=true&attachments=true"):
+        got = db.get(path).json
+        att = (got if "_attachments" in got else got["rows"][0]["doc"])["_attachments"]["a.txt"]
+        assert set(att) == {"content_type", "data", "digest", "revpos"}, (path, att)
+    stub = db.get("/db/doc").json["_attachments"]["a.txt"]
+    assert stub["stub"] is True and stub["length"] == 5 and "data" not in stub
