@@ -96,10 +96,13 @@ def legacy_tree(doc_id: str, stored: Doc, store=None) -> RevTree:
     return tree
 
 
-def split_body(doc: Doc) -> dict:
+def split_body(doc: Doc, local: bool = False) -> dict:
     """The body without envelope fields; moves ``_rev``/``_deleted``/``_revisions`` into
-    ``doc.meta``."""
+    ``doc.meta`` (a ``local`` document keeps no history: its ``_revisions`` are ignored,
+    as CouchDB ignores them)."""
     meta = doc.meta
+    if local:
+        doc.pop("_revisions", None)
     if "_rev" in doc and meta.rev is None:
         rev = doc["_rev"]
         if not isinstance(rev, str):
@@ -342,7 +345,7 @@ class Versioning(Layer[Doc, Any]):
     # -- writing ----------------------------------------------------------------
     def __setitem__(self, key: str, value) -> None:
         doc = as_doc(value)
-        body = split_body(doc)
+        body = split_body(doc, key.startswith(LOCAL_PREFIX))
         if key.startswith(LOCAL_PREFIX):
             return self._put_local(key, doc, body)
         item = (key, doc, body)
@@ -370,7 +373,7 @@ class Versioning(Layer[Doc, Any]):
         for at, (key, value) in enumerate(items):
             try:
                 doc = as_doc(value)
-                body = split_body(doc)
+                body = split_body(doc, key.startswith(LOCAL_PREFIX))
                 if key.startswith(LOCAL_PREFIX):
                     self._put_local(key, doc, body)
                 else:

@@ -115,6 +115,9 @@ def test_checkpoint_documents_take_the_replicators_fields(db):
     got = db.get("/db/_local/abc").json
     assert got["_replication_id"] == "abc" and got["history"][0]["recorded_seq"] == "3-x"
     assert "_revisions" not in got
+    got["_revisions"] = {"start": 0, "ids": ["1"]}      # nonsense, and ignored all the same
+    assert put(db, "/db/_local/abc", got).status_int == 201
+    assert "_revisions" not in db.get("/db/_local/abc").json
     assert put(db, "/db/job", {"_replication_state": "completed"}).status_int == 201
     r = put(db, "/db/bad", {"_other": 1}, expect_errors=True)
     assert r.status_int == 400 and r.json["error"] == "doc_validation"
