@@ -13,7 +13,7 @@ from . import attachments
 from .documents import check_fields, check_rev, decorate, with_latest
 from .errors import HTTPError, bad_request, from_store
 from .ids import check_docid
-from .params import NO_PARAMS, BodyOverURL, Params, queries_of, whole
+from .params import NO_PARAMS, BodyOverURL, Params, check_keys_alone, queries_of, whole
 from .partitions import partition_of
 from .representation import Listing
 from .seqs import format_seq
@@ -62,7 +62,8 @@ def check_item(item, new_edits: bool) -> None:
         check_docid(item["_id"])
     if "_rev" in item and not isinstance(item["_rev"], str):
         raise bad_request("_rev must be a string")
-    check_rev(item.get("_rev"))
+    if new_edits:           # a replicated revision Settee cannot parse: that item's error
+        check_rev(item.get("_rev"))
     if isinstance(item.get("_attachments"), dict):
         for name in item["_attachments"]:
             attachments.check_name(name)
@@ -110,6 +111,7 @@ class BulkEndpoints:
         query of ``queries``) over the URL's ``p``. ``prefix``: only ids under it
         (``_design_docs``, a partition); ``local``: ``_local/`` documents."""
         get = BodyOverURL(p, body)
+        check_keys_alone(p, body)
         keys = get.json("keys")
         if keys is not None and not isinstance(keys, list):
             raise bad_request("`keys` must be an array of document ids")
@@ -265,6 +267,7 @@ class BulkEndpoints:
             return {"id": None, "error": "bad_request", "reason": "Document must be a JSON object"}
         doc_id = item.get("_id")
         try:
+            check_rev(item.get("_rev"))
             if doc_id is not None:
                 self.writes.check_design(request, database, doc_id, item)
             elif new_edits:

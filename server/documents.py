@@ -178,6 +178,8 @@ class DocumentEndpoints:
             revs = p.json("open_revs")
             if not isinstance(revs, list) or not all(isinstance(r, str) for r in revs):
                 raise bad_request("open_revs must be \"all\" or a JSON array of revisions")
+            for rev in revs:
+                check_rev(rev)                      # CouchDB: 400 for one it cannot parse
             if p.bool("latest"):
                 revs = with_latest(database, docid, revs)
         results: list[dict] = []

@@ -8,7 +8,7 @@ from typing import Any, overload
 import orjson
 from werkzeug.datastructures import MultiDict
 
-from .errors import bad_request
+from .errors import HTTPError, bad_request
 from .representation import Listing
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -119,6 +119,18 @@ class BodyOverURL:
 NO_PARAMS = Params(MultiDict())
 #: Most queries one ``queries`` request may hold.
 MAX_QUERIES = 100
+
+
+RANGE_PARAMS = ("key", "startkey", "start_key", "endkey", "end_key")
+
+
+def check_keys_alone(url, body: dict) -> None:
+    """``keys`` names rows one by one: with a key or a range as well it is a 400, as
+    CouchDB answers (``url``: the query string's parameters, anything with ``in``)."""
+    if "keys" in body or "keys" in url:
+        if any(name in body or name in url for name in RANGE_PARAMS):
+            raise HTTPError(400, "query_parse_error",
+                            "`keys` is incompatible with `key`, `start_key` and `end_key`")
 
 
 def queries_of(body: dict) -> list[dict]:

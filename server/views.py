@@ -18,7 +18,7 @@ from settee.views.selector import MISSING
 from . import attachments
 from .conditional import etag, none_match, not_modified
 from .errors import HTTPError, bad_request
-from .params import NO_PARAMS, Params, queries_of, whole
+from .params import NO_PARAMS, Params, check_keys_alone, queries_of, whole
 from .partitions import partition_of
 from .representation import Listing
 from .seqs import format_seq
@@ -145,6 +145,7 @@ def parse_view_query(p: Params, body: dict, view: View) -> ViewQuery:
     if q.include_docs and q.reduce:
         raise HTTPError(400, "query_parse_error",
                         "include_docs is invalid for reduce; add reduce=false")
+    check_keys_alone(p.args, body)
     keys = get("keys")
     if keys is not None and not isinstance(keys, list):
         raise bad_request("`keys` must be an array")

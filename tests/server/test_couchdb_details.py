@@ -137,3 +137,38 @@ def test_create_takes_q_and_n(db):
     assert db.get("/sharded").json["db_name"] == "sharded"
     for query in ("q=0", "q=x", "n=-1"):
         err(db.put(f"/other?{query}", expect_errors=True), 400, "bad_request")
+
+
+def test_keys_with_a_key_or_range_is_a_query_parse_error(db):
+    """CouchDB refuses ``keys`` beside ``key``, ``startkey`` or ``endkey``, for
+    _all_docs and views alike (PouchDB's own suite checks it)."""
+    put(db, "/db/_design/d", {"views": {"v": {"map": "function (doc) { emit(doc._id); }"}}})
+    for path in ("/db/_all_docs", "/db/_design/d/_view/v"):
+        for extra in ('startkey="a"', 'endkey="a"', 'key="a"', 'start_key="a"'):
+            r = db.get(f'{path}?keys=["1"]&{extra}', expect_errors=True)
+            assert (r.status_int, r.json["error"]) == (400, "query_parse_error"), (path, extra)
+        r = db.post(f"{path}?startkey=%22a%22", orjson.dumps({"keys": ["1"]}),
+                    content_type="application/json", expect_errors=True)
+        assert r.status_int == 400, path
+        assert db.get(f'{path}?keys=["1"]').status_int == 200
+
+
+def test_a_replicated_revision_settee_cannot_parse_is_that_documents_error(db):
+    """``_bulk_docs`` with ``new_edits=false``: one bare ``1-`` rev (PouchDB's #7829)
+    refuses that document, not the request; the others are written."""
+    r = db.post("/db/_bulk_docs", orjson.dumps({"new_edits": False, "docs": [
+        {"_id": "foo", "_rev": "1-", "n": 1}, {"_id": "bar", "_rev": "1-abc", "n": 2}]}),
+        content_type="application/json")
+    assert r.status_int == 201 and [row["id"] for row in r.json] == ["foo"]
+    assert r.json[0]["error"] == "bad_request"
+    assert db.get("/db/bar").json["_rev"] == "1-abc"
+    db.get("/db/foo", status=404)
+
+
+def test_open_revs_with_a_revision_that_does_not_parse_is_400(db):
+    put(db, "/db/foo", {})
+    r = db.get('/db/foo?open_revs=["1-almost","2-correct","keys"]', expect_errors=True)
+    assert (r.status_int, r.json["error"]) == (400, "bad_request")
+    r = db.get('/db/foo?open_revs={"whatever":"which is"}', expect_errors=True)
+    assert (r.status_int, r.json["error"]) == (400, "bad_request")
+    assert db.get('/db/foo?open_revs=["1-almost"]').json == [{"missing": "1-almost"}]
