@@ -126,7 +126,7 @@ def parallel_build(view, progress=None, processes: int | None = None) -> bool:
 
 def _map_here(view, ids: list[str]) -> tuple[int, tuple[list, dict, int]]:
     """Read, map and encode a chunk: ``(documents, fresh_chunk)``, ready to write."""
-    docs = view.db.versions.get_many(ids)
+    docs = view.documents(ids)
     return len(docs), view.fresh_chunk(list(view.map_docs(docs).items()))
 
 

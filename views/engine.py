@@ -49,6 +49,7 @@ ROW_SEP = "\x01"
 
 
 
+
 class View:
     """A view of one database: its index, kept up to date, and its queries."""
 
@@ -89,6 +90,16 @@ class View:
         except Exception as e:                  # user code: skip the doc, keep the view
             self.map_failed(doc, f"{type(e).__name__}: {e}")
             return []
+
+    def documents(self, ids: list[str]) -> dict[str, dict]:
+        """The live documents of ``ids`` (id -> document) as map functions see them:
+        with ``_conflicts`` when they have any, as CouchDB's indexer reads them (a view
+        of conflicts is the usual way to find them)."""
+        docs = self.db.versions.get_many(ids)
+        for doc in docs.values():
+            if doc.meta.conflicts:
+                doc["_conflicts"] = list(doc.meta.conflicts)
+        return docs
 
     def map_docs(self, docs: dict[str, dict]) -> dict[str, list]:
         """The rows of each of ``docs`` (id -> document), as :meth:`map_doc` maps one;
@@ -152,7 +163,7 @@ class View:
     def apply(self, changes, state: dict) -> None:
         """Apply ``changes`` (in the caller's transaction); updates ``state``."""
         ids = [c.id for c in changes if not c.id.startswith("_design/")]
-        found = self.map_docs(self.db.versions.get_many(ids))
+        found = self.map_docs(self.documents(ids))
         mapped = {doc_id: found.get(doc_id, []) for doc_id in ids}
         self.write_rows(mapped, state)
         state["seq"] = changes[-1].seq
