@@ -51,13 +51,19 @@ FILTER_BATCH = 256      # changes a filter takes at once (one call into V8 per b
 Filter = Callable[[list], list]
 
 
-def filtered(changes: Iterable, accept: Filter | None) -> Iterator:
-    """``changes`` that ``accept`` passes, read and filtered FILTER_BATCH at a time."""
+def filtered(changes: Iterable, accept: Filter | None, seen: dict | None = None) -> Iterator:
+    """``changes`` that ``accept`` passes, read and filtered FILTER_BATCH at a time;
+    ``seen["seq"]`` follows the last change read, passed or not."""
     if accept is None:
-        yield from changes
+        for change in changes:
+            if seen is not None:
+                seen["seq"] = change.seq
+            yield change
         return
     chunk: list = []
     for change in changes:
+        if seen is not None:
+            seen["seq"] = change.seq
         chunk.append(change)
         if len(chunk) >= FILTER_BATCH:
             yield from accept(chunk)
@@ -117,8 +123,10 @@ class ChangesEndpoints:
                     row["doc"] = attachments.stubs(doc, full) if doc is not None else None
             return row
 
+        seen: dict = {"seq": None}          # the last change read, filtered out or not
+
         def batch(after: int):
-            rows = filtered(database.changes(after, descending=descending), accept)
+            rows = filtered(database.changes(after, descending=descending), accept, seen)
             return list(islice(rows, limit)) if limit is not None else rows
 
         parking = bool(request.environ.get(PARK))
@@ -147,9 +155,11 @@ class ChangesEndpoints:
                     wait_in_place(park, waiter)
 
         if feed == "normal" or descending:
-            return self.normal_feed(request, database, batch, entry, since, descending)
+            return self.normal_feed(request, database, batch, entry, since, descending,
+                                    seen, limit)
         if feed == "longpoll":
-            return Response(self.longpoll(database, batch, entry, since, wait, timeout),
+            return Response(self.longpoll(database, batch, entry, since, wait, timeout, seen,
+                                          limit),
                             content_type="application/json", direct_passthrough=True)
         return Response(self.continuous(database, batch, entry, since, wait, timeout, limit,
                                         eventsource=feed == "eventsource"),
@@ -274,26 +284,34 @@ class ChangesEndpoints:
                 return False
         return accept
 
-    def normal_feed(self, request, database, batch, entry, since, descending):
-        state = {"seq": since}
+    def normal_feed(self, request, database, batch, entry, since, descending, seen, limit):
+        state = {"seq": since, "rows": 0}
 
         def results():
             for change in batch(since):
                 state["seq"] = change.seq
+                state["rows"] += 1
                 yield entry(change)
 
         def tail():
-            return {"last_seq": format_seq(database, state["seq"]), "pending": 0}
+            last = state["seq"]
+            if not descending and (limit is None or state["rows"] < limit):
+                # Read to the end: a filter's last_seq is the last change read, passed
+                # or not (CouchDB's), so a filtered reader does not read them again.
+                last = max(last, seen["seq"] or 0)
+            return {"last_seq": format_seq(database, last), "pending": 0}
         return self.http.stream(request, Listing({}, "results", results(), tail))
 
     @staticmethod
-    def longpoll(database, batch, entry, since, wait, timeout):
+    def longpoll(database, batch, entry, since, wait, timeout, seen, limit):
         deadline = time.monotonic() + timeout
         rows = list(batch(since))
         if not rows:
             yield from wait(since, deadline)
             rows = list(batch(since))
         last = rows[-1].seq if rows else since
+        if limit is None or len(rows) < limit:         # read to the end, as normal_feed
+            last = max(last, seen["seq"] or 0)
         yield b"".join(stream(Listing({}, "results", [entry(c) for c in rows], lambda: {
             "last_seq": format_seq(database, last), "pending": 0}), JSON))
 

@@ -172,3 +172,20 @@ def test_open_revs_with_a_revision_that_does_not_parse_is_400(db):
     r = db.get('/db/foo?open_revs={"whatever":"which is"}', expect_errors=True)
     assert (r.status_int, r.json["error"]) == (400, "bad_request")
     assert db.get('/db/foo?open_revs=["1-almost"]').json == [{"missing": "1-almost"}]
+
+
+def test_a_filtered_feed_ends_at_the_last_change_it_read(db):
+    """Filtered out, changes still move last_seq on (CouchDB): a filtered reader, a
+    replication's checkpoint among them, does not read them again; with a limit met,
+    last_seq is the last row's."""
+    put(db, "/db/a", {})
+    put(db, "/db/b", {})
+    put(db, "/db/_design/f", {"filters": {"none": "function (doc) { return false; }"}})
+    for query in ("filter=f/none", 'filter=_doc_ids&doc_ids=["zz"]',
+                  "filter=f/none&feed=longpoll&timeout=100"):
+        out = db.get(f"/db/_changes?{query}").json
+        assert out["results"] == [] and out["last_seq"].startswith("3-"), (query, out)
+    out = db.get('/db/_changes?filter=_doc_ids&doc_ids=["a","b"]&limit=1').json
+    assert [r["id"] for r in out["results"]] == ["a"] and out["last_seq"].startswith("1-")
+    since = db.get("/db/_changes?filter=f/none").json["last_seq"]
+    assert db.get(f"/db/_changes?filter=f/none&since={since}").json["last_seq"] == since
