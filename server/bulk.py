@@ -115,8 +115,9 @@ class BulkEndpoints:
         keys = get.json("keys")
         if keys is not None and not isinstance(keys, list):
             raise bad_request("`keys` must be an array of document ids")
-        if "key" in body or "key" in p:
-            keys = [get.json("key")]
+        # key is a range of one id (CouchDB): a deleted or missing document gives no
+        # row, where keys gives its row (deleted, or not_found)
+        single = "key" in body or "key" in p
         descending = get.bool("descending")
         include_docs = get.bool("include_docs")
         conflicts = get.bool("conflicts")
@@ -139,6 +140,8 @@ class BulkEndpoints:
         else:
             start = get.json("startkey", get.json("start_key"))
             end = get.json("endkey", get.json("end_key"))
+            if single:
+                start = end = get.json("key")
             start, empty1 = id_bound(start, lower=not descending) if start is not None else (None, False)
             end, empty2 = id_bound(end, lower=descending) if end is not None else (None, False)
             lo, hi = (end, start) if descending else (start, end)

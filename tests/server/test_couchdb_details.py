@@ -189,3 +189,16 @@ def test_a_filtered_feed_ends_at_the_last_change_it_read(db):
     assert [r["id"] for r in out["results"]] == ["a"] and out["last_seq"].startswith("1-")
     since = db.get("/db/_changes?filter=f/none").json["last_seq"]
     assert db.get(f"/db/_changes?filter=f/none&since={since}").json["last_seq"] == since
+
+
+def test_all_docs_key_is_a_range_of_one_id(db):
+    """``key`` reads as ``startkey=endkey=key`` (CouchDB): a deleted or missing
+    document gives no row; ``keys`` gives each its row (deleted, or not_found)."""
+    put(db, "/db/live", {})
+    rev = put(db, "/db/gone", {}).json["rev"]
+    db.delete(f"/db/gone?rev={rev}")
+    ids = lambda q: [r.get("id") for r in db.get(f"/db/_all_docs?{q}").json["rows"]]  # noqa: E731
+    assert ids('key="live"') == ["live"]
+    assert ids('key="gone"') == [] and ids('key="nothing"') == []
+    rows = db.get('/db/_all_docs?keys=["gone","nothing"]').json["rows"]
+    assert rows[0]["value"]["deleted"] is True and rows[1]["error"] == "not_found"
