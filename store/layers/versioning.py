@@ -121,6 +121,11 @@ def split_body(doc: Doc, local: bool = False) -> dict:
             raise BadRequest("_revisions must be {start: N, ids: [hash, ...]}: N at least "
                              "as many as the ids, and ids strings")
         meta.revisions = ids
+        if not meta.new_edits:
+            # A replicated revision is the one its _revisions name, whatever _rev says
+            # (CouchDB's: "we already got the rev from the _revisions"); PouchDB sends
+            # them at odds when a hash repeats in a history.
+            meta.rev = f"{start}-{ids[0]}"
     if meta.rev not in (None, CURRENT):
         try:
             rev_generation(meta.rev)

@@ -371,6 +371,17 @@ class DocumentContract:
         assert doc["_rev"] == "4-d" and doc.meta.revisions == ["d", "c", "b", "a"]
         assert doc.meta.conflicts == [] and [leaf.rev for leaf in db.leaves("x")] == ["4-d"]
 
+    def test_a_replicated_revision_is_the_one_its_revisions_name(self, db):
+        """``_revisions`` win over a ``_rev`` at odds with them (CouchDB): PouchDB's
+        replicator sends such pairs when a hash repeats in a history (its #789)."""
+        self.replicate(db, "1-a", v=1)
+        doc = db.save({"_id": "x", "_rev": "2-a", "_revisions": {"start": 1, "ids": ["a"]},
+                       "v": 2}, new_edits=False)
+        assert doc.meta.rev is None or doc.meta.rev == "1-a"     # had it: nothing written
+        db.save({"_id": "x", "_rev": "3-c", "_revisions": {"start": 2, "ids": ["c", "a"]},
+                 "v": 3}, new_edits=False)
+        assert db["x"]["_rev"] == "2-c" and db["x"].meta.revisions == ["c", "a"]
+
     def test_revs_diff_knows_every_stored_revision_and_names_possible_ancestors(self, db):
         self.live_and_deleted(db, "ab")
         assert db.revs_diff("x", ["1-a1", "2-a2", "3-a3", "1-b1"]) == []
