@@ -203,6 +203,8 @@ class BulkEndpoints:
         all_or_nothing = body.get("all_or_nothing", False) is True and new_edits
         for item in docs:
             check_item(item, new_edits)     # one malformed document: the request is a 400
+            if new_edits and "_id" not in item:
+                item["_id"] = new_id()      # before the rules: a new id is checked as any other
             if isinstance(item.get("_id"), str):
                 if item["_id"].startswith("_design/"):      # members: the whole batch is 403
                     self.auth.require_db_admin(request.user, database)
@@ -268,13 +270,12 @@ class BulkEndpoints:
         limit)."""
         if not isinstance(item, dict):
             return {"id": None, "error": "bad_request", "reason": "Document must be a JSON object"}
-        doc_id = item.get("_id")
+        doc_id = item.get("_id")            # given, or made new by on_bulk_docs
         try:
-            check_rev(item.get("_rev"))
+            if not new_edits:               # with new_edits, check_item checked it
+                check_rev(item.get("_rev"))
             if doc_id is not None:
                 self.writes.check_design(request, database, doc_id, item)
-            elif new_edits:
-                doc_id = item["_id"] = new_id()
             doc = Doc(item, Meta(new_edits=new_edits))
             self.writes.prepare_attachments(database, doc_id, doc, new_edits=new_edits)
             if check_size and "_attachments" not in doc:

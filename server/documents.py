@@ -7,7 +7,7 @@ import uuid
 
 from werkzeug.wrappers import Response
 
-from settee.store import REPLICATOR, Doc, Meta, NotFound, strip_credentials
+from settee.store import REPLICATOR, Doc, Meta, NotFound, new_id, strip_credentials
 
 from . import attachments
 from .auth import HASH_FIELDS, USERS_DB
@@ -216,14 +216,15 @@ class DocumentEndpoints:
         database = self.http.db(db)
         body = self.http.document_body(request)
         check_fields(body)
-        if "_id" in body:
-            check_docid(body["_id"])
-            self.writes.check_design(request, database, body["_id"], body)
-            self.writes.check_user_doc(request, database, body["_id"], body)
-        elif database.name == USERS_DB:
-            raise bad_request("documents in _users need an _id")
-        self.writes.prepare_attachments(database, body.get("_id"), body)
-        doc = self.writes.write(request, database, None, Doc(body))
+        if "_id" not in body:
+            if database.name == USERS_DB:
+                raise bad_request("documents in _users need an _id")
+            body["_id"] = new_id()      # before the rules: a new id is checked as any other
+        docid = check_docid(body["_id"])
+        self.writes.check_design(request, database, docid, body)
+        self.writes.check_user_doc(request, database, docid, body)
+        self.writes.prepare_attachments(database, docid, body)
+        doc = self.writes.write(request, database, docid, Doc(body))
         if request.args.get("batch") == "ok":
             return self.http.accepted(request, doc.meta.id)
         return self.http.saved(request, db, doc.meta.id, doc, 201)

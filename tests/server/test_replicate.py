@@ -141,3 +141,15 @@ def test_replicator_members_see_only_their_own_credentials(tmp_path):
     r = request(app, "/_replicator/job", "COPY", headers={**eve, "Destination": "mine"})
     assert r.status_int == 403
     assert app.get("/_replicator/_all_docs", headers=admin).json["total_rows"] == 1
+    # Without an _id (POST, _bulk_docs) a document meets the same rules: owned by its
+    # writer, and a replication; no ownerless job naming local databases slips past
+    made = post(app, "/_replicator", {"source": "a", "target": "http://127.0.0.1:9/c"},
+                status=201, headers=eve).json["id"]
+    assert app.get(f"/_replicator/{made}", headers=admin).json["owner"] == "eve"
+    post(app, "/_replicator", {"source": "a", "target": "b", "owner": "bob"}, status=403,
+         headers=eve)
+    post(app, "/_replicator/_bulk_docs", {"docs": [{"not": "a replication"}]}, status=403,
+         headers=eve)
+    post(app, "/_replicator/_bulk_docs", {"docs": [{"source": "a", "target": "b",
+                                                    "owner": "bob"}]}, status=403, headers=eve)
+    assert app.get("/_replicator/_all_docs", headers=admin).json["total_rows"] == 2
