@@ -7,7 +7,6 @@ import pytest
 from httpclient import make_app
 
 from settee.server import changes as changes_module
-from settee.views import couchapp
 
 DESIGN = {
     "filters": {
@@ -74,14 +73,8 @@ def test_the_view_filter_runs_a_javascript_map(app):
     assert ids(app.get("/db/_changes?filter=_view&view=f/odd")) == ["d1", "d3", "d5"]
 
 
-def test_filters_take_changes_in_batches(app, monkeypatch):
+def test_filters_take_changes_in_batches(app, monkeypatch, js_calls):
     monkeypatch.setattr(changes_module, "FILTER_BATCH", 4)
-    calls = []
-    original = couchapp.DesignFunctions._call
-
-    def counted(self, function, *args):
-        calls.append(function)
-        return original(self, function, *args)
-    monkeypatch.setattr(couchapp.DesignFunctions, "_call", counted)
+    calls = js_calls
     assert ids(app.get("/db/_changes?filter=f/big&min=0")) == [f"d{n}" for n in range(6)]
     assert calls.count("__setteeRender.filter") == 2          # 7 changes, 4 at a time
